@@ -1,0 +1,35 @@
+# harmony: every target sets itself up (a local .venv with torch pinned to the CPU wheel).
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test demo bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=...)"; exit 2; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first, pinned: an unpinned torch pulls a multi-GB CUDA build.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+demo: setup
+	$(BIN)/harmony evaluate --dataset fisher --protocol harmony --lookback 72 \
+		--models ar,ar-gauss,seasonal,last --out results/fisher_harmony_l72.csv
+
+bench: setup
+	$(BIN)/python bench/fisher_baselines.py
+
+lint: setup
+	$(BIN)/ruff check forecasting controller tests bench
+	$(BIN)/lint-imports
+
+clean:
+	rm -rf $(VENV) results .pytest_cache

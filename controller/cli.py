@@ -1,0 +1,204 @@
+"""The `harmony` command line: a thin typer layer that parses flags and calls the library.
+
+Bad input ends with a one-line `error: ...` naming the file, column or flag, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from controller.tables import frame_summary, results_table
+from forecasting.datasets import SOURCES, get_source
+from forecasting.errors import HarmonyInputError
+from forecasting.evaluation import harmony_protocol, rolling_protocol, with_means
+from forecasting.evaluation.published import AR36_FISHER_MEAN, SOURCE as PUBLISHED_SOURCE, published_rows
+from forecasting.predictors import PREDICTORS, parse_models
+
+app = typer.Typer(help="harmony: forecast GPU demand as a distribution and scale ahead of it.",
+                  no_args_is_help=True, add_completion=False)
+datasets_app = typer.Typer(help="Bundled and user-supplied telemetry datasets.", no_args_is_help=True)
+app.add_typer(datasets_app, name="datasets")
+
+console = Console()
+if not console.is_terminal:  # piped or captured output: wide enough that names are not cut
+    console = Console(width=160)
+err_console = Console(stderr=True, width=400)
+
+
+def user_errors(fn):
+    """Print HarmonyInputError as one line and exit 2 (the status typer uses for bad flags)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except HarmonyInputError as exc:
+            err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+# --- shared dataset flags --------------------------------------------------------------------------
+DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help=f"one of: {', '.join(SOURCES)}")]
+PathOpt = Annotated[Path | None, typer.Option(help="a file or folder in the dataset's format (default: bundled)")]
+OptionOpt = Annotated[list[str] | None, typer.Option("--option", "-o", help="dataset option KEY=VALUE (repeatable)")]
+IntervalOpt = Annotated[str | None, typer.Option(help="resample to this interval, e.g. 10s, 1min")]
+TimeColOpt = Annotated[str | None, typer.Option(help="csv/parquet: timestamp column")]
+SeriesColOpt = Annotated[str | None, typer.Option(help="csv/parquet: series column")]
+IndicatorColOpt = Annotated[str | None, typer.Option(help="csv/parquet long format: indicator-name column")]
+ValueColOpt = Annotated[str | None, typer.Option(help="csv/parquet long format: value column")]
+FormatOpt = Annotated[str | None, typer.Option("--format", help="csv/parquet: wide or long")]
+LevelsOpt = Annotated[str | None, typer.Option(help="csv/parquet: hierarchy levels, name=level,...")]
+
+
+def parse_value(text: str):
+    """CLI option values: integers, floats and true/false become typed, the rest stay strings."""
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def dataset_options(option: list[str] | None, **flags) -> dict:
+    options = {}
+    for item in option or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise HarmonyInputError(f"--option {item!r} is not KEY=VALUE")
+        options[key.strip().replace("-", "_")] = parse_value(value.strip())
+    options.update({k: v for k, v in flags.items() if v not in (None, False)})
+    return options
+
+
+def load_frame(dataset: str, path: Path | None, options: dict):
+    return get_source(dataset).load(path, **options)
+
+
+# --- datasets ---------------------------------------------------------------------------------------
+@datasets_app.command("list")
+def datasets_list() -> None:
+    """List dataset sources, their bundled copies and options."""
+    from rich.table import Table
+
+    table = Table(title="datasets", title_justify="left")
+    for col in ("name", "description", "bundled", "options"):
+        table.add_column(col)
+    for source in SOURCES.values():
+        table.add_row(source.name, source.description, source.default_path or "(generated)",
+                      ", ".join(source.options))
+    console.print(table)
+
+
+@datasets_app.command("show")
+@user_errors
+def datasets_show(
+    name: Annotated[str, typer.Argument(help="dataset name")],
+    path: PathOpt = None,
+    option: OptionOpt = None,
+    interval: IntervalOpt = None,
+    time_column: TimeColOpt = None,
+    series_column: SeriesColOpt = None,
+    indicator_column: IndicatorColOpt = None,
+    value_column: ValueColOpt = None,
+    format: FormatOpt = None,
+    levels: LevelsOpt = None,
+) -> None:
+    """Span, interval, series, indicators with levels, and missing data of a dataset."""
+    options = dataset_options(option, interval=interval, time_column=time_column, series_column=series_column,
+                              indicator_column=indicator_column, value_column=value_column, format=format,
+                              levels=levels)
+    frame = load_frame(name, path, options)
+    frame_summary(name, frame, console)
+
+
+# --- evaluate ---------------------------------------------------------------------------------------
+@app.command()
+@user_errors
+def evaluate(
+    dataset: DatasetOpt = "fisher",
+    path: PathOpt = None,
+    protocol: Annotated[str, typer.Option(help="harmony (per series, horizon 1) or rolling")] = "harmony",
+    lookback: Annotated[int, typer.Option(help="context window in steps")] = 72,
+    horizon: Annotated[int, typer.Option(help="steps ahead (rolling protocol)")] = 1,
+    stride: Annotated[int | None, typer.Option(help="steps between origins (rolling; default horizon)")] = None,
+    models: Annotated[str, typer.Option(help=f"comma-separated: {', '.join(PREDICTORS)} (name:arg)")] = "ar,last",
+    samples: Annotated[int, typer.Option(help="predictive samples per forecast")] = 100,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    max_gap: Annotated[int, typer.Option(help="interpolate gaps up to this many steps")] = 3,
+    out: Annotated[Path | None, typer.Option(help="write the results table as CSV")] = None,
+    option: OptionOpt = None,
+    interval: IntervalOpt = None,
+    time_column: TimeColOpt = None,
+    series_column: SeriesColOpt = None,
+    indicator_column: IndicatorColOpt = None,
+    value_column: ValueColOpt = None,
+    format: FormatOpt = None,
+    levels: LevelsOpt = None,
+) -> None:
+    """Score forecasters on a dataset: MSE, CRPS, MAE, pinball, coverage per series and their mean."""
+    if protocol not in ("harmony", "rolling"):
+        raise HarmonyInputError(f"--protocol {protocol!r} must be 'harmony' or 'rolling'")
+    if protocol == "harmony" and horizon != 1:
+        raise HarmonyInputError("--horizon must be 1 with --protocol harmony (use --protocol rolling)")
+    specs = parse_models(models)
+    options = dataset_options(option, interval=interval, time_column=time_column, series_column=series_column,
+                              indicator_column=indicator_column, value_column=value_column, format=format,
+                              levels=levels)
+    frame = load_frame(dataset, path, options)
+    frame, gaps = frame.fill_gaps(max_gap)
+    unfilled = [g for g in gaps if not g.filled]
+    if gaps:
+        console.print(f"gaps: {len(gaps) - len(unfilled)} interpolated (<= {max_gap} steps), "
+                      f"{len(unfilled)} left missing ({sum(g.steps for g in unfilled)} samples)")
+    n_jobs = len(specs) * (len(frame.series) if protocol == "harmony" else 1)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("evaluating", total=n_jobs)
+
+        def step(label: str) -> None:
+            bar.update(task, description=label)
+            bar.advance(task)
+
+        if protocol == "harmony":
+            rows = harmony_protocol(frame, specs, lookback=lookback, n_samples=samples, seed=seed, progress=step)
+        else:
+            rows = rolling_protocol(frame, specs, lookback=lookback, horizon=horizon, stride=stride,
+                                    n_samples=samples, seed=seed, progress=step)
+    rows = [dict(r, source="measured") for r in with_means(rows)]
+    columns = ["series", "model", "mse", "crps", "mae", "pinball", "coverage90", "n_targets"]
+    title = f"{dataset} / {protocol} protocol, lookback {lookback}, horizon {horizon} (scaled space)"
+    console.print(results_table(title, rows, columns))
+    published = []
+    if dataset == "fisher" and protocol == "harmony":
+        published = [dict(r, lookback=lookback, horizon=1, source="published")
+                     for r in published_rows(list(frame.series), lookback)]
+        if published:
+            console.print(results_table(f"published, not measured here ({PUBLISHED_SOURCE})", published,
+                                        ["series", "model", "mse", "crps", "source"]))
+            console.print(f"reference (published): ridge AR(36), empirical residuals, mean of 10 containers: "
+                          f"MSE {AR36_FISHER_MEAN[0]}, CRPS {AR36_FISHER_MEAN[1]}")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        table = pd.DataFrame(rows + published)
+        first = ["series", "model", "lookback", "horizon", "mse", "crps"]
+        table = table[first + [c for c in table.columns if c not in first]]
+        table["n_targets"] = table["n_targets"].astype("Int64")
+        table.to_csv(out, index=False)
+        console.print(f"wrote {out}")
+
+
+def main() -> None:  # pragma: no cover - console-script entry
+    app()

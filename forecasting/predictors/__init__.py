@@ -1,0 +1,63 @@
+"""Predictors behind one registry.
+
+Model specs are `name` or `name:argument`, e.g. `ar`, `ar:12`, `seasonal:144`. One module per family;
+add a model by adding a factory below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from forecasting.errors import HarmonyInputError
+from forecasting.predictors.autoregressive import AutoRegressive
+from forecasting.predictors.base import Context, Predictor
+from forecasting.predictors.naive import LastValue, SeasonalNaive
+
+
+def _int_arg(spec: str, arg: str | None, default: int | None) -> int | None:
+    if arg is None or arg == "":
+        return default
+    try:
+        return int(arg)
+    except ValueError:
+        raise HarmonyInputError(f"model {spec!r} (--models): argument {arg!r} is not an integer") from None
+
+
+#: name -> (factory(spec, argument), help)
+PREDICTORS: dict[str, tuple[Callable[[str, str | None], Predictor], str]] = {
+    "last": (lambda spec, arg: LastValue(), "last observed value, empirical multi-step errors"),
+    "naive": (lambda spec, arg: LastValue(), "alias of 'last'"),
+    "seasonal": (
+        lambda spec, arg: SeasonalNaive(_int_arg(spec, arg, None)),
+        "seasonal naive; argument: season in steps (default one day)",
+    ),
+    "ar": (
+        lambda spec, arg: AutoRegressive(_int_arg(spec, arg, 36), residuals="empirical"),
+        "ridge AR(p) per indicator, empirical validation residuals; argument: p (default 36)",
+    ),
+    "ar-gauss": (
+        lambda spec, arg: AutoRegressive(_int_arg(spec, arg, 36), residuals="gaussian"),
+        "ridge AR(p) per indicator, Gaussian residuals; argument: p (default 36)",
+    ),
+}
+
+
+def build_predictor(spec: str) -> Predictor:
+    """A fresh, unfitted predictor from a spec such as 'ar:36'."""
+    name, _, arg = spec.strip().partition(":")
+    if name not in PREDICTORS:
+        raise HarmonyInputError(f"unknown model {name!r} (--models); known: {', '.join(PREDICTORS)}")
+    return PREDICTORS[name][0](spec, arg or None)
+
+
+def parse_models(specs: str) -> list[str]:
+    """Split a comma-separated --models value, rejecting empty and unknown names up front."""
+    items = [s.strip() for s in specs.split(",") if s.strip()]
+    if not items:
+        raise HarmonyInputError("--models is empty")
+    for spec in items:
+        build_predictor(spec)
+    return items
+
+
+__all__ = ["PREDICTORS", "Context", "Predictor", "build_predictor", "parse_models"]
