@@ -18,7 +18,8 @@ from controller.tables import frame_summary, results_table
 from forecasting.datasets import SOURCES, get_source
 from forecasting.errors import HarmonyInputError
 from forecasting.evaluation import harmony_protocol, rolling_protocol, with_means
-from forecasting.evaluation.published import AR36_FISHER_MEAN, SOURCE as PUBLISHED_SOURCE, published_rows
+from forecasting.evaluation.published import AR36_FISHER_MEAN, published_rows
+from forecasting.evaluation.published import SOURCE as PUBLISHED_SOURCE
 from forecasting.predictors import PREDICTORS, parse_models
 
 app = typer.Typer(help="harmony: forecast GPU demand as a distribution and scale ahead of it.",

@@ -52,7 +52,7 @@ def read_container(path: Path) -> pd.DataFrame:
     df = read_csv(path)
     require_columns(df, [TIME_COLUMN, *(ind.name for ind in INDICATORS)], path)
     try:
-        stamps = pd.to_datetime(df[TIME_COLUMN], errors="raise")
+        stamps = pd.to_datetime(df[TIME_COLUMN], errors="raise", format="ISO8601")
     except (ValueError, TypeError):
         raise HarmonyInputError(f"{path}: column {TIME_COLUMN!r} has values that are not timestamps") from None
     if stamps.duplicated().any():

@@ -34,7 +34,11 @@ HARMONY_FISHER: dict[tuple[str, int], tuple[float, float]] = {
 }
 
 #: lookback -> (mse, crps), mean over the 10 published containers (as quoted in datasets/README.md)
-HARMONY_FISHER_MEAN: dict[int, tuple[float, float]] = {72: (0.0453, 0.0995), 144: (0.0458, 0.0940), 288: (0.0474, 0.1097)}
+HARMONY_FISHER_MEAN: dict[int, tuple[float, float]] = {
+    72: (0.0453, 0.0995),
+    144: (0.0458, 0.0940),
+    288: (0.0474, 0.1097),
+}
 
 #: The reference figure for a per-indicator ridge AR(36) with empirical residuals, same protocol,
 #: mean over the 10 containers.

@@ -61,7 +61,8 @@ class AutoRegressive(Predictor):
             x_mean, y_mean = xi.mean(axis=0), yi.mean()
             xc, yc = xi - x_mean, yi - y_mean
             gram = xc.T @ xc + self.alpha * np.eye(self.p)
-            self.coef[i] = np.linalg.lstsq(gram, xc.T @ yc, rcond=None)[0]  # lstsq: a constant column is singular at alpha=0
+            # lstsq, not solve: a constant column (a memory limit) makes the system singular at alpha=0
+            self.coef[i] = np.linalg.lstsq(gram, xc.T @ yc, rcond=None)[0]
             self.intercept[i] = y_mean - x_mean @ self.coef[i]
         values, val_start = history(train, validation, keep_train=self.p)
         Xv, yv = _lagged(values, self.p)

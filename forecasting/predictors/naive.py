@@ -16,6 +16,9 @@ from forecasting.forecast import Forecast
 from forecasting.predictors.base import Context, Predictor, draw_rows, history
 from forecasting.telemetry import TelemetryFrame
 
+#: fewest validation error trajectories worth sampling from before training rows are used as well
+MIN_TRAJECTORIES = 30
+
 
 def seasonal_point(ctx: np.ndarray, horizon: int, season: int) -> np.ndarray:
     """[horizon, ...] from a context [lookback, ...] (lookback >= season)."""
@@ -46,18 +49,23 @@ class SeasonalNaive(Predictor):
                 f"{self.name} needs at least one season ({self.season_steps} steps) of training rows, "
                 f"got {len(train)}"
             )
-        self._history, self._val_start = history(train, validation, keep_train=self.season_steps)
+        # The rules have no fitted parameters, so errors on training rows are honest too; keep them as a
+        # fallback for horizons the validation split is too short to score.
+        self._history, self._val_start = history(train, validation, keep_train=len(train))
         self._pools = {}
         return self
 
     def _error_pool(self, horizon: int) -> np.ndarray:
-        """[n, horizon, indicators] complete error trajectories of origins whose targets are validation rows."""
+        """[n, horizon, indicators] complete error trajectories of origins whose targets are validation rows,
+        or of every origin in train and validation when validation holds fewer than MIN_TRAJECTORIES."""
         if horizon not in self._pools:
             values, m = self._history, self.season_steps
             first_origin = max(self._val_start - 1, m - 1)
+            if len(values) - horizon - first_origin < MIN_TRAJECTORIES:
+                first_origin = m - 1
             origins = np.arange(first_origin, len(values) - horizon)
             if len(origins) == 0:
-                raise HarmonyInputError(f"{self.name}: validation split shorter than the horizon {horizon}")
+                raise HarmonyInputError(f"{self.name}: history too short for the horizon {horizon}")
             h = np.arange(1, horizon + 1)
             back = m * np.ceil(h / m).astype(int) - h
             truth = values[origins[:, None] + h[None]]  # [n, H, S, I]
