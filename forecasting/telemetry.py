@@ -63,7 +63,7 @@ class Split:
     test: TelemetryFrame
 
 
-def _as_interval(interval: str | pd.Timedelta) -> pd.Timedelta:
+def parse_interval(interval: str | pd.Timedelta) -> pd.Timedelta:
     try:
         td = pd.Timedelta(interval)
     except (ValueError, TypeError) as exc:
@@ -117,7 +117,7 @@ class TelemetryFrame:
                 raise HarmonyInputError(f"cannot infer the interval of fewer than two timestamps{where}")
             steps = np.diff(index.asi8)
             interval = pd.Timedelta(int(steps.min()), unit="ns")
-        self.interval = _as_interval(interval)
+        self.interval = parse_interval(interval)
         if len(index) > 1:
             steps = np.diff(index.asi8)
             if not np.all(steps == self.interval.value):
@@ -156,7 +156,7 @@ class TelemetryFrame:
         Each sample falls into the bin `floor(t / interval)`; a bin with several samples is aggregated
         with `how` ("mean", "sum", "max", "min", "last", or a dict per indicator); an empty bin is NaN.
         """
-        step = _as_interval(interval)
+        step = parse_interval(interval)
         names = [ind.name for ind in indicators]
         where = f" in {source}" if source else ""
         missing = [c for c in [time, *([series] if series else []), *names] if c not in samples.columns]
@@ -354,7 +354,7 @@ class TelemetryFrame:
         A finer interval places each sample on its own timestamp and leaves the new steps NaN, so that
         `fill_gaps` decides (and reports) what gets interpolated.
         """
-        step = _as_interval(interval)
+        step = parse_interval(interval)
         if step == self.interval:
             return self
         if step > self.interval:

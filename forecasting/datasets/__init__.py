@@ -8,12 +8,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from forecasting.datasets import fisher
+from forecasting.datasets import azure_llm, fisher, gentd26, synthetic, tabular
 from forecasting.datasets.base import DATASETS_ROOT, DatasetSource
 from forecasting.errors import HarmonyInputError
 from forecasting.telemetry import TelemetryFrame
 
-SOURCES: dict[str, DatasetSource] = {source.name: source for source in (fisher.SOURCE,)}
+SOURCES: dict[str, DatasetSource] = {
+    source.name: source
+    for source in (
+        fisher.SOURCE, gentd26.SOURCE, azure_llm.SOURCE, tabular.SOURCE_CSV, tabular.SOURCE_PARQUET,
+        synthetic.SOURCE,
+    )
+}
 
 
 def get_source(name: str) -> DatasetSource:

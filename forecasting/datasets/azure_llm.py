@@ -17,7 +17,7 @@ import pandas as pd
 
 from forecasting.datasets.base import DatasetSource, read_csv, require_columns
 from forecasting.errors import HarmonyInputError
-from forecasting.telemetry import LEVEL_DEMAND, Indicator, TelemetryFrame, _as_interval
+from forecasting.telemetry import LEVEL_DEMAND, Indicator, TelemetryFrame, parse_interval
 
 FILE_NAME = "AzureLLMInferenceTrace_conv.csv"
 TIME_COLUMN = "TIMESTAMP"
@@ -82,7 +82,7 @@ def read_requests(path: Path) -> pd.DataFrame:
 def load(path: Path | None, interval: str | pd.Timedelta = "10s") -> TelemetryFrame:
     """Request and token rates per `interval` as one series named after the file stem."""
     file = _csv_file(path)
-    step = _as_interval(interval)
+    step = parse_interval(interval)
     requests = read_requests(file)
     if requests.empty:
         raise HarmonyInputError(f"{file}: no requests (column {TIME_COLUMN!r} is empty)")

@@ -48,6 +48,13 @@ FILES = {
     "queue_rt": "queue_rt_raw_anon.csv.gz",
 }
 
+#: The file each indicator comes from (a key of FILES).
+FILE_OF = {
+    "generative_qps": "qps", "api_qps": "qps", "queue_size": "queue_size", "queue_time_ms": "queue_rt",
+    "gpu_busy": "duty", "pods_reporting": "duty", "busy_pods": "duty", "gpu_memory_bytes": "gpu_memory",
+    "pod_memory_util": "pod_memory",
+}
+
 INDICATORS: tuple[Indicator, ...] = (
     Indicator("generative_qps", LEVEL_DEMAND, "requests/s"),
     Indicator("api_qps", LEVEL_DEMAND, "requests/s"),
@@ -72,7 +79,7 @@ def _file(folder: Path, name: str) -> Path:
     raise HarmonyInputError(f"{path}: no such file (dataset 'gentd26' expects {name} in --path)")
 
 
-def _read(folder: Path, key: str, columns: list[str]) -> tuple[pd.DataFrame, Path]:
+def _read(folder: Path, key: str, columns: list[str]) -> pd.DataFrame:
     """One file with its required columns; timestamps and values numeric (errors name file and column)."""
     path = _file(folder, FILES[key])
     df = read_csv(path)
@@ -93,7 +100,7 @@ def _read(folder: Path, key: str, columns: list[str]) -> tuple[pd.DataFrame, Pat
     for col in columns:
         if col not in (TIME, VALUE):
             out[col] = df[col]
-    return out.dropna(subset=[VALUE]), path
+    return out.dropna(subset=[VALUE])
 
 
 def _per_pod(df: pd.DataFrame) -> pd.DataFrame:
@@ -106,29 +113,29 @@ def _aggregates(folder: Path) -> pd.DataFrame:
     """Per-timestamp aggregates, one column per indicator, indexed by the union of timestamps (seconds)."""
     cols: dict[str, pd.Series] = {}
 
-    qps, _ = _read(folder, "qps", [TIME, VALUE, REQUEST_TYPE])
+    qps = _read(folder, "qps", [TIME, VALUE, REQUEST_TYPE])
     by_type = qps.groupby([TIME, REQUEST_TYPE])[VALUE].sum().unstack(REQUEST_TYPE)
     for name, rtype in (("generative_qps", GENERATIVE), ("api_qps", API)):
         # A timestamp in the file without rows of this type had no such requests (zero rows are omitted).
         cols[name] = by_type[rtype].fillna(0.0) if rtype in by_type else pd.Series(0.0, index=by_type.index)
 
-    queue, _ = _read(folder, "queue_size", [TIME, VALUE])
+    queue = _read(folder, "queue_size", [TIME, VALUE])
     cols["queue_size"] = queue.groupby(TIME)[VALUE].sum()
 
-    rt, _ = _read(folder, "queue_rt", [TIME, VALUE, POD])
+    rt = _read(folder, "queue_rt", [TIME, VALUE, POD])
     cols["queue_time_ms"] = _per_pod(rt).groupby(TIME)[VALUE].mean()
 
-    duty, _ = _read(folder, "duty", [TIME, VALUE, POD])
+    duty = _read(folder, "duty", [TIME, VALUE, POD])
     duty = _per_pod(duty)
     grouped = duty.groupby(TIME)[VALUE]
     cols["gpu_busy"] = grouped.sum() / 100.0
     cols["pods_reporting"] = grouped.size().astype("float64")
     cols["busy_pods"] = (duty[VALUE] > 0).groupby(duty[TIME]).sum().astype("float64")
 
-    mem, _ = _read(folder, "gpu_memory", [TIME, VALUE, POD])
+    mem = _read(folder, "gpu_memory", [TIME, VALUE, POD])
     cols["gpu_memory_bytes"] = _per_pod(mem).groupby(TIME)[VALUE].sum()
 
-    util, _ = _read(folder, "pod_memory", [TIME, VALUE, POD])
+    util = _read(folder, "pod_memory", [TIME, VALUE, POD])
     cols["pod_memory_util"] = _per_pod(util).groupby(TIME)[VALUE].mean()
 
     wide = pd.DataFrame(cols).sort_index()
@@ -149,7 +156,14 @@ def load(path: Path | None, interval: str | pd.Timedelta = "1min") -> TelemetryF
     frame = TelemetryFrame.from_samples(
         samples, interval, INDICATORS, series=None, series_name=SERIES, how="mean", source=str(path)
     )
-    return frame.require_observed()
+    try:
+        return frame.require_observed()
+    except HarmonyInputError:
+        empty = next(i for i, name in enumerate(frame.indicator_names) if np.isnan(frame.values[:, 0, i]).all())
+        name = frame.indicator_names[empty]
+        raise HarmonyInputError(
+            f"{path / FILES[FILE_OF[name]]}: column {VALUE!r} has no values (indicator {name!r})"
+        ) from None
 
 
 SOURCE = DatasetSource(

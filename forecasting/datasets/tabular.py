@@ -19,6 +19,7 @@ an unparsable timestamp, a non-numeric value, duplicate rows, timestamps that go
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -29,7 +30,7 @@ import pandas as pd
 
 from forecasting.datasets.base import DatasetSource, read_csv, require_columns
 from forecasting.errors import HarmonyInputError
-from forecasting.telemetry import LEVEL_DEMAND, Indicator, TelemetryFrame, _as_interval
+from forecasting.telemetry import LEVEL_DEMAND, Indicator, TelemetryFrame, parse_interval
 
 _TIME = "__harmony_time__"
 _SERIES = "__harmony_series__"
@@ -155,7 +156,9 @@ def _times(col: pd.Series, file: Path, name: str) -> pd.Series:
             out = _from_seconds(numbers, file, name)
         else:
             try:
-                out = pd.to_datetime(col, errors="coerce", utc=True)
+                with warnings.catch_warnings():  # "could not infer format": each value parsed on its own
+                    warnings.simplefilter("ignore", UserWarning)
+                    out = pd.to_datetime(col, errors="coerce", utc=True)
             except (ValueError, TypeError):
                 out = pd.Series(pd.NaT, index=col.index, dtype="datetime64[ns, UTC]")
             bad = out.isna()
@@ -215,16 +218,19 @@ def _series_names(df: pd.DataFrame, file: Path, series_column: str | None) -> pd
 
 # ------------------------------------------------------------------------------------------------------
 # checks across rows
-def _check_duplicates(samples: pd.DataFrame, keys: list[str], columns: list[str]) -> None:
-    dup = samples.duplicated(keys, keep=False)
+def _check_duplicates(samples: pd.DataFrame, keys: dict[str, str | None]) -> None:
+    """Raise on rows sharing every key; `keys` maps internal key -> user column (None: not a column)."""
+    names = list(keys)
+    dup = samples.duplicated(names, keep=False)
     if not dup.any():
         return
-    first = samples.loc[dup].iloc[0]
     same = samples.loc[dup]
-    for key in keys:
+    first = same.iloc[0]
+    for key in names:
         same = same[same[key] == first[key]]
     files = sorted(set(same[_FILE]))
-    what = ", ".join(f"{col}={first[key]}" for col, key in zip(columns, keys, strict=True))
+    columns = [col for col in keys.values() if col]
+    what = ", ".join(f"{col}={first[key]}" for key, col in keys.items() if col)
     raise HarmonyInputError(f"{' and '.join(files)}: duplicate rows for ({what}) in columns {columns}")
 
 
@@ -325,8 +331,7 @@ def load_table(
             wanted = found  # the first file fixes the indicators; later files must have the same columns
             parts.append(samples)
         samples = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
-        keys = [time_column, *([series_column] if series_column else [])]
-        _check_duplicates(samples, [_TIME, _SERIES], keys)  # within and across files
+        _check_duplicates(samples, {_TIME: time_column, _SERIES: series_column})  # within and across files
         files_of = samples.groupby(_SERIES)[_FILE].unique()
         names = list(wanted)
     else:
@@ -342,8 +347,7 @@ def load_table(
                     f"{where}: column {indicator_column!r} never names indicator {absent[0]!r} (--indicators)"
                 )
             rows = rows[rows[_INDICATOR].isin(wanted)]
-        keys = [time_column, *([series_column] if series_column else []), indicator_column]
-        _check_duplicates(rows, [_TIME, _SERIES, _INDICATOR], keys)
+        _check_duplicates(rows, {_TIME: time_column, _SERIES: series_column, _INDICATOR: indicator_column})
         names = list(wanted) if wanted is not None else list(pd.unique(rows[_INDICATOR]))
         samples = rows.pivot(index=[_TIME, _SERIES], columns=_INDICATOR, values=_VALUE)
         samples = samples.reindex(columns=names).reset_index()
@@ -357,7 +361,7 @@ def load_table(
     if interval is None:
         step = infer_interval(samples[_TIME], samples[_SERIES], where)
     else:
-        step = _as_interval(interval)
+        step = parse_interval(interval)
     frame = TelemetryFrame.from_samples(
         samples, step, inds, time=_TIME, series=_SERIES, how="mean", source=where
     )
@@ -395,6 +399,5 @@ SOURCE_PARQUET = DatasetSource(
     options=dict(OPTIONS),
 )
 
-#: The registry takes one SOURCE per module; this module defines two (see SOURCES below).
+#: This module defines two sources (the registry lists both); SOURCE is the CSV one, by the usual name.
 SOURCE = SOURCE_CSV
-SOURCES = (SOURCE_CSV, SOURCE_PARQUET)
