@@ -42,11 +42,11 @@ PREDICTORS: dict[str, tuple[Callable[[str, str | None], Predictor], str]] = {
 }
 
 
-def build_predictor(spec: str) -> Predictor:
-    """A fresh, unfitted predictor from a spec such as 'ar:36'."""
+def build_predictor(spec: str, flag: str = "--models") -> Predictor:
+    """A fresh, unfitted predictor from a spec such as 'ar:36' (`flag` names the option in errors)."""
     name, _, arg = spec.strip().partition(":")
     if name not in PREDICTORS:
-        raise HarmonyInputError(f"unknown model {name!r} (--models); known: {', '.join(PREDICTORS)}")
+        raise HarmonyInputError(f"unknown model {name!r} ({flag}); known: {', '.join(PREDICTORS)}")
     return PREDICTORS[name][0](spec, arg or None)
 
 

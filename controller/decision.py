@@ -1,0 +1,216 @@
+"""SLA-constrained replica decisions from forecast samples: pure functions, vectorised over workloads.
+
+Stage 2 of HARMONY (DESIGN.md, "Decision"). For each workload w, with joint samples of demand over the
+next horizon D[w, i, h] (covering the cold-start lead time plus one control interval) and of the
+per-replica capacity c[w, i]:
+
+    breach_probability(n) = P(max_h D_h > n * c)
+
+The risk-optimal count is the smallest n whose breach probability is at most the effective risk level;
+among that count and a few above it, the cheapest by expected cost (replica-hours) plus a penalty on
+expected unserved demand wins (with no penalty this is the smallest safe count). Conservative rules then
+turn the target into the count to set now, each commented where it is applied.
+
+No I/O, no clock, no Kubernetes: arrays and dataclasses in, arrays and dataclasses out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Reasons, as written to status conditions and metrics labels (a small fixed set: low cardinality).
+STEADY = "steady"
+SCALE_UP = "scale-up"
+SCALE_DOWN = "scale-down"
+LIMITED_STEP = "limited-by-max-step"
+LIMITED_MAX = "limited-by-max-replicas"
+LIMITED_MIN = "raised-to-min-replicas"
+HOLD_STABILISATION = "hold-stabilisation-window"
+HOLD_STALE = "hold-telemetry-stale"
+
+
+@dataclass(frozen=True)
+class DecisionSettings:
+    """Bounds and costs shared by the workloads of one call (per-workload arrays broadcast too).
+
+    min_replicas, max_replicas: hard bounds. max_step_up / max_step_down: most replicas added / removed in
+    one decision (None: unbounded). stabilisation_steps: decisions a scale-down target must have held for
+    (the HPA's scale-down stabilisation window, in control intervals). cost_per_replica_hour and
+    unserved_penalty (cost of one demand unit left unserved for one hour) set the tie-break; interval_s is
+    the control interval (and forecast step) in seconds. tie_break_candidates: counts above the risk-optimal
+    one considered by the tie-break.
+    """
+
+    min_replicas: int = 0
+    max_replicas: int = 1000
+    max_step_up: int | None = None
+    max_step_down: int | None = None
+    stabilisation_steps: int = 5
+    cost_per_replica_hour: float = 1.0
+    unserved_penalty: float = 0.0
+    interval_s: float = 60.0
+    tie_break_candidates: int = 8
+
+    def __post_init__(self) -> None:
+        if self.min_replicas < 0 or self.max_replicas < self.min_replicas:
+            raise ValueError(f"need 0 <= min_replicas <= max_replicas, got {self.min_replicas}, {self.max_replicas}")
+        for name in ("max_step_up", "max_step_down"):
+            step = getattr(self, name)
+            if step is not None and step < 1:
+                raise ValueError(f"{name} must be >= 1 or None, got {step}")
+        if self.stabilisation_steps < 1:
+            raise ValueError(f"stabilisation_steps must be >= 1, got {self.stabilisation_steps}")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Per workload [W]: the count to set, the risk-optimal target behind it, its breach probability
+    (at `replicas`), expected unserved demand (demand-units x steps over the horizon) and the reason."""
+
+    replicas: np.ndarray
+    target: np.ndarray
+    breach_probability: np.ndarray
+    expected_unserved: np.ndarray
+    reason: np.ndarray  # of str
+
+
+def replicas_needed(demand: np.ndarray, capacity: np.ndarray) -> np.ndarray:
+    """[W, n] replicas each joint sample needs to cover its peak: max_h D_h / c."""
+    return np.max(demand, axis=2) / capacity
+
+
+def breach_probability(demand: np.ndarray, capacity: np.ndarray, replicas: np.ndarray) -> np.ndarray:
+    """[W] P(max_h D_h > replicas * c), estimated over the joint samples."""
+    return (replicas_needed(demand, capacity) > np.asarray(replicas)[:, None]).mean(axis=1)
+
+
+def risk_optimal_replicas(demand: np.ndarray, capacity: np.ndarray, risk: np.ndarray) -> np.ndarray:
+    """[W] the smallest integer n >= 0 with P(max_h D_h > n c) <= risk.
+
+    With N samples at most k = floor(risk * N) may exceed n, so n must reach the (k+1)-th largest need:
+    n = ceil(need_desc[k]). Exact for the empirical distribution, O(N) per workload (np.partition).
+    """
+    need = replicas_needed(demand, capacity)
+    n_samples = need.shape[1]
+    k = np.clip(np.floor(np.asarray(risk, dtype=np.float64) * n_samples + 1e-9).astype(int), 0, n_samples - 1)
+    # the (k+1)-th largest is the (N-1-k)-th smallest
+    order = n_samples - 1 - k
+    part = np.partition(need, np.unique(order), axis=1)
+    kth = part[np.arange(need.shape[0]), order]
+    return np.maximum(np.ceil(kth - 1e-9), 0).astype(int)
+
+
+def expected_unserved(demand: np.ndarray, capacity: np.ndarray, replicas: np.ndarray) -> np.ndarray:
+    """[W] E[sum_h max(D_h - n c, 0)] in demand units x steps."""
+    served = np.asarray(replicas, dtype=np.float64)[:, None, None] * capacity[:, :, None]
+    return np.maximum(demand - served, 0.0).sum(axis=2).mean(axis=1)
+
+
+def tie_break(demand: np.ndarray, capacity: np.ndarray, lowest: np.ndarray, settings: DecisionSettings) -> np.ndarray:
+    """Among `lowest` .. lowest + K - 1 (all safe: breach probability only falls as n grows), the count with
+    the least expected cost of replicas plus penalised unserved demand over the horizon; the smallest wins
+    ties. Without a penalty the smallest safe count is always cheapest, so the search is skipped."""
+    if settings.unserved_penalty <= 0 or settings.tie_break_candidates <= 1:
+        return lowest
+    horizon_h = demand.shape[2] * settings.interval_s / 3600.0
+    step_h = settings.interval_s / 3600.0
+    best, best_cost = lowest.copy(), np.full(lowest.shape, np.inf)
+    for extra in range(settings.tie_break_candidates):
+        n = np.minimum(lowest + extra, settings.max_replicas)
+        cost = (n * settings.cost_per_replica_hour * horizon_h
+                + settings.unserved_penalty * expected_unserved(demand, capacity, n) * step_h)
+        better = cost < best_cost - 1e-12
+        best = np.where(better, n, best)
+        best_cost = np.where(better, cost, best_cost)
+    return best
+
+
+def decide(
+    demand: np.ndarray,
+    capacity: np.ndarray,
+    current: np.ndarray,
+    risk: np.ndarray | float,
+    settings: DecisionSettings,
+    recent_targets: np.ndarray | None = None,
+    stale: np.ndarray | None = None,
+) -> tuple[Decision, np.ndarray]:
+    """Decide replica counts for W workloads at once.
+
+    demand: [W, n_samples, horizon] forecast samples; capacity: [W, n_samples] capacity samples (paired with
+    demand samples); current: [W] replicas now; risk: [W] (or scalar) effective breach-probability limit;
+    recent_targets: [W, k] targets of the last decisions, k = max(stabilisation_steps - horizon, 0) + 1 (None:
+    start of a run, filled with `current`, so that a fresh or restarted controller waits out the part of the
+    window its forecast does not cover before scaling down);
+    stale: [W] True where telemetry is missing or stale.
+
+    Returns the decision and the new recent_targets (pass it to the next call).
+    """
+    demand = np.asarray(demand, dtype=np.float64)
+    capacity = np.asarray(capacity, dtype=np.float64)
+    current = np.asarray(current, dtype=int)
+    n_workloads = current.shape[0]
+    if demand.ndim != 3 or demand.shape[0] != n_workloads or capacity.shape != demand.shape[:2]:
+        raise ValueError(f"demand {demand.shape} must be [W, n, H] and capacity {capacity.shape} [W, n], W={n_workloads}")
+    risk = np.broadcast_to(np.asarray(risk, dtype=np.float64), (n_workloads,))
+    stale = np.zeros(n_workloads, bool) if stale is None else np.asarray(stale, bool)
+    backward_steps = max(settings.stabilisation_steps - demand.shape[2], 0) + 1  # this decision included
+    if recent_targets is None or recent_targets.shape[1] != backward_steps:
+        recent_targets = np.repeat(current[:, None], backward_steps, axis=1)
+
+    # Missing samples (NaN demand) count as stale: never decide on data we do not have.
+    stale = stale | ~np.isfinite(demand).all(axis=(1, 2)) | ~np.isfinite(capacity).all(axis=1)
+    safe_demand = np.where(np.isfinite(demand), demand, 0.0)
+    safe_capacity = np.where(np.isfinite(capacity) & (capacity > 0), capacity, 1.0)
+
+    lowest = risk_optimal_replicas(safe_demand, safe_capacity, risk)
+    target = tie_break(safe_demand, safe_capacity, lowest, settings)
+    reason = np.full(n_workloads, STEADY, dtype=object)
+
+    # Hard bounds first: the target itself never leaves [min, max]; hitting max means the SLA cannot be met.
+    over = target > settings.max_replicas
+    under = target < settings.min_replicas
+    target = np.clip(target, settings.min_replicas, settings.max_replicas)
+
+    # Scale-down only when the smaller count stays safe for the whole stabilisation window: the forecast
+    # vouches for its first `horizon` steps (the target is safe over the whole horizon by construction);
+    # for a window longer than the forecast, every decision over the remaining steps must have judged the
+    # smaller count safe too (the HPA's rule). One optimistic forecast must not drop capacity that a cold
+    # start takes minutes to restore.
+    window = np.concatenate([recent_targets[:, 1:], target[:, None]], axis=1)
+    floor_down = window.max(axis=1)
+
+    new = current.copy()
+    up = target > current
+    step_up = settings.max_step_up if settings.max_step_up is not None else np.iinfo(int).max // 2
+    new[up] = np.minimum(target[up], current[up] + step_up)
+    reason[up] = np.where(new[up] < target[up], LIMITED_STEP, SCALE_UP)
+
+    down = target < current
+    step_down = settings.max_step_down if settings.max_step_down is not None else np.iinfo(int).max // 2
+    # Bounded step size: remove at most max_step_down at once, so a wrong forecast costs one step, not all.
+    allowed = np.maximum(np.maximum(floor_down[down], target[down]), current[down] - step_down)
+    new[down] = np.minimum(allowed, current[down])
+    reason[down] = np.where(new[down] == current[down], HOLD_STABILISATION,
+                            np.where(new[down] > floor_down[down], LIMITED_STEP, SCALE_DOWN))
+
+    reason[over & (new == settings.max_replicas)] = LIMITED_MAX
+    reason[under & (new == settings.min_replicas) & ~down] = LIMITED_MIN
+
+    # Missing or stale telemetry: hold the current count (within bounds). Scaling down on missing data is
+    # how reactive autoscalers drop capacity during outages; scaling up on it would be a guess.
+    hold = stale
+    new[hold] = np.clip(current[hold], settings.min_replicas, settings.max_replicas)
+    reason[hold] = HOLD_STALE
+    target = np.where(hold, current, target)
+
+    new_recent = np.concatenate([recent_targets[:, 1:], target[:, None]], axis=1)
+    decision = Decision(
+        replicas=new,
+        target=target,
+        breach_probability=np.where(hold, np.nan, breach_probability(safe_demand, safe_capacity, new)),
+        expected_unserved=np.where(hold, np.nan, expected_unserved(safe_demand, safe_capacity, new)),
+        reason=reason,
+    )
+    return decision, new_recent

@@ -1,0 +1,81 @@
+"""Demand forecasts for policies: a fitted Predictor turned into samples of demand over the next steps.
+
+The predictor sees the dataset's indicators min-max scaled on the training rows (as in evaluation); its
+samples are scaled back and the demand indicators summed per sample, so the decision sees a joint
+distribution of demand over the horizon, in demand units. Forecasts only ever use rows at or before the
+decision tick; computing them for many ticks at once (folded into the predictor's series axis) changes
+nothing but the speed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from controller.demand import DemandDefinition
+from forecasting.errors import HarmonyInputError
+from forecasting.predictors import Context, Predictor, build_predictor
+from forecasting.scaling import MinMaxScaler
+from forecasting.telemetry import TelemetryFrame
+
+
+class DemandForecaster:
+    """Fit once on the training part of a single-series frame, then forecast demand at any tick.
+
+    model: a predictor spec (`ar:30`, `seasonal`, ...). horizon: steps ahead. lookback: context length.
+    """
+
+    def __init__(self, model: str, horizon: int, lookback: int = 120, n_samples: int = 200, seed: int = 0,
+                 validation_fraction: float = 0.15) -> None:
+        self.spec, self.horizon, self.lookback = model, horizon, lookback
+        self.n_samples, self.seed = n_samples, seed
+        self.validation_fraction = validation_fraction
+        self.predictor: Predictor | None = None
+        self._frame: TelemetryFrame | None = None
+        self._scaled: np.ndarray | None = None
+        self._cache: dict[int, np.ndarray | None] = {}
+
+    def fit(self, frame: TelemetryFrame, train_rows: int, demand: DemandDefinition) -> DemandForecaster:
+        """Fit on rows [0, train_rows) of `frame` (one series); later rows are only ever used as context."""
+        if len(frame.series) != 1:
+            raise HarmonyInputError(f"backtests run one workload at a time; the frame has {len(frame.series)} series")
+        train = frame.slice(0, train_rows)
+        scaler = MinMaxScaler.fit(train)
+        n_val = max(int(train_rows * self.validation_fraction), self.horizon + 1)
+        scaled_train = scaler.transform_frame(train)
+        self.predictor = build_predictor(self.spec).fit(
+            scaled_train.slice(0, train_rows - n_val), scaled_train.slice(train_rows - n_val, train_rows)
+        )
+        self.lookback = max(self.lookback, self.predictor.min_context_steps)
+        self._frame, self._scaler = frame, scaler
+        self._scaled = scaler.transform(frame.values)
+        self._demand_pos = [frame.indicator_position(n) for n in demand.indicators]
+        self._cache = {}
+        return self
+
+    def precompute(self, ticks: np.ndarray) -> None:
+        """Forecast from every tick in `ticks` in one batched call (contexts end at each tick, inclusive)."""
+        todo = [int(t) for t in ticks if int(t) not in self._cache and t + 1 >= self.lookback]
+        for t in ticks:
+            if t + 1 < self.lookback:
+                self._cache[int(t)] = None  # not enough history: the policy treats it as stale telemetry
+        if not todo:
+            return
+        rows = np.asarray(todo)[None, :] + np.arange(-self.lookback + 1, 1)[:, None]  # [L, B]
+        ctx = self._scaled[rows][:, :, 0, :]  # [L, B, I]
+        usable = ~np.all(np.isnan(ctx), axis=0).any(axis=1)  # [B] every indicator seen at least once
+        batch = [t for t, ok in zip(todo, usable, strict=True) if ok]
+        for t, ok in zip(todo, usable, strict=True):
+            if not ok:
+                self._cache[t] = None
+        if batch:
+            fc = self.predictor.predict(Context(ctx[:, usable]), self.horizon, self.n_samples, self.seed)
+            samples = self._scaler.inverse(fc.samples)  # [n, H, B, I]; the one series' scaler broadcasts over B
+            demand = np.maximum(samples[..., self._demand_pos].sum(axis=-1), 0.0)  # [n, H, B]
+            for j, t in enumerate(batch):
+                self._cache[t] = demand[:, :, j]
+
+    def demand_samples(self, tick: int) -> np.ndarray | None:
+        """[n_samples, horizon] demand over ticks tick+1 .. tick+horizon, or None if it cannot be forecast."""
+        if tick not in self._cache:
+            self.precompute(np.array([tick]))
+        return self._cache[tick]

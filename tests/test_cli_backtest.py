@@ -1,0 +1,73 @@
+"""`harmony backtest` end to end on bundled gentd26, and its bad-input errors."""
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from controller.cli import app
+
+runner = CliRunner()
+SUMMARY = ["policy", "gpu_hours", "breach_rate", "unserved_fraction", "scaling_actions", "mean_utilisation",
+           "oracle_ratio"]
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_backtest_writes_summary_plots_and_a_self_contained_report(tmp_path):
+    out = tmp_path / "bt"
+    result = run("backtest", "--dataset", "gentd26", "--policies", "all", "--cold-start", 300, "--sla", 0.01,
+                 "--sweep", "--out", out)
+    assert result.exit_code == 0, result.output
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary.columns) == SUMMARY
+    assert len(summary) == 7
+    oracle = summary[summary["policy"] == "oracle"].iloc[0]
+    assert oracle["oracle_ratio"] == 1.0 and oracle["breach_rate"] == 0.0
+    static = summary[summary["policy"].str.startswith("static")].iloc[0]
+    assert static["scaling_actions"] == 0 and static["oracle_ratio"] > 1.0
+    for png in ("capacity.png", "cost_breach.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 2 and "http" not in page
+    sweep = pd.read_csv(out / "sweep.csv")
+    assert set(sweep["policy"]) == {"harmony", "hpa", "keda", "static", "predictive", "quantile"}
+    assert "at the SLA" in result.output
+
+
+def test_backtest_on_another_dataset_with_explicit_demand(tmp_path):
+    result = run("backtest", "--dataset", "synthetic", "--option", "series=1", "--option", "steps=3000",
+                 "--policies", "hpa,oracle", "--demand", "gpu_busy", "--capacity", 2, "--cold-start", 120)
+    assert result.exit_code == 0, result.output
+    assert "capacity 2 per replica" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sla", "1.5"], "--sla must lie in (0, 1)"),
+        (["--sla", "0"], "--sla must lie in (0, 1)"),
+        (["--min-replicas", "5", "--max-replicas", "2"], "--min-replicas 5 is above --max-replicas 2"),
+        (["--cold-start", "-1"], "--cold-start must be >= 0"),
+        (["--policies", "hpa,vpa"], "unknown policy 'vpa' (--policies)"),
+        (["--model", "prophet"], "unknown model 'prophet' (--model)"),
+        (["--dataset", "synthetic", "--demand", "gpu_busy"], "--demand needs --capacity"),
+        (["--dataset", "gentd26", "--demand", "nope", "--capacity", "1"], "unknown indicator 'nope'"),
+        (["--capacity", "-2"], "--capacity must be positive"),
+    ],
+)
+def test_bad_backtest_flags_exit_2_with_one_line(args, message):
+    result = run("backtest", *args)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]
+
+
+def test_a_dataset_without_a_demand_definition_is_refused(tmp_path):
+    csv = tmp_path / "mine.csv"
+    pd.DataFrame({"timestamp": pd.date_range("2024-01-01", periods=100, freq="1min"),
+                  "qps": range(100)}).to_csv(csv, index=False)
+    result = run("backtest", "--dataset", "csv", "--path", csv)
+    assert result.exit_code == 2
+    assert "dataset 'csv' has no demand definition (--dataset)" in result.stderr
