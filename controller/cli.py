@@ -204,6 +204,10 @@ def evaluate(
 def main() -> None:  # pragma: no cover - console-script entry
     app()
 
+from controller.cli_calibrate import calibrate  # noqa: E402
+
+app.command("calibrate")(calibrate)
+
 from controller.cli_backtest import backtest  # noqa: E402  (commands in their own modules import from here)
 
 app.command("backtest")(backtest)

@@ -152,7 +152,8 @@ def decide(
     current = np.asarray(current, dtype=int)
     n_workloads = current.shape[0]
     if demand.ndim != 3 or demand.shape[0] != n_workloads or capacity.shape != demand.shape[:2]:
-        raise ValueError(f"demand {demand.shape} must be [W, n, H] and capacity {capacity.shape} [W, n], W={n_workloads}")
+        raise ValueError(
+            f"demand {demand.shape} must be [W, n, H] and capacity {capacity.shape} [W, n], W={n_workloads}")
     risk = np.broadcast_to(np.asarray(risk, dtype=np.float64), (n_workloads,))
     stale = np.zeros(n_workloads, bool) if stale is None else np.asarray(stale, bool)
     backward_steps = max(settings.stabilisation_steps - demand.shape[2], 0) + 1  # this decision included
