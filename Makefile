@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo bench lint clean
+.PHONY: setup test demo evaluate bench lint clean
 
 setup: $(STAMP)
 
@@ -21,11 +21,17 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 demo: setup
+	$(BIN)/harmony backtest --dataset gentd26 --policies all --cold-start 300 --sla 0.01 --sweep \
+		--out results/backtest-gentd26
+
+evaluate: setup
 	$(BIN)/harmony evaluate --dataset fisher --protocol harmony --lookback 72 \
 		--models ar,ar-gauss,seasonal,last --out results/fisher_harmony_l72.csv
 
 bench: setup
 	$(BIN)/python bench/fisher_baselines.py
+	$(BIN)/python bench/backtest_gentd26.py
+	$(BIN)/python bench/decision_speed.py
 
 lint: setup
 	$(BIN)/ruff check forecasting controller tests bench

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from controller.bayes import CapacityPosterior
 from controller.demand import DemandDefinition, demand_of
 from controller.forecaster import DemandForecaster
 from controller.policies import POLICIES, build_policy
@@ -28,7 +29,8 @@ SUMMARY_COLUMNS = ["policy", "gpu_hours", "breach_rate", "unserved_fraction", "s
 class BacktestSettings:
     """cold_start_s: seconds before a requested replica serves. sla: target breach rate in (0, 1).
     train_fraction: share of the span used as history. model: forecaster spec for forecasting policies.
-    lookback: forecaster context in steps. n_samples: forecast samples per decision."""
+    lookback: forecaster context in steps. n_samples: forecast samples per decision. capacity_prior:
+    harmony's prior over the per-replica capacity (default: centred on the definition's capacity)."""
 
     cold_start_s: float = 300.0
     sla: float = 0.01
@@ -39,6 +41,7 @@ class BacktestSettings:
     lookback: int = 120
     n_samples: int = 200
     seed: int = 0
+    capacity_prior: CapacityPosterior | None = None  # harmony's prior belief (e.g. from `harmony calibrate`)
 
     def __post_init__(self) -> None:
         if not 0 < self.sla < 1:
@@ -104,6 +107,8 @@ class Backtest:
 
     def run(self, name: str, value: float | None = None) -> SimulationResult:
         policy = build_policy(name, value)
+        if name == "harmony" and self.settings.capacity_prior is not None:
+            policy.capacity_prior = self.settings.capacity_prior
         if policy.needs_forecaster:
             self.ensure_forecaster()
         return simulate(policy, self.demand, self.first_tick, self.setup(future=policy.needs_future))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +11,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from controller.backtest import SUMMARY_COLUMNS, Backtest, BacktestSettings, run_policies, sweep_policies
+from controller.bayes import CapacityPosterior
 from controller.cli import (
     DatasetOpt,
     IntervalOpt,
@@ -46,18 +48,20 @@ def backtest(
     sweep: Annotated[bool, typer.Option(help="trace each policy's cost/breach curve over its knob")] = False,
     max_gap: Annotated[int, typer.Option(help="interpolate telemetry gaps up to this many steps")] = 5,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    capacity_prior: Annotated[Path | None, typer.Option(help="harmony's capacity prior (JSON from calibrate)")] = None,
     out: Annotated[Path | None, typer.Option(help="folder for summary.csv, PNG plots and report.html")] = None,
     option: OptionOpt = None,
     interval: IntervalOpt = None,
 ) -> None:
     """GPU-hours, breach rate, unserved demand, scaling actions and utilisation per policy."""
-    settings = BacktestSettings(cold_start_s=cold_start, sla=sla, min_replicas=min_replicas,
-                                max_replicas=max_replicas, train_fraction=train_fraction, model=model,
-                                lookback=lookback, seed=seed)
     names = parse_policies(policies)
     build_predictor(model, "--model")  # an unknown --model fails before any work
     frame = load_frame(dataset, path, dataset_options(option, interval=interval))
     definition = demand_definition(dataset, demand, capacity, frame)
+    prior = read_capacity_prior(capacity_prior, definition.unit) if capacity_prior else None
+    settings = BacktestSettings(cold_start_s=cold_start, sla=sla, min_replicas=min_replicas,
+                                max_replicas=max_replicas, train_fraction=train_fraction, model=model,
+                                lookback=lookback, seed=seed, capacity_prior=prior)
     if series is None:
         series = frame.series[0]
     frame = frame.select(series=[series]).trim()
@@ -89,6 +93,23 @@ def backtest(
             at_sla, ["policy", "knob", "value", "gpu_hours", "breach_rate", "oracle_ratio", "meets_sla"]))
     if out is not None:
         write_outputs(out, dataset, definition.unit, sla, results, rows, curve, at_sla)
+
+
+def read_capacity_prior(path: Path, demand_unit: str) -> CapacityPosterior:
+    """The `capacity_posterior` of a `harmony calibrate` JSON, refused if its unit is not the demand's."""
+    try:
+        record = json.loads(path.read_text())
+        prior = CapacityPosterior.from_dict(record["capacity_posterior"])
+    except FileNotFoundError:
+        raise HarmonyInputError(f"{path}: no such file (--capacity-prior)") from None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise HarmonyInputError(
+            f"{path}: not a calibrate JSON with capacity_posterior (--capacity-prior): {exc}") from None
+    unit = str(record.get("unit", ""))
+    if unit.removesuffix(" per replica") != demand_unit:
+        raise HarmonyInputError(
+            f"{path}: capacity unit {unit!r} does not match the demand unit {demand_unit!r} (--capacity-prior)")
+    return prior
 
 
 def write_outputs(out: Path, dataset: str, unit: str, sla: float, results, rows, curve, at_sla) -> None:

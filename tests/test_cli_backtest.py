@@ -71,3 +71,21 @@ def test_a_dataset_without_a_demand_definition_is_refused(tmp_path):
     result = run("backtest", "--dataset", "csv", "--path", csv)
     assert result.exit_code == 2
     assert "dataset 'csv' has no demand definition (--dataset)" in result.stderr
+
+
+def test_capacity_prior_from_calibrate_must_match_the_demand_unit(tmp_path):
+    import json
+
+    from controller.bayes import CapacityPosterior
+
+    prior = tmp_path / "prior.json"
+    record = {"capacity_posterior": CapacityPosterior.prior(0.05).to_dict(), "unit": "requests/s per replica"}
+    prior.write_text(json.dumps(record))
+    ok = run("backtest", "--demand", "generative_qps,api_qps", "--capacity", 0.05, "--capacity-prior", prior,
+             "--policies", "harmony,oracle")
+    assert ok.exit_code == 0, ok.output
+    wrong = run("backtest", "--capacity-prior", prior, "--policies", "harmony")
+    assert wrong.exit_code == 2
+    assert "capacity unit 'requests/s per replica' does not match the demand unit 'gpus'" in wrong.stderr
+    missing = run("backtest", "--capacity-prior", tmp_path / "nope.json")
+    assert missing.exit_code == 2 and "no such file (--capacity-prior)" in missing.stderr
