@@ -211,3 +211,11 @@ app.command("calibrate")(calibrate)
 from controller.cli_backtest import backtest  # noqa: E402  (commands in their own modules import from here)
 
 app.command("backtest")(backtest)
+
+from controller.cli_replay import replay_exporter  # noqa: E402
+
+app.command("replay-exporter")(replay_exporter)
+
+from controller.cli_operator import operator_app  # noqa: E402
+
+app.add_typer(operator_app, name="operator")

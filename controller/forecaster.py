@@ -79,3 +79,47 @@ class DemandForecaster:
         if tick not in self._cache:
             self.precompute(np.array([tick]))
         return self._cache[tick]
+
+
+class OnlineForecaster:
+    """Forecasts for a live workload: refit on the recent history every `refit_every` calls, forecast
+    from the newest `lookback` rows.
+
+    The predictor sees the window min-max scaled on the rows it was fitted on (the scaler is refitted
+    with it); samples are scaled back and the demand indicator(s) summed. A checkpointed model (a
+    Predictor already fitted) is used as is: pass it as `predictor` and `refit_every=0`.
+    """
+
+    def __init__(self, model: str | None, horizon: int, lookback: int, n_samples: int = 200, seed: int = 0,
+                 refit_every: int = 20, predictor: Predictor | None = None) -> None:
+        if model is None and predictor is None:
+            raise ValueError("OnlineForecaster needs a model spec or a fitted predictor")
+        self.spec, self.horizon, self.lookback = model, horizon, lookback
+        self.n_samples, self.seed, self.refit_every = n_samples, seed, refit_every
+        self.predictor = predictor
+        self.scaler: MinMaxScaler | None = None
+        self.calls_since_fit = 0
+
+    def _fit(self, frame: TelemetryFrame) -> None:
+        n = len(frame)
+        n_val = max(int(n * 0.15), self.horizon + 1)
+        if n - n_val < 2 * self.lookback:
+            raise HarmonyInputError(f"{n} rows of history are too few to fit {self.spec} with lookback {self.lookback}")
+        self.scaler = MinMaxScaler.fit(frame)
+        scaled = self.scaler.transform_frame(frame)
+        self.predictor = build_predictor(self.spec).fit(scaled.slice(0, n - n_val), scaled.slice(n - n_val, n))
+        self.calls_since_fit = 0
+
+    def demand_samples(self, frame: TelemetryFrame, demand: tuple[str, ...], seed: int | None = None) -> np.ndarray:
+        """[n_samples, horizon] demand over the steps after the frame's last row."""
+        if self.spec is not None and (self.predictor is None or self.calls_since_fit >= self.refit_every):
+            self._fit(frame)
+        if self.scaler is None:
+            self.scaler = MinMaxScaler.fit(frame)
+        self.calls_since_fit += 1
+        lookback = max(self.lookback, self.predictor.min_context_steps)
+        ctx = self.scaler.transform(frame.values[-lookback:])
+        fc = self.predictor.predict(Context(ctx), self.horizon, self.n_samples, self.seed if seed is None else seed)
+        samples = self.scaler.inverse(fc.samples)[:, :, 0, :]
+        pos = [frame.indicator_position(name) for name in demand]
+        return np.maximum(samples[..., pos].sum(axis=-1), 0.0)

@@ -1,0 +1,138 @@
+"""The kopf operator: one daemon per HarmonyAutoscaler, reconciling every spec.intervalSeconds.
+
+`build_registry` wires the handlers to a Reconciler (its Kubernetes, Prometheus, metrics and clock
+boundaries chosen by the caller); `run` starts kopf with the sharding and peering settings and the
+metrics server. Several operator processes share work by sharding (`--namespace`, `--selector`) and, for
+replicas of one shard, by kopf peering: only the highest-priority peer runs handlers, so two replicas
+never scale the same workload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import kopf
+
+from controller.operator.kube import GROUP, PLURAL, VERSION
+from controller.operator.reconcile import Reconciler
+
+log = logging.getLogger("harmony.operator")
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """namespaces: served namespaces (empty: cluster-wide). selector: label selector (key -> value) that
+    picks this shard's objects. peering: kopf peering name shared by replicas of a shard (None:
+    standalone, no peering objects needed). priority: this replica's peering priority (the highest active
+    peer works, the others stand by). metrics_addr / metrics_port: the exporter (/metrics, /healthz)."""
+
+    namespaces: tuple[str, ...] = ()
+    selector: Mapping[str, str] = field(default_factory=dict)
+    peering: str | None = None
+    priority: int = 0
+    metrics_addr: str = "0.0.0.0"
+    metrics_port: int = 9100
+
+
+def _interval_s(spec: Mapping) -> float:
+    try:
+        return max(1.0, float(spec.get("intervalSeconds", 30)))
+    except (TypeError, ValueError):
+        return 30.0
+
+
+def _newer(own: dict | None, seen: Mapping | None) -> Mapping | None:
+    """The status to continue from: what this daemon wrote last, unless the object's is as new (the watch
+    may lag our own write by a moment; after a restart only the object's exists)."""
+    if not own:
+        return seen
+    own_n = (own.get("posterior") or {}).get("decisions", 0)
+    seen_n = ((seen or {}).get("posterior") or {}).get("decisions", 0)
+    return seen if seen_n >= own_n else own
+
+
+def shard_id(settings: OperatorSettings) -> str:
+    """A short stable name for the shard (namespaces and selector): the same for every replica of it."""
+    import hashlib
+
+    if not settings.namespaces and not settings.selector:
+        return "all"
+    labels = ",".join(f"{k}={v}" for k, v in sorted(settings.selector.items()))
+    key = ",".join(sorted(settings.namespaces)) + "|" + labels
+    return hashlib.sha256(key.encode()).hexdigest()[:10]
+
+
+def build_registry(reconciler: Reconciler, settings: OperatorSettings,
+                   login: Callable[..., kopf.ConnectionInfo] | None = None) -> kopf.OperatorRegistry:
+    """The kopf handlers of one operator process, bound to `reconciler`."""
+    registry = kopf.OperatorRegistry()
+    labels = dict(settings.selector) or None
+
+    if login is not None:
+        kopf.on.login(registry=registry)(login)
+
+    shard = shard_id(settings)
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_) -> None:
+        settings.posting.level = logging.WARNING  # our own Events say what scaled; kopf's would be noise
+        settings.watching.server_timeout = 60
+        # One finalizer per shard: kopf removes its finalizer from objects its filters do not match, so a
+        # shared name would make each shard strip the other's.
+        settings.persistence.finalizer = f"harmony.dev/daemon-{shard}"
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=f"{shard}.harmony.dev")
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=f"{shard}.harmony.dev")
+
+    active: set[str] = set()
+
+    @kopf.daemon(GROUP, VERSION, PLURAL, registry=registry, labels=labels, cancellation_timeout=10.0)
+    async def autoscale(stopped: kopf.DaemonStopped, name: str, namespace: str, uid: str, meta: Mapping,
+                        spec: Mapping, status: Mapping, **_) -> None:
+        active.add(uid)
+        reconciler.metrics.set_autoscalers(len(active))
+        own: dict | None = None
+        try:
+            while not stopped:
+                current = _newer(own, status)
+                try:
+                    outcome = await asyncio.to_thread(reconciler.reconcile, namespace, name, uid,
+                                                      meta.get("generation"), dict(spec), current)
+                    own = outcome.status if outcome.error is None else own
+                except Exception as exc:  # one object's failure must not stop its daemon or others
+                    log.exception("%s/%s: reconcile failed", namespace, name)
+                    reconciler.metrics.reconcile_failure(namespace, name, type(exc).__name__)
+                await stopped.wait(_interval_s(spec))
+        finally:
+            active.discard(uid)
+            reconciler.metrics.set_autoscalers(len(active))
+
+    @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, labels=labels, optional=True)
+    def forget(name: str, namespace: str, uid: str, **_) -> None:
+        reconciler.forget(uid, namespace, name)
+
+    return registry
+
+
+async def run(reconciler: Reconciler, settings: OperatorSettings, login: Callable | None = None,
+              stop_flag: asyncio.Event | None = None, ready_flag: asyncio.Event | None = None) -> None:
+    """Run the operator until `stop_flag` is set (or forever)."""
+    registry = build_registry(reconciler, settings, login)
+    await kopf.operator(
+        registry=registry,
+        clusterwide=not settings.namespaces,
+        namespaces=list(settings.namespaces),
+        standalone=settings.peering is None,
+        peering_name=settings.peering,
+        priority=settings.priority,
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
+    )
+
+
+def stale_after_s(interval_s: float) -> float:
+    """Telemetry whose newest demand sample is older than three intervals is stale: a scrape may miss
+    once or twice, a third miss means the source is gone."""
+    return max(3.0 * interval_s, 3.0)

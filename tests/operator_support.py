@@ -1,0 +1,201 @@
+"""Test support for the operator: the kmock Kubernetes emulator set up as a cluster, a scripted telemetry
+source (our own boundary, substituted through the Reconciler's constructor), and a running kopf operator."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+
+import kmock
+import numpy as np
+import pandas as pd
+
+from controller.operator.app import OperatorSettings, run
+from controller.operator.kube import KubeClient
+from controller.operator.metrics import OperatorMetrics
+from controller.operator.reconcile import Reconciler, ReconcileSettings
+from controller.prometheus import TelemetryWindow
+from forecasting.telemetry import Indicator, TelemetryFrame
+
+VERBS = {"list", "watch", "get", "patch", "update", "create", "delete"}
+HA = "harmony.dev/v1alpha1/harmonyautoscalers"
+DEPLOYMENTS = "apps/v1/deployments"
+
+
+def declare_cluster(k8s: kmock.KubernetesEmulator, namespaces=("default",)) -> None:
+    """Resources kopf and the operator use; without them kopf waits forever, silently."""
+    k8s.resources["v1/namespaces"] = kmock.ResourceInfo(kind="Namespace", namespaced=False, verbs=VERBS)
+    k8s.resources["v1/events"] = kmock.ResourceInfo(kind="Event", namespaced=True, verbs=VERBS)
+    k8s.resources[HA] = kmock.ResourceInfo(kind="HarmonyAutoscaler", namespaced=True, verbs=VERBS,
+                                           subresources={"status"})
+    k8s.resources[DEPLOYMENTS] = kmock.ResourceInfo(kind="Deployment", namespaced=True, verbs=VERBS,
+                                                    subresources={"scale", "status"})
+    k8s.resources["apps/v1/statefulsets"] = kmock.ResourceInfo(kind="StatefulSet", namespaced=True, verbs=VERBS,
+                                                               subresources={"scale", "status"})
+    k8s.resources["kopf.dev/v1/kopfpeerings"] = kmock.ResourceInfo(kind="KopfPeering", namespaced=True, verbs=VERBS)
+    k8s.resources["kopf.dev/v1/clusterkopfpeerings"] = kmock.ResourceInfo(kind="ClusterKopfPeering",
+                                                                          namespaced=False, verbs=VERBS)
+    for ns in namespaces:
+        k8s.objects["v1/namespaces", None, ns] = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
+
+
+def add_deployment(k8s, name="llm-server", namespace="default", replicas=2) -> None:
+    k8s.objects[DEPLOYMENTS, namespace, name] = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "resourceVersion": "1"},
+        "spec": {"replicas": replicas}, "status": {"replicas": replicas},
+    }
+
+
+def autoscaler_spec(**overrides) -> dict:
+    spec = {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "llm-server"},
+        "minReplicas": 1, "maxReplicas": 40, "mode": "Scale", "intervalSeconds": 1,
+        "indicators": [{"name": "demand", "query": "sum(rate(requests_total[1m]))", "level": 1, "demand": True}],
+        "capacityPerReplica": 1.0,
+        "sla": {"maxBreachProbability": 0.01, "coldStartSeconds": 3},
+        "behavior": {"scaleDownStabilizationSeconds": 5},
+        "model": {"baseline": "last"},
+        "lookbackSeconds": 10, "historySeconds": 120,
+    }
+    spec.update(overrides)
+    return spec
+
+
+def add_autoscaler(k8s, name="llm", namespace="default", labels=None, **spec_overrides) -> None:
+    k8s.objects[HA, namespace, name] = {
+        "apiVersion": "harmony.dev/v1alpha1", "kind": "HarmonyAutoscaler",
+        "metadata": {"name": name, "namespace": namespace, "uid": f"uid-{namespace}-{name}", "generation": 1,
+                     "resourceVersion": "1", "labels": labels or {}},
+        "spec": autoscaler_spec(**spec_overrides),
+    }
+
+
+class ScriptedTelemetry:
+    """A telemetry source whose demand level the test sets; `stale` / `reason` simulate outages."""
+
+    def __init__(self, level: float = 1.5, noise: float = 0.05, seed: int = 0) -> None:
+        self.level, self.noise = level, noise
+        self.stale_reason: str | None = None
+        self.all_nan = False
+        self.rng = np.random.default_rng(seed)
+        self.calls = 0
+
+    def __call__(self, spec, now: dt.datetime) -> TelemetryWindow:
+        self.calls += 1
+        if self.stale_reason:
+            return TelemetryWindow(None, True, self.stale_reason)
+        steps = int(spec.history_s // spec.interval_s)
+        index = pd.date_range(end=pd.Timestamp(now).floor("s").tz_localize(None), periods=steps,
+                              freq=pd.Timedelta(seconds=spec.interval_s))
+        values = self.level + self.noise * self.rng.standard_normal(steps)
+        if self.all_nan:
+            return TelemetryWindow(None, True, "telemetry-missing: demand")
+        frame = TelemetryFrame(index, values[:, None, None], ["0"], [Indicator("demand", 1, "1")])
+        return TelemetryWindow(frame, False, "")
+
+
+def make_reconciler(url: str, telemetry, **settings) -> Reconciler:
+    import kubernetes
+
+    api = kubernetes.client.ApiClient(kubernetes.client.Configuration(host=url))
+    return Reconciler(KubeClient(api), telemetry, OperatorMetrics(), ReconcileSettings(**settings))
+
+
+@contextlib.asynccontextmanager
+async def cluster(namespaces=("default",)):
+    async with kmock.KubernetesEmulator() as k8s, kmock.Server(k8s) as server:
+        declare_cluster(k8s, namespaces)
+        yield k8s, str(server.url).rstrip("/")
+
+
+@contextlib.asynccontextmanager
+async def operator(reconciler: Reconciler, url: str, settings: OperatorSettings | None = None):
+    """A kopf operator in this event loop, logged in to the emulator; stopped on exit."""
+    import kopf
+
+    def login(**_):
+        return kopf.ConnectionInfo(server=url, insecure=True)
+
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(run(reconciler, settings or OperatorSettings(), login=login, stop_flag=stop,
+                                   ready_flag=ready))
+    await asyncio.wait_for(ready.wait(), 20)
+    try:
+        yield task
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+@contextlib.asynccontextmanager
+async def operator_thread(reconciler: Reconciler, url: str, settings: OperatorSettings | None = None):
+    """A kopf operator in a thread with its own event loop, as a second process would run it (kopf keeps
+    per-loop state, so two operators in one loop are not what production does)."""
+    import threading
+
+    import kopf
+
+    def login(**_):
+        return kopf.ConnectionInfo(server=url, insecure=True)
+
+    loop = asyncio.new_event_loop()
+    stop, ready = asyncio.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def main() -> None:
+        asyncio.set_event_loop(loop)
+
+        async def go() -> None:
+            flag = asyncio.Event()
+            task = asyncio.create_task(run(reconciler, settings or OperatorSettings(), login=login,
+                                           stop_flag=stop, ready_flag=flag))
+            await flag.wait()
+            ready.set()
+            await task
+
+        try:
+            loop.run_until_complete(go())
+        except BaseException as exc:  # reported to the test
+            errors.append(exc)
+        finally:
+            ready.set()
+
+    thread = threading.Thread(target=main, daemon=True)
+    thread.start()
+    await asyncio.to_thread(ready.wait, 20)  # the emulator serves from this loop: never block it
+    try:
+        yield
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        await asyncio.to_thread(thread.join, 30)
+        if thread.is_alive():
+            raise AssertionError("the operator did not stop within 30 s")
+        loop.close()
+        if errors:
+            raise errors[0]
+
+
+async def eventually(check, timeout: float = 20.0, every: float = 0.1):
+    """Poll `check()` (sync) until it returns a truthy value; fail with the last value after `timeout`."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    last = None
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            last = check()
+        except (KeyError, IndexError, TypeError) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        await asyncio.sleep(every)
+    raise AssertionError(f"condition not met within {timeout} s; last: {last!r}")
+
+
+def obj(k8s, resource, namespace, name) -> dict:
+    return k8s.objects[resource, namespace, name].raw
+
+
+def condition(status: dict, type_: str) -> dict | None:
+    return next((c for c in status.get("conditions", []) if c["type"] == type_), None)

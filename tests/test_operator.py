@@ -1,0 +1,200 @@
+"""The operator against the kmock Kubernetes emulator: scaling, recommending, faults, restart, sharding.
+
+Telemetry comes from a scripted source passed to the Reconciler (the Prometheus path has its own tests
+with a real server, and the end-to-end test joins them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import kmock
+import pytest
+
+from controller.operator.app import OperatorSettings
+from tests.operator_support import (
+    DEPLOYMENTS,
+    HA,
+    ScriptedTelemetry,
+    add_autoscaler,
+    add_deployment,
+    cluster,
+    condition,
+    eventually,
+    make_reconciler,
+    obj,
+    operator,
+    operator_thread,
+)
+
+pytestmark = pytest.mark.asyncio
+
+
+def replicas(k8s, name="llm-server"):
+    return obj(k8s, DEPLOYMENTS, "default", name)["spec"]["replicas"]
+
+
+def status(k8s, name="llm"):
+    return obj(k8s, HA, "default", name).get("status", {})
+
+
+def events(k8s):
+    return [o.raw for (res, _, _), o in k8s.objects.items() if str(res).startswith("events")
+            or getattr(res, "plural", "") == "events"]
+
+
+async def test_scale_mode_scales_the_deployment_and_reports_status_events_and_metrics():
+    telemetry = ScriptedTelemetry(level=6.5)
+    async with cluster() as (k8s, url):
+        add_deployment(k8s, replicas=2)
+        add_autoscaler(k8s)
+        rec = make_reconciler(url, telemetry)
+        async with operator(rec, url):
+            await eventually(lambda: replicas(k8s) >= 7)
+            st = await eventually(lambda: status(k8s).get("lastDecision") and status(k8s))
+        assert st["desiredReplicas"] >= 7 and st["observedGeneration"] == 1
+        assert condition(st, "Ready")["status"] == "True"
+        assert condition(st, "ForecastReady")["status"] == "True"
+        assert condition(st, "AbleToScale")["status"] == "True"
+        assert st["posterior"]["decisions"] >= 1 and "capacity" in st["posterior"]
+        assert 0 <= st["lastDecision"]["breachProbability"] <= 0.01
+        scaled = [e for e in events(k8s) if e.get("reason") == "ScaledUp"]
+        assert scaled and "llm-server: 2 ->" in scaled[0]["message"]
+        assert scaled[0]["involvedObject"]["kind"] == "HarmonyAutoscaler"
+        labels = {"namespace": "default", "autoscaler": "llm"}
+        assert rec.metrics.registry.get_sample_value("harmony_recommended_replicas", labels) >= 7
+        assert rec.metrics.registry.get_sample_value("harmony_scale_events_total", {**labels, "direction": "up"}) >= 1
+
+
+async def test_recommend_mode_writes_status_but_never_touches_the_target():
+    async with cluster() as (k8s, url):
+        add_deployment(k8s, replicas=2)
+        add_autoscaler(k8s, mode="Recommend")
+        rec = make_reconciler(url, ScriptedTelemetry(level=9.5))
+        async with operator(rec, url):
+            st = await eventually(lambda: status(k8s).get("desiredReplicas", 0) >= 10 and status(k8s))
+            await asyncio.sleep(1.5)
+        assert st["recommendedReplicas"] >= 10
+        assert replicas(k8s) == 2
+        assert not k8s[kmock.method.PATCH, kmock.subresource("scale")]  # no write to any scale subresource
+
+
+async def test_prometheus_down_holds_the_count_with_a_reason():
+    telemetry = ScriptedTelemetry(level=0.3)
+    telemetry.stale_reason = "prometheus-unavailable: http://prometheus:9090 refused the connection"
+    async with cluster() as (k8s, url):
+        add_deployment(k8s, replicas=5)
+        add_autoscaler(k8s)
+        rec = make_reconciler(url, telemetry)
+        async with operator(rec, url):
+            st = await eventually(lambda: status(k8s).get("posterior", {}).get("decisions", 0) >= 3 and status(k8s))
+        assert replicas(k8s) == 5  # never scaled down on missing data
+        forecast = condition(st, "ForecastReady")
+        assert forecast["status"] == "False" and forecast["reason"] == "PrometheusUnavailable"
+        assert st["lastDecision"]["reason"] == "hold-telemetry-stale"
+        errors = rec.metrics.registry.get_sample_value(
+            "harmony_telemetry_errors_total", {"namespace": "default", "autoscaler": "llm",
+                                               "reason": "prometheus-unavailable"})
+        assert errors >= 3
+
+
+async def test_all_nan_telemetry_holds_too():
+    telemetry = ScriptedTelemetry(level=0.3)
+    telemetry.all_nan = True
+    async with cluster() as (k8s, url):
+        add_deployment(k8s, replicas=4)
+        add_autoscaler(k8s)
+        async with operator(make_reconciler(url, telemetry), url):
+            st = await eventually(lambda: status(k8s).get("posterior", {}).get("decisions", 0) >= 2 and status(k8s))
+        assert replicas(k8s) == 4
+        assert condition(st, "ForecastReady")["reason"] == "TelemetryMissing"
+
+
+async def test_missing_target_sets_a_condition_and_recovers_when_it_appears():
+    async with cluster() as (k8s, url):
+        add_autoscaler(k8s)
+        async with operator(make_reconciler(url, ScriptedTelemetry(level=3.5)), url):
+            st = await eventually(lambda: condition(status(k8s), "AbleToScale"))
+            assert st["status"] == "False" and st["reason"] == "TargetNotFound"
+            add_deployment(k8s, replicas=1)
+            await eventually(lambda: condition(status(k8s), "AbleToScale")["status"] == "True")
+            await eventually(lambda: replicas(k8s) >= 4)
+
+
+async def test_a_409_conflict_is_retried_on_the_fresh_object():
+    async with cluster() as (k8s, url):
+        add_deployment(k8s, replicas=2)
+        add_autoscaler(k8s)
+        # the first scale write loses a race with another writer
+        k8s[kmock.method.PATCH, kmock.subresource("scale")][:1] << 409 << {
+            "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409,
+            "message": "the object has been modified"}
+        async with operator(make_reconciler(url, ScriptedTelemetry(level=6.5)), url):
+            await eventually(lambda: replicas(k8s) >= 7)
+        scale_reads = [r for r in k8s[kmock.method.GET, kmock.subresource("scale")]]
+        assert len(scale_reads) >= 2  # read, conflict, read again, write
+
+
+async def test_restart_continues_from_status_without_a_jump():
+    telemetry = ScriptedTelemetry(level=8.5)
+    async with cluster() as (k8s, url):
+        add_deployment(k8s, replicas=2)
+        add_autoscaler(k8s, behavior={"scaleDownStabilizationSeconds": 30})
+        async with operator(make_reconciler(url, telemetry), url):
+            await eventually(lambda: replicas(k8s) >= 9)
+        before = status(k8s)["posterior"]
+        peak = replicas(k8s)
+        telemetry.level = 1.0  # demand falls while the operator is down
+        restarted = make_reconciler(url, telemetry)  # a new process: empty caches
+        async with operator(restarted, url):
+            await eventually(lambda: status(k8s)["posterior"]["decisions"] >= before["decisions"] + 3)
+        assert replicas(k8s) == peak  # the stabilisation window came back from status: no scale-down yet
+        after = status(k8s)["posterior"]
+        assert after["capacity"]["kappa"] == pytest.approx(before["capacity"]["kappa"])
+
+
+async def test_invalid_spec_is_reported_and_nothing_is_scaled():
+    async with cluster() as (k8s, url):
+        add_deployment(k8s, replicas=3)
+        add_autoscaler(k8s, minReplicas=10, maxReplicas=2)
+        async with operator(make_reconciler(url, ScriptedTelemetry(level=9.0)), url):
+            st = await eventually(lambda: condition(status(k8s), "InvalidSpec") and status(k8s))
+        assert condition(st, "Ready")["status"] == "False"
+        assert "minReplicas" in condition(st, "InvalidSpec")["message"]
+        assert replicas(k8s) == 3
+
+
+async def test_shards_by_label_selector_share_work_without_overlap():
+    async with cluster() as (k8s, url):
+        add_deployment(k8s, name="a-server", replicas=1)
+        add_deployment(k8s, name="b-server", replicas=1)
+        add_autoscaler(k8s, name="a", labels={"shard": "a"},
+                       scaleTargetRef={"apiVersion": "apps/v1", "kind": "Deployment", "name": "a-server"})
+        add_autoscaler(k8s, name="b", labels={"shard": "b"},
+                       scaleTargetRef={"apiVersion": "apps/v1", "kind": "Deployment", "name": "b-server"})
+        rec_a = make_reconciler(url, ScriptedTelemetry(level=3.5))
+        rec_b = make_reconciler(url, ScriptedTelemetry(level=5.5))
+        async with operator_thread(rec_a, url, OperatorSettings(selector={"shard": "a"})), \
+                operator_thread(rec_b, url, OperatorSettings(selector={"shard": "b"})):
+            await eventually(lambda: replicas(k8s, "a-server") >= 4 and replicas(k8s, "b-server") >= 6)
+        assert set(rec_a.forecasters) == {"uid-default-a"}
+        assert set(rec_b.forecasters) == {"uid-default-b"}
+
+
+async def test_peered_replicas_never_both_scale():
+    async with cluster() as (k8s, url):
+        k8s.objects["kopf.dev/v1/clusterkopfpeerings", None, "harmony"] = {
+            "apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering",
+            "metadata": {"name": "harmony", "resourceVersion": "1"}, "status": {}}
+        add_deployment(k8s, replicas=1)
+        add_autoscaler(k8s)
+        leader = make_reconciler(url, ScriptedTelemetry(level=4.5))
+        standby = make_reconciler(url, ScriptedTelemetry(level=9.5))
+        shard = {"peering": "harmony"}
+        async with operator_thread(leader, url, OperatorSettings(**shard, priority=100)):
+            await eventually(lambda: replicas(k8s) >= 5)
+            # a second replica of the same shard joins (a rolling update, a scaled operator Deployment)
+            async with operator_thread(standby, url, OperatorSettings(**shard, priority=10)):
+                await asyncio.sleep(3.0)
+        assert leader.forecasters and not standby.forecasters  # the standby never reconciled
+        assert replicas(k8s) < 10  # the standby's higher demand never reached the Deployment

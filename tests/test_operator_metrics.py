@@ -1,0 +1,251 @@
+"""The operator's metrics, scraped from the real HTTP server over loopback and parsed as Prometheus would."""
+
+from __future__ import annotations
+
+import math
+import urllib.error
+import urllib.request
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from controller.operator.metrics import (
+    DECISION_REASONS,
+    DIRECTIONS,
+    QUANTILES,
+    RECONCILE_FAILURE_REASONS,
+    TELEMETRY_ERROR_REASONS,
+    OperatorMetrics,
+    serve,
+)
+
+# name -> (type, label names beyond namespace/autoscaler)
+EXPECTED = {
+    "harmony_recommended_replicas": ("gauge", set()),
+    "harmony_desired_replicas": ("gauge", set()),
+    "harmony_current_replicas": ("gauge", set()),
+    "harmony_forecast_demand": ("gauge", {"quantile"}),
+    "harmony_observed_demand": ("gauge", set()),
+    "harmony_breach_probability": ("gauge", set()),
+    "harmony_effective_risk": ("gauge", set()),
+    "harmony_capacity_per_replica": ("gauge", set()),
+    "harmony_decision_duration_seconds": ("histogram", set()),
+    "harmony_decisions": ("counter", {"reason"}),
+    "harmony_scale_events": ("counter", {"direction"}),
+    "harmony_telemetry_errors": ("counter", {"reason"}),
+    "harmony_reconcile_failures": ("counter", {"reason"}),
+    "harmony_telemetry_age_seconds": ("gauge", set()),
+}
+OBJECT_LABELS = {"namespace", "autoscaler"}
+
+
+class Health:
+    def __init__(self) -> None:
+        self.ok = True
+
+    def __call__(self) -> bool:
+        return self.ok
+
+
+@pytest.fixture
+def served():
+    metrics, health = OperatorMetrics(), Health()
+    server, thread = serve(metrics, 0, health=health)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    yield metrics, health, base
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+
+
+def get(url: str, accept: str | None = None) -> tuple[int, str, str]:
+    request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.headers["Content-Type"], response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers["Content-Type"], error.read().decode()
+
+
+def scrape(base: str) -> dict:
+    status, content_type, body = get(f"{base}/metrics")
+    assert status == 200 and content_type.startswith("text/plain")
+    # the text format exposes each counter's and histogram's `_created` timestamp as a gauge family of its own
+    return {family.name: family for family in text_string_to_metric_families(body)
+            if not family.name.endswith("_created")}
+
+
+def samples(families: dict, name: str, **labels) -> list:
+    """Samples named `name` (a family's `harmony_x` or a sample's `harmony_x_total`, `_bucket`...) with `labels`."""
+    found = [s for family in families.values() for s in family.samples
+             if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())]
+    assert found or name not in families, name
+    return found
+
+
+def record(metrics: OperatorMetrics, namespace: str = "prod", autoscaler: str = "llm-server", **overrides) -> None:
+    values = dict(recommended=6, desired=5, current=4, breach_probability=0.004, effective_risk=0.01, capacity=25.0,
+                  observed_demand=90.0, forecast_quantiles={0.1: 80.0, 0.5: 100.0, 0.9: 130.0, 0.99: 160.0},
+                  duration_s=0.02, reason="limited-by-max-step")
+    metrics.record_decision(namespace, autoscaler, **{**values, **overrides})
+
+
+def test_every_metric_is_exported_with_its_labels(served):
+    metrics, _, base = served
+    record(metrics)
+    metrics.scale_event("prod", "llm-server", "up")
+    metrics.telemetry_error("prod", "llm-server", "prometheus-unavailable")
+    metrics.reconcile_failure("prod", "llm-server", "target-not-found")
+    metrics.set_telemetry_age("prod", "llm-server", 12.5)
+    metrics.set_autoscalers(3)
+    families = scrape(base)
+
+    for name, (kind, extra) in EXPECTED.items():
+        assert families[name].type == kind, name
+        for sample in families[name].samples:
+            allowed = OBJECT_LABELS | extra | ({"le"} if sample.name.endswith("_bucket") else set())
+            assert set(sample.labels) == allowed, (name, sample.labels)
+    (autoscalers,) = samples(families, "harmony_autoscalers")
+    assert (autoscalers.value, autoscalers.labels) == (3, {})
+
+    key = {"namespace": "prod", "autoscaler": "llm-server"}
+    values = {name: samples(families, name, **key)[0].value for name in (
+        "harmony_recommended_replicas", "harmony_desired_replicas", "harmony_current_replicas",
+        "harmony_observed_demand", "harmony_breach_probability", "harmony_effective_risk",
+        "harmony_capacity_per_replica", "harmony_telemetry_age_seconds")}
+    assert values == {"harmony_recommended_replicas": 6, "harmony_desired_replicas": 5, "harmony_current_replicas": 4,
+                      "harmony_observed_demand": 90.0, "harmony_breach_probability": 0.004,
+                      "harmony_effective_risk": 0.01, "harmony_capacity_per_replica": 25.0,
+                      "harmony_telemetry_age_seconds": 12.5}
+    quantiles = {s.labels["quantile"]: s.value for s in samples(families, "harmony_forecast_demand", **key)}
+    assert quantiles == {"0.1": 80.0, "0.5": 100.0, "0.9": 130.0, "0.99": 160.0}
+
+    def total(name: str, **labels) -> float:
+        return samples(families, name, **key, **labels)[0].value
+
+    assert total("harmony_decisions_total", reason="limited-by-max-step") == 1
+    assert total("harmony_decisions_total", reason="steady") == 0  # created at 0, so rate() sees the first one
+    assert total("harmony_scale_events_total", direction="up") == 1
+    assert total("harmony_scale_events_total", direction="down") == 0
+    assert total("harmony_telemetry_errors_total", reason="prometheus-unavailable") == 1
+    assert total("harmony_reconcile_failures_total", reason="target-not-found") == 1
+    assert total("harmony_decision_duration_seconds_count") == 1
+    assert total("harmony_decision_duration_seconds_sum") == pytest.approx(0.02)
+    assert total("harmony_decision_duration_seconds_bucket", le="0.025") == 1
+    assert total("harmony_decision_duration_seconds_bucket", le="0.01") == 0
+
+
+def test_label_values_come_from_small_fixed_sets(served):
+    metrics, _, base = served
+    record(metrics, reason="some new reason")
+    metrics.telemetry_error("prod", "llm-server", "HTTP 500: <html>... a whole error page ...</html>")
+    metrics.reconcile_failure("prod", "llm-server", "kaboom")
+    with pytest.raises(ValueError, match="direction"):
+        metrics.scale_event("prod", "llm-server", "sideways")
+    families = scrape(base)
+    for name, allowed in (("harmony_decisions_total", DECISION_REASONS),
+                          ("harmony_telemetry_errors_total", TELEMETRY_ERROR_REASONS),
+                          ("harmony_reconcile_failures_total", RECONCILE_FAILURE_REASONS)):
+        seen = {s.labels["reason"] for s in samples(families, name)}
+        assert seen == set(allowed), name
+        assert samples(families, name, reason="other")[0].value == 1, name
+    assert {s.labels["direction"] for s in samples(families, "harmony_scale_events_total")} == set(DIRECTIONS)
+    assert {s.labels["quantile"] for s in samples(families, "harmony_forecast_demand")} == {str(q) for q in QUANTILES}
+
+
+def test_missing_forecast_is_nan_not_the_last_value(served):
+    metrics, _, base = served
+    record(metrics)
+    record(metrics, forecast_quantiles={}, breach_probability=math.nan, observed_demand=math.nan,
+           reason="hold-telemetry-stale")
+    families = scrape(base)
+    assert all(math.isnan(s.value) for s in samples(families, "harmony_forecast_demand"))
+    assert math.isnan(samples(families, "harmony_breach_probability")[0].value)
+    assert math.isnan(samples(families, "harmony_observed_demand")[0].value)
+    assert samples(families, "harmony_decisions_total", reason="hold-telemetry-stale")[0].value == 1
+
+
+def test_forget_removes_only_that_objects_series(served):
+    metrics, _, base = served
+    for name in ("a", "b"):
+        record(metrics, autoscaler=name)
+        metrics.scale_event("prod", name, "down")
+        metrics.telemetry_error("prod", name, "telemetry-stale")
+        metrics.reconcile_failure("prod", name, "conflict")
+        metrics.set_telemetry_age("prod", name, 1.0)
+    metrics.forget("prod", "a")
+    families = scrape(base)
+    for name in EXPECTED:
+        owners = {s.labels.get("autoscaler") for s in families[name].samples}
+        assert owners == {"b"}, name
+    # a forgotten object that comes back starts afresh
+    metrics.scale_event("prod", "a", "down")
+    families = scrape(base)
+    assert samples(families, "harmony_scale_events_total", autoscaler="a", direction="down")[0].value == 1
+    metrics.forget("prod", "never-seen")  # harmless
+
+
+def test_metric_names_follow_prometheus_conventions(served):
+    metrics, _, base = served
+    record(metrics)
+    metrics.set_autoscalers(1)
+    families = scrape(base)
+    assert set(EXPECTED) | {"harmony_autoscalers"} == set(families)
+    for name, family in families.items():
+        assert name.startswith("harmony_"), name
+        if family.type == "counter":
+            assert {s.name for s in family.samples} <= {f"{name}_total", f"{name}_created"}, name
+        else:
+            assert not name.endswith("_total"), name
+        if family.type == "histogram" or any(word in name for word in ("duration", "age", "latency")):
+            assert name.endswith("_seconds"), name
+        for sample in family.samples:
+            assert set(sample.labels) <= {"namespace", "autoscaler", "quantile", "direction", "reason", "le"}
+    buckets = [float(s.labels["le"]) for s in samples(families, "harmony_decision_duration_seconds_bucket")]
+    assert buckets[0] == 0.001 and buckets[-2] == 10.0 and math.isinf(buckets[-1])
+
+
+def test_healthz_follows_the_health_check(served):
+    _, health, base = served
+    assert get(f"{base}/healthz")[0::2] == (200, "ok\n")
+    health.ok = False
+    assert get(f"{base}/healthz")[0::2] == (503, "unhealthy\n")
+    health.ok = True
+    assert get(f"{base}/healthz")[0] == 200
+    assert get(f"{base}/nothing-here")[0] == 404
+
+
+def test_a_failing_health_check_is_unhealthy():
+    def broken() -> bool:
+        raise RuntimeError("lost the API server")
+
+    server, thread = serve(OperatorMetrics(), 0, health=broken)
+    try:
+        assert get(f"http://127.0.0.1:{server.server_address[1]}/healthz")[0::2] == (503, "unhealthy\n")
+    finally:
+        server.shutdown()
+        server.server_close()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+
+
+def test_openmetrics_on_request(served):
+    metrics, _, base = served
+    record(metrics)
+    status, content_type, body = get(f"{base}/metrics", accept="application/openmetrics-text; version=1.0.0")
+    assert status == 200 and content_type.startswith("application/openmetrics-text")
+    assert body.rstrip().endswith("# EOF") and "harmony_decisions_total" in body
+
+
+def test_registries_are_separate_unless_shared():
+    first, second = OperatorMetrics(), OperatorMetrics()  # no "Duplicated timeseries" from the global registry
+    record(first)
+    assert first.registry is not second.registry
+    assert second.registry.get_sample_value("harmony_desired_replicas",
+                                            {"namespace": "prod", "autoscaler": "llm-server"}) is None
+    registry = CollectorRegistry()
+    shared = OperatorMetrics(registry)
+    record(shared)
+    assert registry.get_sample_value("harmony_desired_replicas", {"namespace": "prod", "autoscaler": "llm-server"}) == 5

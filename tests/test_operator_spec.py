@@ -1,0 +1,152 @@
+"""parse_spec: the example parses to the values it states; every spec the CRD rejects, parse_spec rejects too,
+naming the same field; checks the schema cannot make (model names, checkpoint files, typos); and the mapping
+onto DecisionSettings."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+
+import pytest
+
+from controller.decision import DecisionSettings
+from controller.operator.spec import (
+    AutoscalerSpec,
+    IndicatorSpec,
+    InvalidSpec,
+    ScaleTargetRef,
+    parse_spec,
+)
+from forecasting.errors import HarmonyInputError
+from tests.crd_helpers import DELETE, INVALID_SPECS, load_example, with_change
+
+
+def example_spec() -> dict:
+    return load_example()["spec"]
+
+
+def test_example_parses_to_what_it_states():
+    spec = parse_spec(example_spec())
+    assert spec == AutoscalerSpec(
+        target=ScaleTargetRef("apps/v1", "Deployment", "llm-server"),
+        min_replicas=2, max_replicas=16, mode="Scale", interval_s=30,
+        indicators=(IndicatorSpec("requests_per_second", "sum(rate(requests_total[1m]))", 1, True),
+                    IndicatorSpec("gpu_utilisation", 'avg(DCGM_FI_DEV_GPU_UTIL{pod=~"llm-server-.*"})', 2, False)),
+        capacity_per_replica=25.0, max_breach_probability=0.01, cold_start_s=300, cost_per_replica_hour=2.5,
+        scale_down_stabilisation_s=300, max_step_up=4, max_step_down=1, model_baseline="ar:30",
+        model_checkpoint=None, lookback_s=3600, history_s=21600,
+    )
+    assert spec.demand_indicator.name == "requests_per_second"
+    assert spec.cold_start_steps == 10
+    assert isinstance(spec.capacity_per_replica, float) and isinstance(spec.cost_per_replica_hour, float)
+
+
+def test_spec_is_frozen_and_hashable():
+    spec = parse_spec(example_spec())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.max_replicas = 3
+    assert hash(spec) == hash(parse_spec(example_spec()))
+
+
+@pytest.mark.parametrize(("where", "value", "field"), [c[1:] for c in INVALID_SPECS],
+                         ids=[c[0] for c in INVALID_SPECS])
+def test_what_the_crd_rejects_parse_spec_rejects_naming_the_field(where, value, field):
+    with pytest.raises(InvalidSpec) as caught:
+        parse_spec(with_change(example_spec(), where, value))
+    assert caught.value.path == field
+    assert str(caught.value).startswith(f"{field}: ")
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("where", "value", "field", "words"), [
+    # beyond the schema: only the operator can tell
+    (("model", "baseline"), "prophet:7", "spec.model.baseline", "unknown model 'prophet'"),
+    (("model", "baseline"), "ar:seven", "spec.model.baseline", "not an integer"),
+    (("model",), {"checkpoint": "/nonexistent/harmony.ckpt"}, "spec.model.checkpoint", "no file"),
+    # pruned by an API server, a typo here would silently become a default
+    (("maxReplica",), 8, "spec.maxReplica", "unknown field"),
+    (("sla", "maxBreachProbabilty"), 0.05, "spec.sla.maxBreachProbabilty", "unknown field"),
+    (("indicators", 0, "levels"), 2, "spec.indicators[0].levels", "unknown field"),
+    # stricter than the schema's minLength
+    (("indicators", 1, "query"), "   ", "spec.indicators[1].query", "empty"),
+    # types a YAML or JSON client may send
+    (("minReplicas",), True, "spec.minReplicas", "integer"),
+    (("capacityPerReplica",), float("nan"), "spec.capacityPerReplica", "finite"),
+    (("capacityPerReplica",), "25", "spec.capacityPerReplica", "number"),
+    (("indicators",), "requests_per_second", "spec.indicators", "list"),
+    (("indicators", 0), "requests_per_second", "spec.indicators[0]", "object"),
+    (("sla",), [0.01], "spec.sla", "object"),
+])
+def test_checks_beyond_the_schema(where, value, field, words):
+    with pytest.raises(InvalidSpec) as caught:
+        parse_spec(with_change(example_spec(), where, value))
+    assert caught.value.path == field
+    assert words in str(caught.value)
+
+
+def test_invalid_spec_is_a_harmony_input_error():
+    with pytest.raises(HarmonyInputError):
+        parse_spec({})
+    with pytest.raises(InvalidSpec, match=r"^spec: must be an object"):
+        parse_spec(["not", "a", "mapping"])
+    error = InvalidSpec("spec.mode", "bad")
+    assert isinstance(error, ValueError) and (error.path, error.problem) == ("spec.mode", "bad")
+
+
+def test_checkpoint_on_a_mounted_volume(tmp_path):
+    checkpoint = tmp_path / "harmony.ckpt"
+    checkpoint.write_bytes(b"weights")
+    spec = parse_spec(with_change(example_spec(), ("model",), {"checkpoint": str(checkpoint)}))
+    assert (spec.model_checkpoint, spec.model_baseline) == (str(checkpoint), None)
+    with pytest.raises(InvalidSpec, match="no file"):
+        parse_spec(with_change(example_spec(), ("model",), {"checkpoint": str(tmp_path)}))  # a directory
+
+
+@pytest.mark.parametrize(("model", "baseline"), [
+    (DELETE, "ar:30"), ({}, "ar:30"), ({"baseline": "last"}, "last"),
+    ({"baseline": " seasonal:2880 "}, "seasonal:2880"),
+])
+def test_baseline_defaults_and_known_models(model, baseline):
+    assert parse_spec(with_change(example_spec(), ("model",), model)).model_baseline == baseline
+
+
+def test_optional_fields_and_lenient_types():
+    spec = parse_spec(with_change(with_change(example_spec(), ("capacityPerReplica",), DELETE), ("behavior",),
+                                  {"maxScaleUpStep": None}))
+    assert spec.capacity_per_replica is None  # learned from observations
+    assert (spec.max_step_up, spec.max_step_down, spec.scale_down_stabilisation_s) == (None, None, 300)
+    # integral floats (some JSON encoders) are integers; kopf hands specs over as read-only mappings
+    spec = parse_spec(types.MappingProxyType(with_change(example_spec(), ("maxReplicas",), 16.0)))
+    assert spec.max_replicas == 16 and isinstance(spec.max_replicas, int)
+
+
+def test_decision_settings_map_the_spec():
+    settings = parse_spec(example_spec()).decision_settings()
+    assert settings == DecisionSettings(min_replicas=2, max_replicas=16, max_step_up=4, max_step_down=1,
+                                        stabilisation_steps=10, cost_per_replica_hour=2.5, interval_s=30.0)
+    assert isinstance(settings.interval_s, float)
+
+
+@pytest.mark.parametrize(("stabilisation_s", "interval_s", "steps"), [
+    (300, 30, 10), (301, 30, 11), (29, 30, 1), (0, 30, 1), (0, 1, 1), (3600, 7, 515),
+])
+def test_stabilisation_window_rounds_up_to_whole_intervals(stabilisation_s, interval_s, steps):
+    raw = with_change(with_change(example_spec(), ("behavior", "scaleDownStabilizationSeconds"), stabilisation_s),
+                      ("intervalSeconds",), interval_s)
+    assert parse_spec(raw).decision_settings().stabilisation_steps == steps
+
+
+@pytest.mark.parametrize(("cold_start_s", "interval_s", "steps"), [(300, 30, 10), (310, 30, 11), (0, 30, 0),
+                                                                   (1, 3600, 1)])
+def test_cold_start_steps_round_up(cold_start_s, interval_s, steps):
+    raw = with_change(with_change(example_spec(), ("sla", "coldStartSeconds"), cold_start_s),
+                      ("intervalSeconds",), interval_s)
+    assert parse_spec(raw).cold_start_steps == steps
+
+
+def test_demand_indicator_is_the_marked_one_wherever_it_sits():
+    raw = example_spec()
+    raw["indicators"] = list(reversed(raw["indicators"]))
+    spec = parse_spec(raw)
+    assert spec.indicators[1].demand and spec.demand_indicator is spec.indicators[1]
+    assert [i.level for i in spec.indicators] == [2, 1]
