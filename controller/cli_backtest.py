@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from controller.backtest import SUMMARY_COLUMNS, Backtest, BacktestSettings, run_policies, sweep_policies
 from controller.bayes import CapacityPosterior
-from controller.cli import (
+from controller.cli_common import (
     DatasetOpt,
     IntervalOpt,
     OptionOpt,

@@ -22,7 +22,7 @@ from controller.calibrate import (
     fit_capacity,
     read_observations,
 )
-from controller.cli import (
+from controller.cli_common import (
     DatasetOpt,
     IntervalOpt,
     OptionOpt,

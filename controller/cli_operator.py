@@ -13,7 +13,7 @@ import kopf
 import typer
 from kubernetes import client, config
 
-from controller.cli import user_errors
+from controller.cli_common import user_errors
 from controller.operator.app import OperatorSettings, run, stale_after_s
 from controller.operator.kube import KubeClient
 from controller.operator.metrics import OperatorMetrics, serve

@@ -1,42 +1,23 @@
 """`harmony replay-exporter`: serve a bundled trace as Prometheus gauges, time-compressed (tests, demos).
 
 Thin: it loads the dataset, builds a `controller.replay_exporter.ReplayExporter` and serves it until
-interrupted (or for `--duration` seconds). Registered in `controller.cli`. Self-contained imports (no
-`from controller.cli import ...`) so that importing this module first cannot hit a circular import.
+interrupted (or for `--duration` seconds). Registered in `controller.cli`.
 """
 
 from __future__ import annotations
 
-import functools
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from controller.cli_common import console, user_errors
 from forecasting.datasets import SOURCES, get_source
 from forecasting.errors import HarmonyInputError
 
-console = Console()
-err_console = Console(stderr=True, width=400)
 
-
-def _user_errors(fn):
-    """HarmonyInputError (and a port already in use) -> one `error:` line and exit status 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except HarmonyInputError as exc:
-            err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
-
-
-@_user_errors
+@user_errors
 def replay_exporter(
     dataset: Annotated[str, typer.Option("--dataset", "-d", help=f"one of: {', '.join(SOURCES)}")] = "gentd26",
     path: Annotated[Path | None, typer.Option(help="a file or folder in the dataset's format")] = None,

@@ -39,11 +39,13 @@ CONFLICT_RETRIES = 3
 
 @dataclass(frozen=True)
 class ReconcileSettings:
-    """n_samples: forecast samples per decision. refit_every: decisions between refits of a baseline model.
-    capacity_relative_sd: prior spread of a declared capacityPerReplica. seed: sampling seed."""
+    """n_samples: forecast samples per decision. refit_every: decisions between refits of a baseline model
+    (1: every decision; a ridge AR fit over a few hundred points takes milliseconds, and refitting keeps its
+    residuals, hence its uncertainty, as recent as the history window). capacity_relative_sd: prior
+    spread of a declared capacityPerReplica. seed: sampling seed."""
 
     n_samples: int = 200
-    refit_every: int = 20
+    refit_every: int = 1
     capacity_relative_sd: float = 0.05
     seed: int = 0
 

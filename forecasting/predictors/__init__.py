@@ -23,6 +23,13 @@ def _int_arg(spec: str, arg: str | None, default: int | None) -> int | None:
         raise HarmonyInputError(f"model {spec!r} (--models): argument {arg!r} is not an integer") from None
 
 
+def _harmony(spec: str, arg: str | None, name: str = "harmony", **fixed) -> Predictor:
+    # imported on use: torch and Lightning load only when a HARMONY model is asked for
+    from forecasting.predictors.harmony import harmony_from_spec
+
+    return harmony_from_spec(spec, arg, name, **fixed)
+
+
 #: name -> (factory(spec, argument), help)
 PREDICTORS: dict[str, tuple[Callable[[str, str | None], Predictor], str]] = {
     "last": (lambda spec, arg: LastValue(), "last observed value, empirical multi-step errors"),
@@ -38,6 +45,21 @@ PREDICTORS: dict[str, tuple[Callable[[str, str | None], Predictor], str]] = {
     "ar-gauss": (
         lambda spec, arg: AutoRegressive(_int_arg(spec, arg, 36), residuals="gaussian"),
         "ridge AR(p) per indicator, Gaussian residuals; argument: p (default 36)",
+    ),
+    "harmony": (
+        lambda spec, arg: _harmony(spec, arg),
+        "HARMONY: hierarchical attention + spline flow, trained in fit; argument: PATH.ckpt (load a trained "
+        "model) or KEY=VALUE joined by '+' (lookback=72, horizon=1, epochs, patience, seed, d_model, heads, "
+        "layers, dropout, flow=spline|spline-ar|maf, flow_layers, min_scale, calendar, batch, lr, crps, noise); "
+        "a bare integer is the lookback",
+    ),
+    "harmony-flat": (
+        lambda spec, arg: _harmony(spec, arg, "harmony-flat", hierarchy=False),
+        "HARMONY ablation without hierarchy (flat attention); argument as for 'harmony', no checkpoint",
+    ),
+    "harmony-gauss": (
+        lambda spec, arg: _harmony(spec, arg, "harmony-gauss", flow="none"),
+        "HARMONY ablation without flow (Gaussian head only); argument as for 'harmony', no checkpoint",
     ),
 }
 

@@ -1,0 +1,50 @@
+"""`harmony train` end to end: a checkpoint that `harmony evaluate --models harmony:PATH` can use."""
+
+import torch
+from typer.testing import CliRunner
+
+from controller.cli import app
+
+runner = CliRunner()
+DATA = ["--dataset", "synthetic", "--option", "series=2", "--option", "steps=400", "--option", "seed=3"]
+SMALL = ["--lookback", "24", "--horizon", "2", "--epochs", "2", "--d-model", "16", "--heads", "2", "--no-progress"]
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_train_writes_a_checkpoint_that_evaluate_loads(tmp_path):
+    out = tmp_path / "models" / "harmony.ckpt"
+    result = run("train", *DATA, *SMALL, "--seed", "4", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert out.is_file() and f"wrote {out}" in result.output.replace("\n", "")
+    assert "best validation NLL" in result.output
+    state = torch.load(out, weights_only=True)
+    assert state["config"]["lookback"] == 24 and state["config"]["horizon"] == 2
+    assert state["config"]["levels"] == (1, 2, 2, 1, 3)  # the synthetic source's indicator levels
+    assert state["settings"]["seed"] == 4 and state["metadata"]["dataset"] == "synthetic"
+    assert len(state["metadata"]["series_scaler"]["data_min"]) == 2  # per series
+    evaluated = run("evaluate", *DATA, "--protocol", "rolling", "--lookback", "24", "--horizon", "4",
+                    "--models", f"harmony:{out},last", "--out", tmp_path / "scores.csv")
+    assert evaluated.exit_code == 0, evaluated.output
+    scores = (tmp_path / "scores.csv").read_text()
+    assert f"harmony:{out}" in scores
+
+
+def test_ablation_flags_reach_the_checkpoint(tmp_path):
+    out = tmp_path / "ablation.ckpt"
+    result = run("train", *DATA, *SMALL, "--no-hierarchy", "--no-flow", "--out", out)
+    assert result.exit_code == 0, result.output
+    config = torch.load(out, weights_only=True)["config"]
+    assert config["hierarchy"] is False and config["flow"] == "none"
+
+
+def test_bad_flags_end_with_one_error_line(tmp_path):
+    result = run("train", *DATA, *SMALL, "--flow", "glow", "--out", tmp_path / "x.ckpt")
+    assert result.exit_code == 2
+    assert "error:" in result.output and "glow" in result.output
+    assert not (tmp_path / "x.ckpt").exists()
+    missing = run("evaluate", *DATA, "--protocol", "rolling", "--lookback", "24", "--models",
+                  f"harmony:{tmp_path / 'nope.ckpt'}")
+    assert missing.exit_code == 2 and "does not exist" in missing.output

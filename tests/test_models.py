@@ -1,0 +1,131 @@
+"""One contract test over every HARMONY variant (hierarchy x flow kind), plus the network's exactness checks."""
+
+import numpy as np
+import pytest
+import torch
+
+from forecasting.models import HarmonyConfig, HarmonyNetwork
+from forecasting.models.attention import level_masks
+from forecasting.predictors.base import Context
+from forecasting.predictors.harmony import HarmonyPredictor
+from forecasting.training import TrainingSettings
+from tests.helpers import make_frame
+
+VARIANTS = [(hierarchy, flow) for hierarchy in (True, False) for flow in ("spline", "spline-ar", "maf", "none")]
+LEVELS = (1, 2, 3)  # make_frame's indicators: ind0 level 1, ind1 level 2, ind2 level 3
+LOOKBACK, HORIZON = 16, 2
+
+
+def tiny_config(hierarchy: bool, flow: str, levels=LEVELS, horizon=HORIZON, calendar=True) -> HarmonyConfig:
+    return HarmonyConfig(levels=levels, lookback=LOOKBACK, horizon=horizon, d_model=16, n_heads=2, dropout=0.0,
+                         hierarchy=hierarchy, flow=flow, flow_hidden=16, context_features=8, calendar=calendar)
+
+
+def batch(n=6, n_ind=3, horizon=HORIZON, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, LOOKBACK, n_ind, generator=g)
+    return x, torch.rand(n, 4, generator=g) * 2 - 1, torch.rand(n, horizon, n_ind, generator=g)
+
+
+@pytest.fixture(scope="module")
+def frame():
+    return make_frame(steps=220, series=2, indicators=3)
+
+
+@pytest.mark.parametrize(("hierarchy", "flow"), VARIANTS)
+def test_network_contract(hierarchy, flow):
+    torch.manual_seed(0)
+    net = HarmonyNetwork(tiny_config(hierarchy, flow))
+    x, cal, y = batch()
+    params = net.encode(x, cal)
+    assert params["mean"].shape == params["scale"].shape == (6, HORIZON, 3)
+    assert (params["scale"] > 0).all()
+    log_prob = net.log_prob(x, cal, y)
+    assert log_prob.shape == (6,) and torch.isfinite(log_prob).all()
+    # gradients reach every parameter, through the NLL and (via flow inverse) the sample-CRPS term
+    out = net.loss(x, cal, y, crps_weight=1.0, crps_samples=4)
+    out["loss"].backward()
+    silent = [name for name, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not silent, silent
+    samples = net.sample(x, cal, 7, torch.Generator().manual_seed(1))
+    assert samples.shape == (7, 6, HORIZON, 3) and torch.isfinite(samples).all()
+    again = net.sample(x, cal, 7, torch.Generator().manual_seed(1))
+    assert torch.equal(samples, again)
+    if net.flow is not None:  # the flow inverts exactly: z -> u -> z
+        z = torch.randn(6, HORIZON * 3)
+        u, _ = net.flow.transform(z, context=params["context"])
+        torch.testing.assert_close(net.flow.inverse(u, params["context"]), z, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(("hierarchy", "flow"), VARIANTS)
+def test_predictor_contract_train_save_load_predict(hierarchy, flow, frame, tmp_path):
+    split = frame.split()
+    settings = TrainingSettings(max_epochs=2, batch_size=64, seed=1)
+    model = HarmonyPredictor(LOOKBACK, HORIZON, settings, d_model=16, n_heads=2, flow=flow, hierarchy=hierarchy,
+                             flow_hidden=16, context_features=8)
+    model.fit(split.train, split.validation)
+    assert model.report.epochs_run == 2 and model.report.best_epoch in (0, 1)
+    end = len(frame) - len(split.test)
+    ctx = Context(frame.values[end - LOOKBACK:end], np.repeat(frame.index.to_numpy()[end - 1], 2), frame.interval)
+    fc = model.predict(ctx, horizon=5, n_samples=20, seed=3)  # beyond the trained horizon: recursive
+    assert fc.samples.shape == (20, 5, 2, 3) and np.isfinite(fc.samples).all()
+    assert tuple(fc.indicators) == frame.indicator_names
+    # samples are in the data's units (values ~ 10 +- 5), not the network's normalised space
+    assert 5 < np.median(fc.samples) < 15
+    path = model.save(tmp_path / "m.ckpt")
+    loaded = HarmonyPredictor.load(path)
+    assert loaded.config == model.config and loaded.indicators == model.indicators
+    assert loaded.config.levels == frame.levels
+    np.testing.assert_array_equal(loaded.predict(ctx, 5, 20, seed=3).samples, fc.samples)
+    assert loaded.fit(split.train) is loaded  # a loaded model is not retrained
+
+
+def test_gaussian_log_prob_is_the_normal_density_in_input_space():
+    torch.manual_seed(0)
+    net = HarmonyNetwork(tiny_config(True, "none")).eval()
+    x, cal, y = batch(n=4)
+    p = net.encode(x, cal)
+    dist = torch.distributions.Normal(p["centre"] + p["window_scale"] * p["mean"], p["window_scale"] * p["scale"])
+    expected = dist.log_prob(y).sum(dim=(1, 2))
+    torch.testing.assert_close(net.log_prob(x, cal, y), expected)
+
+
+@pytest.mark.parametrize("flow", ["spline", "maf"])
+def test_flow_density_integrates_to_one_in_input_space(flow):
+    """One target, one step: exp(log_prob) over a fine grid of y integrates to 1, so every Jacobian (flow,
+    Gaussian affine map, window normalisation) is accounted for."""
+    torch.manual_seed(0)
+    net = HarmonyNetwork(tiny_config(True, flow, levels=(1,), horizon=1)).eval()
+    x, cal, _ = batch(n=1, n_ind=1, horizon=1)
+    samples = net.sample(x, cal, 2000, torch.Generator().manual_seed(0)).flatten()
+    lo, hi = samples.min().item(), samples.max().item()
+    width = hi - lo
+    grid = torch.linspace(lo - 2 * width, hi + 2 * width, 40001)
+    with torch.no_grad():
+        dens = net.log_prob(x.expand(len(grid), -1, -1), cal.expand(len(grid), -1), grid[:, None, None]).exp()
+    assert torch.trapezoid(dens, grid).item() == pytest.approx(1.0, abs=0.02)
+
+
+def test_hierarchy_masks_exclude_lower_levels_with_minus_infinity():
+    stages, masks, updates = level_masks((2, 1, 3), n_extra=1)
+    assert stages == [1, 2, 3]
+    # stage of level 2: the level-2 token (row 0) sees itself, level 1 (col 1) and the calendar token (col 3)
+    assert masks[1, 0].tolist() == [0.0, 0.0, float("-inf"), 0.0]
+    assert (masks == 0).any(dim=-1).all()  # no row is all -inf (that would give NaN)
+    assert updates[1].tolist() == [True, False, False, False]
+
+
+@pytest.mark.parametrize("hierarchy", [True, False])
+def test_higher_levels_do_not_see_lower_ones(hierarchy):
+    torch.manual_seed(0)
+    net = HarmonyNetwork(tiny_config(hierarchy, "none")).eval()
+    x, cal, _ = batch(n=2)
+    moved = x.clone()
+    moved[:, :, 2] += torch.linspace(0, 3, LOOKBACK)  # change the level-3 indicator only
+    lifted = x.clone()
+    lifted[:, :, 0] += torch.linspace(0, 3, LOOKBACK)  # change the level-1 indicator only
+    with torch.no_grad():
+        base, after_low, after_high = (net.encode(v, cal)["mean"] for v in (x, moved, lifted))
+    level1_unchanged = torch.allclose(base[:, :, 0], after_low[:, :, 0])
+    assert level1_unchanged == hierarchy  # flat attention lets level 3 leak into level 1
+    assert not torch.allclose(base[:, :, 2], after_high[:, :, 2])  # level 1 conditions level 3

@@ -1,0 +1,119 @@
+"""Windows, seeded training, early stopping with best weights, and checkpoint errors of the HARMONY trainer."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from forecasting.errors import HarmonyInputError
+from forecasting.models import HarmonyConfig, HarmonyNetwork
+from forecasting.predictors import build_predictor
+from forecasting.predictors.harmony import HarmonyPredictor
+from forecasting.training import TrainingSettings, frame_windows, train_network, training_windows
+from tests.helpers import make_frame
+
+
+def test_windows_drop_missing_targets_and_fill_contexts():
+    values = np.arange(40, dtype=float).reshape(20, 1, 2)
+    values[5, 0, 1] = np.nan  # inside some contexts (filled) and one target (dropped)
+    index = pd.date_range("2024-01-01", periods=20, freq="10min")
+    w = frame_windows(values, index, lookback=4, horizon=2)
+    origins = [t for t in range(4, 19) if t not in (4, 5)]  # targets t, t+1; rows 5 missing
+    assert len(w) == len(origins)
+    np.testing.assert_array_equal(w.y[:, 0, 0], values[origins, 0, 0])
+    first = w.x[origins.index(6)]  # context rows 2..5; row 5 filled from row 4
+    assert first[-1, 1] == values[4, 0, 1]
+    assert w.calendar.shape == (len(w), 4) and np.isfinite(w.calendar).all()
+
+
+def test_validation_windows_only_target_validation_rows():
+    values = np.arange(30, dtype=float).reshape(30, 1, 1)
+    index = pd.date_range("2024-01-01", periods=30, freq="1min")
+    train, val = training_windows(values[:20], index[:20], values[20:], index[20:], lookback=5, horizon=1)
+    assert len(train) == 15 and len(val) == 10
+    assert val.y[:, 0, 0].tolist() == list(range(20, 30))
+    np.testing.assert_array_equal(val.x[0, :, 0], np.arange(15, 20))
+    with pytest.raises(HarmonyInputError, match="too few complete rows"):
+        training_windows(values[:4], index[:4], values[4:6], index[4:6], lookback=5, horizon=1)
+
+
+def small_windows(seed=0):
+    frame = make_frame(steps=300, series=2, indicators=3, seed=seed)
+    split = frame.split()
+    return training_windows(split.train.values / 15, split.train.index, split.validation.values / 15,
+                            split.validation.index, lookback=16, horizon=1)
+
+
+def config():
+    return HarmonyConfig(levels=(1, 2, 3), lookback=16, horizon=1, d_model=16, n_heads=2, flow="maf",
+                         flow_hidden=16, context_features=8)
+
+
+def test_same_seed_same_weights_other_seed_other_weights():
+    train, val = small_windows()
+    settings = TrainingSettings(max_epochs=2, seed=5)
+    a, report_a = train_network(config(), train, val, settings)
+    b, report_b = train_network(config(), train, val, settings)
+    c, _ = train_network(config(), train, val, TrainingSettings(max_epochs=2, seed=6))
+    for key, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[key]), key
+    assert report_a.best_val_nll == report_b.best_val_nll
+    assert any(not torch.equal(v, c.state_dict()[k]) for k, v in a.state_dict().items())
+
+
+def test_training_improves_validation_nll_and_returns_the_best_weights():
+    train, val = small_windows()
+    settings = TrainingSettings(max_epochs=6, patience=2, seed=0)
+    torch.manual_seed(0)
+    untrained = HarmonyNetwork(config()).eval()
+    net, report = train_network(config(), train, val, settings)
+    x, cal, y = (torch.from_numpy(a) for a in (val.x, val.calendar, val.y))
+    with torch.no_grad():
+        before = -untrained.log_prob(x, cal, y).mean().item() / 3
+        after = -net.log_prob(x, cal, y).mean().item() / 3
+    assert after < before - 0.1
+    # the returned weights are those that scored best_val_nll, whatever epoch training ended on
+    assert after == pytest.approx(report.best_val_nll, rel=1e-4, abs=1e-4)
+    assert 0 <= report.best_epoch < report.epochs_run <= 6
+    assert not net.training
+
+
+def test_early_stopping_stops_when_validation_stops_improving():
+    train, val = small_windows()
+    settings = TrainingSettings(max_epochs=50, patience=1, learning_rate=0.05, seed=0)  # overshoots quickly
+    _, report = train_network(config(), train, val, settings)
+    assert report.epochs_run < 50
+    assert report.epochs_run - report.best_epoch <= 2
+
+
+def test_checkpoint_errors_name_the_file(tmp_path):
+    with pytest.raises(HarmonyInputError, match="does not exist"):
+        HarmonyPredictor.load(tmp_path / "missing.ckpt")
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(HarmonyInputError, match="junk.ckpt is not a harmony checkpoint"):
+        build_predictor(f"harmony:{junk}")
+    with pytest.raises(RuntimeError, match="not fitted"):
+        HarmonyPredictor().save(tmp_path / "x.ckpt")
+
+
+def test_registry_specs_set_options_and_ablations():
+    model = build_predictor("harmony:lookback=48+horizon=3+epochs=7+d_model=64+flow=maf+seed=9")
+    assert (model.lookback, model.horizon, model.settings.max_epochs, model.settings.seed) == (48, 3, 7, 9)
+    assert model.options == {"d_model": 64, "flow": "maf"}
+    assert build_predictor("harmony:144").lookback == 144
+    assert build_predictor("harmony-flat").options == {"hierarchy": False}
+    assert build_predictor("harmony-gauss:96").options == {"flow": "none"}
+    with pytest.raises(HarmonyInputError, match="unknown option 'depth'"):
+        build_predictor("harmony:depth=3")
+    with pytest.raises(HarmonyInputError, match="epochs='x' is not a int"):
+        build_predictor("harmony:epochs=x")
+    with pytest.raises(HarmonyInputError, match="lookback must be >= 2"):
+        build_predictor("harmony:1")
+
+
+def test_bad_config_is_reported_as_input_error():
+    frame = make_frame(steps=200, series=1, indicators=2)
+    split = frame.split()
+    with pytest.raises(HarmonyInputError, match="must be a multiple of n_heads"):
+        build_predictor("harmony:lookback=16+d_model=10+heads=4").fit(split.train, split.validation)
