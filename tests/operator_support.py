@@ -111,7 +111,8 @@ async def cluster(namespaces=("default",)):
 
 
 @contextlib.asynccontextmanager
-async def operator(reconciler: Reconciler, url: str, settings: OperatorSettings | None = None):
+async def operator(reconciler: Reconciler, url: str, settings: OperatorSettings | None = None,
+                   stop_timeout: float = 30.0):
     """A kopf operator in this event loop, logged in to the emulator; stopped on exit."""
     import kopf
 
@@ -126,7 +127,7 @@ async def operator(reconciler: Reconciler, url: str, settings: OperatorSettings 
         yield task
     finally:
         stop.set()
-        await asyncio.wait_for(task, 30)
+        await asyncio.wait_for(task, stop_timeout)
 
 
 @contextlib.asynccontextmanager

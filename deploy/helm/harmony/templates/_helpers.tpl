@@ -1,0 +1,91 @@
+{{/* Chart name, truncated to a DNS label. */}}
+{{- define "harmony.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Fully qualified app name: the release name, prefixed to the chart name unless it already contains it. */}}
+{{- define "harmony.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "harmony.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Selector labels: stable across upgrades. */}}
+{{- define "harmony.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "harmony.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Common labels. */}}
+{{- define "harmony.labels" -}}
+helm.sh/chart: {{ include "harmony.chart" . }}
+{{ include "harmony.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: harmony
+{{- end }}
+
+{{- define "harmony.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "harmony.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "harmony.checkpointClaim" -}}
+{{- default (printf "%s-checkpoints" (include "harmony.fullname" .)) .Values.checkpoints.existingClaim }}
+{{- end }}
+
+{{/*
+The RBAC rules of the operator, for one scope ("cluster" or "namespaced"): exactly what
+controller/operator/kube.py and kopf need, no wildcards. tests/test_helm_chart.py holds the same table.
+*/}}
+{{- define "harmony.rules" -}}
+{{- $root := index . 0 }}
+{{- $scope := index . 1 }}
+# kopf: watch HarmonyAutoscalers and patch finalizers/annotations.
+- apiGroups: [harmony.dev]
+  resources: [harmonyautoscalers]
+  verbs: [get, list, watch, patch]
+# The operator's status writes.
+- apiGroups: [harmony.dev]
+  resources: [harmonyautoscalers/status]
+  verbs: [get, patch]
+{{- range $root.Values.rbac.scaleTargets }}
+# Scale subresources of the targets (the targets themselves are never read).
+- apiGroups: [{{ .apiGroup | quote }}]
+  resources:
+  {{- range .resources }}
+    - {{ printf "%s/scale" . }}
+  {{- end }}
+  verbs: [get, patch]
+{{- end }}
+# Events on HarmonyAutoscalers (the operator's and kopf's).
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- if eq $scope "cluster" }}
+# kopf, cluster-wide: notice namespaces appearing and disappearing.
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [list, watch]
+{{- end }}
+{{- if $root.Values.peering.enabled }}
+# kopf peering between replicas of a shard.
+- apiGroups: [kopf.dev]
+  resources: [{{ if and (eq $scope "cluster") (not $root.Values.watchNamespaces) }}clusterkopfpeerings{{ else }}kopfpeerings{{ end }}]
+  verbs: [get, list, watch, patch, create]
+{{- end }}
+{{- end }}

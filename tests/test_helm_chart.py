@@ -1,0 +1,415 @@
+"""The Helm chart deploy/helm/harmony, rendered offline with helm-python-sdk (Helm's Go SDK, no cluster).
+
+Every rendered manifest is validated with kubernetes_validate (strict); the RBAC rules must grant exactly the
+permission table below, the CRD copy must equal deploy/crd, and the KEDA/HPA examples must be well formed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import typer
+import yaml
+
+helm = pytest.importorskip("helm_python", reason="helm-python-sdk (test extra) renders the chart offline")
+
+ROOT = Path(__file__).resolve().parents[1]
+CHART = ROOT / "deploy" / "helm" / "harmony"
+EXAMPLES = ROOT / "deploy" / "examples"
+K8S = kubernetes_validate.latest_version()
+RELEASE, NAMESPACE = "harmony", "harmony-system"
+
+# Kinds served by CRDs of other projects: kubernetes_validate has no schema, so they are checked structurally.
+CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule"),
+             ("keda.sh/v1alpha1", "ScaledObject")}
+
+# The operator's permissions: (apiGroup, resource, verb). Nothing else may be granted.
+COMMON = {
+    *{("harmony.dev", "harmonyautoscalers", v) for v in ("get", "list", "watch", "patch")},
+    *{("harmony.dev", "harmonyautoscalers/status", v) for v in ("get", "patch")},
+    *{("apps", f"{r}/scale", v) for r in ("deployments", "statefulsets") for v in ("get", "patch")},
+    ("", "events", "create"),
+}
+CLUSTER_ONLY = {("", "namespaces", "list"), ("", "namespaces", "watch")}
+PEERING_VERBS = ("get", "list", "watch", "patch", "create")
+CLUSTER_PEERING = {("kopf.dev", "clusterkopfpeerings", v) for v in PEERING_VERBS}
+NAMESPACED_PEERING = {("kopf.dev", "kopfpeerings", v) for v in PEERING_VERBS}
+
+CASES = {
+    "default": {},
+    "namespaced": {"rbac": {"scope": "namespaced"}, "watchNamespaces": ["team-a", "team-b"]},
+    "peering": {"peering": {"enabled": True, "name": "gpu"}, "replicaCount": 2, "selector": {"shard": "a"}},
+    "namespaced-peering": {"rbac": {"scope": "namespaced"}, "watchNamespaces": ["team-a", "team-b"],
+                           "peering": {"enabled": True}},
+    "monitoring": {"serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+                   "prometheusRule": {"enabled": True}},
+    "checkpoints": {"checkpoints": {"enabled": True, "storageClassName": "fast"}},
+    "existing-claim": {"checkpoints": {"enabled": True, "existingClaim": "trained-models"},
+                       "prometheus": {"url": "https://prom:9091", "caFile": "/etc/prom/ca.crt",
+                                      "bearerTokenFile": "/var/run/secrets/prom/token"}},
+}
+EXPECTED_RULES = {
+    "default": COMMON | CLUSTER_ONLY,
+    "namespaced": COMMON,
+    "peering": COMMON | CLUSTER_ONLY | CLUSTER_PEERING,
+    "namespaced-peering": COMMON | NAMESPACED_PEERING,
+    "monitoring": COMMON | CLUSTER_ONLY,
+    "checkpoints": COMMON | CLUSTER_ONLY,
+    "existing-claim": COMMON | CLUSTER_ONLY,
+}
+
+
+@pytest.fixture(scope="module")
+def chart():
+    return helm.Chart.load(str(CHART))
+
+
+def render(chart, values: dict) -> list[dict]:
+    out = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    docs = []
+    for path, text in sorted(out.items()):
+        if path.endswith("NOTES.txt"):
+            assert text.strip(), "NOTES.txt renders empty"
+            continue
+        docs += [d for d in yaml.safe_load_all(text) if d]
+    return docs
+
+
+def of_kind(docs: list[dict], kind: str) -> list[dict]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def case(request, chart):
+    return request.param, render(chart, CASES[request.param])
+
+
+def granted(docs: list[dict]) -> dict[tuple[str, str], set]:
+    """(kind, namespace) of each Role/ClusterRole -> its (apiGroup, resource, verb) set."""
+    out = {}
+    for role in of_kind(docs, "ClusterRole") + of_kind(docs, "Role"):
+        perms = set()
+        for rule in role["rules"]:
+            assert set(rule) <= {"apiGroups", "resources", "verbs"}, rule  # no resourceNames / nonResourceURLs
+            perms |= {(g, r, v) for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+        out[(role["kind"], role["metadata"].get("namespace"))] = perms
+    return out
+
+
+# --- rendering, lint, schema validation ---------------------------------------------------------------------
+
+def test_chart_metadata(chart):
+    meta = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert (meta["apiVersion"], meta["name"], meta["version"], str(meta["appVersion"])) == \
+        ("v2", "harmony", "0.1.0", "0.1.0")
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_lint_clean(name):
+    report = helm.lint(str(CHART), CASES[name], strict=True, namespace=NAMESPACE)
+    assert not report["errors"], report
+    assert all(m["severity"] < 2 for m in report["messages"]), report["messages"]
+
+
+def test_every_manifest_validates(case):
+    name, docs = case
+    assert docs
+    for doc in docs:
+        if (doc["apiVersion"], doc["kind"]) in CRD_KINDS:
+            continue  # checked structurally in test_service_monitor / test_prometheus_rule
+        try:
+            kubernetes_validate.validate(doc, K8S, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{name}: {doc['kind']} {doc['metadata']['name']}: {exc}")
+
+
+def test_common_labels(case):
+    _, docs = case
+    for doc in docs:
+        labels = doc["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == "harmony"
+        assert labels["app.kubernetes.io/instance"] == RELEASE
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+        assert labels["app.kubernetes.io/version"] == "0.1.0"
+
+
+def test_schema_rejects_bad_values(chart):
+    chart.validate_schema(CASES["namespaced"])
+    for bad in ({"rbac": {"scope": "everything"}},
+                {"rbac": {"scope": "namespaced"}},  # namespaced needs watchNamespaces
+                {"replicaCount": 2},  # several replicas need peering
+                {"metrics": {"port": "9100"}},
+                {"rbac": {"scaleTargets": [{"apiGroup": "*", "resources": ["deployments"]}]}},
+                {"rbac": {"scaleTargets": [{"apiGroup": "apps", "resources": ["*"]}]}},
+                {"unknownKey": True}):
+        with pytest.raises(helm.HelmError):
+            chart.validate_schema(bad)
+        with pytest.raises(helm.HelmError):
+            chart.render(bad, name=RELEASE, namespace=NAMESPACE)
+
+
+# --- RBAC ---------------------------------------------------------------------------------------------------
+
+def test_rbac_has_no_wildcards(case):
+    _, docs = case
+    for role in of_kind(docs, "ClusterRole") + of_kind(docs, "Role"):
+        for rule in role["rules"]:
+            for key in ("apiGroups", "resources", "verbs"):
+                assert not any("*" in item for item in rule[key]), (role["metadata"]["name"], rule)
+
+
+def test_rbac_grants_exactly_the_table(case):
+    name, docs = case
+    roles = granted(docs)
+    values = CASES[name]
+    if values.get("rbac", {}).get("scope") == "namespaced":
+        assert set(roles) == {("Role", ns) for ns in values["watchNamespaces"]}
+        assert not of_kind(docs, "ClusterRole") and not of_kind(docs, "ClusterRoleBinding")
+    else:
+        assert set(roles) == {("ClusterRole", None)}
+        assert not of_kind(docs, "Role") and not of_kind(docs, "RoleBinding")
+    for perms in roles.values():
+        assert perms == EXPECTED_RULES[name]
+
+
+def test_bindings_point_at_the_service_account(case):
+    _, docs = case
+    (sa,) = of_kind(docs, "ServiceAccount")
+    roles = {(r["kind"], r["metadata"]["name"], r["metadata"].get("namespace"))
+             for r in of_kind(docs, "ClusterRole") + of_kind(docs, "Role")}
+    bindings = of_kind(docs, "ClusterRoleBinding") + of_kind(docs, "RoleBinding")
+    assert len(bindings) == len(roles)
+    for b in bindings:
+        ref = b["roleRef"]
+        assert (ref["kind"], ref["name"], b["metadata"].get("namespace")) in roles
+        assert b["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": NAMESPACE}]
+    (dep,) = of_kind(docs, "Deployment")
+    assert dep["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"]
+
+
+def test_scale_targets_follow_values(chart):
+    docs = render(chart, {"rbac": {"scaleTargets": [
+        {"apiGroup": "serving.example.com", "resources": ["inferenceservices"]}]}})
+    (perms,) = granted(docs).values()
+    scale = {p for p in perms if p[1].endswith("/scale")}
+    assert scale == {("serving.example.com", "inferenceservices/scale", v) for v in ("get", "patch")}
+    assert not {p for p in perms if p[0] == "apps"}
+
+
+# --- the Deployment -----------------------------------------------------------------------------------------
+
+def container(docs: list[dict]) -> tuple[dict, dict]:
+    (dep,) = of_kind(docs, "Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    return pod, c
+
+
+def test_security_context(case):
+    _, docs = case
+    pod, c = container(docs)
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] > 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = c["securityContext"]
+    assert sc["runAsNonRoot"] is True
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert c["resources"]["requests"] and c["resources"]["limits"]
+
+
+def test_probes_tmp_and_metrics_port(case):
+    _, docs = case
+    pod, c = container(docs)
+    (port,) = c["ports"]
+    assert port == {"name": "metrics", "containerPort": 9100, "protocol": "TCP"}
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]["name"]]
+    (svc,) = of_kind(docs, "Service")
+    assert svc["spec"]["ports"][0]["targetPort"] == "metrics"
+    assert svc["spec"]["selector"].items() <= pod_labels(docs).items()
+
+
+def pod_labels(docs: list[dict]) -> dict:
+    (dep,) = of_kind(docs, "Deployment")
+    return dep["spec"]["template"]["metadata"]["labels"]
+
+
+def operator_options() -> set[str]:
+    from controller.cli_operator import operator_app
+
+    cmd = typer.main.get_command(operator_app)
+    cmd = getattr(cmd, "commands", {}).get("run", cmd)
+    return {opt for p in cmd.params for opt in p.opts}
+
+
+def test_args_are_built_from_values(case):
+    name, docs = case
+    values = CASES[name]
+    _, c = container(docs)
+    assert c["command"] == ["harmony"]
+    args = c["args"]
+    assert args[:2] == ["operator", "run"]
+    flags = [a.split("=", 1) for a in args[2:]]
+    known = operator_options()
+    assert all(f[0] in known for f in flags), (flags, known)
+    given = {}
+    for f in flags:
+        given.setdefault(f[0], []).append(f[1] if len(f) == 2 else None)
+    prom = values.get("prometheus", {})
+    assert given["--prometheus-url"] == [prom.get("url", "http://prometheus-operated.monitoring.svc:9090")]
+    assert given["--metrics-port"] == ["9100"]
+    assert given.get("--namespace", []) == values.get("watchNamespaces", [])
+    assert given.get("--selector", []) == [f"{k}={v}" for k, v in values.get("selector", {}).items()]
+    peering = values.get("peering", {})
+    assert given.get("--peering", []) == ([peering.get("name", "harmony")] if peering.get("enabled") else [])
+    assert given.get("--ca-file", []) == ([prom["caFile"]] if prom.get("caFile") else [])
+    assert given.get("--bearer-token-file", []) == ([prom["bearerTokenFile"]] if prom.get("bearerTokenFile") else [])
+    assert "--insecure-skip-verify" not in given
+
+
+def test_checkpoint_volume(case):
+    name, docs = case
+    pod, c = container(docs)
+    checkpoints = CASES[name].get("checkpoints", {})
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    pvcs = of_kind(docs, "PersistentVolumeClaim")
+    if not checkpoints.get("enabled"):
+        assert "/models" not in mounts and not pvcs
+        return
+    assert mounts["/models"]["readOnly"] is True
+    (vol,) = [v for v in pod["volumes"] if v["name"] == mounts["/models"]["name"]]
+    assert vol["persistentVolumeClaim"]["readOnly"] is True
+    claim = vol["persistentVolumeClaim"]["claimName"]
+    if checkpoints.get("existingClaim"):
+        assert claim == checkpoints["existingClaim"] and not pvcs
+    else:
+        (pvc,) = pvcs
+        assert pvc["metadata"]["name"] == claim
+        assert pvc["spec"]["storageClassName"] == checkpoints["storageClassName"]
+
+
+# --- monitoring ---------------------------------------------------------------------------------------------
+
+def test_monitoring_is_optional(chart):
+    docs = render(chart, {})
+    assert not [d for d in docs if d["apiVersion"].startswith("monitoring.coreos.com/")]
+
+
+def test_service_monitor(chart):
+    docs = render(chart, CASES["monitoring"])
+    (sm,) = of_kind(docs, "ServiceMonitor")
+    (svc,) = of_kind(docs, "Service")
+    assert sm["apiVersion"] == "monitoring.coreos.com/v1"
+    assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    assert sm["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    (ep,) = sm["spec"]["endpoints"]
+    assert ep["port"] in {p["name"] for p in svc["spec"]["ports"]}
+    assert ep["path"] == "/metrics" and ep["honorLabels"] is True
+    assert set(ep) <= {"port", "path", "interval", "scrapeTimeout", "honorLabels"}
+
+
+def test_prometheus_rule(chart):
+    docs = render(chart, CASES["monitoring"])
+    (rule,) = of_kind(docs, "PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    (group,) = rule["spec"]["groups"]
+    alerts = {r["alert"]: r for r in group["rules"]}
+    for r in alerts.values():
+        assert set(r) <= {"alert", "expr", "for", "labels", "annotations"}
+        assert r["labels"]["severity"] in {"warning", "critical"}
+        assert r["annotations"]["summary"] and r["annotations"]["description"]
+        assert r["expr"].count("(") == r["expr"].count(")")
+    breach = alerts["HarmonyBreachProbabilityAboveSLA"]
+    assert breach["expr"] == "harmony_breach_probability > harmony_effective_risk" and breach["for"] == "10m"
+    assert alerts["HarmonyTelemetryStale"]["expr"] == "increase(harmony_telemetry_errors_total[10m]) > 0"
+    assert alerts["HarmonyDecisionsFailing"]["expr"] == "increase(harmony_reconcile_failures_total[10m]) > 0"
+    assert "HarmonyOperatorDown" in alerts  # the chart's ServiceMonitor scrapes it: job is known
+    (alone,) = of_kind(render(chart, {"prometheusRule": {"enabled": True}}), "PrometheusRule")
+    assert "HarmonyOperatorDown" not in {r["alert"] for r in alone["spec"]["groups"][0]["rules"]}
+    # Every harmony_* series an alert uses is one the operator exports.
+    from controller.operator.metrics import OperatorMetrics
+
+    exported = {m.name for m in OperatorMetrics().registry.collect()}
+    exported |= {f"{n}_total" for n in exported}
+    for r in alerts.values():
+        for token in r["expr"].replace("(", " ").replace("[", " ").split():
+            if token.startswith("harmony_"):
+                assert token in exported, token
+
+
+def test_dashboards_from_files(chart):
+    files = sorted(CHART.glob("dashboards/*.json"))
+    docs = render(chart, {})
+    maps = [d for d in of_kind(docs, "ConfigMap") if d["metadata"]["labels"].get("grafana_dashboard") == "1"]
+    assert len(maps) == len(files)
+    data = {k: v for m in maps for k, v in m["data"].items()}
+    assert set(data) == {f.name for f in files}
+    for f in files:
+        assert json.loads(data[f.name]) == json.loads(f.read_text())
+    assert not of_kind(render(chart, {"dashboards": {"enabled": False}}), "ConfigMap")
+
+
+# --- the CRD ------------------------------------------------------------------------------------------------
+
+def test_crd_copy_is_identical():
+    copy = CHART / "crds" / "harmonyautoscaler.yaml"
+    assert copy.read_bytes() == (ROOT / "deploy" / "crd" / "harmonyautoscaler.yaml").read_bytes(), \
+        "cp deploy/crd/harmonyautoscaler.yaml deploy/helm/harmony/crds/"
+
+
+def test_chart_ships_the_crd(chart):
+    names = [c["name"] if isinstance(c, dict) else c for c in chart.crds]
+    assert names == ["crds/harmonyautoscaler.yaml"]
+    readme = (CHART / "README.md").read_text()
+    assert "kubectl apply" in readme and "helm upgrade" in readme
+
+
+# --- examples -----------------------------------------------------------------------------------------------
+
+def load_example(name: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all((EXAMPLES / name).read_text()) if d]
+
+
+def test_examples_parse():
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        assert load_example(path.name), path
+
+
+def test_hpa_example():
+    (hpa,) = load_example("hpa-external-metric.yaml")
+    kubernetes_validate.validate(hpa, K8S, strict=True)
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["type"] == "External"
+    assert metric["external"]["metric"]["name"] == "harmony_recommended_replicas"
+    assert metric["external"]["target"] == {"type": "AverageValue", "averageValue": "1"}
+
+
+def test_keda_example():
+    (so,) = load_example("keda-scaledobject.yaml")
+    assert (so["apiVersion"], so["kind"]) == ("keda.sh/v1alpha1", "ScaledObject")
+    assert so["spec"]["scaleTargetRef"]["name"] and so["spec"]["maxReplicaCount"] >= so["spec"]["minReplicaCount"]
+    (trigger,) = so["spec"]["triggers"]
+    assert trigger["type"] == "prometheus" and trigger["metricType"] in {"Value", "AverageValue"}
+    query = trigger["metadata"]["query"]
+    assert 'harmony_recommended_replicas{namespace="default",autoscaler="llm-server"}' in query
+    assert float(trigger["metadata"]["threshold"]) > 0
+    assert all(isinstance(v, str) for v in trigger["metadata"].values())
+
+
+def test_prometheus_adapter_example():
+    (cfg,) = load_example("prometheus-adapter-rules.yaml")
+    (rule,) = cfg["rules"]["external"]
+    assert "harmony_recommended_replicas" in rule["seriesQuery"]
+    assert rule["name"]["as"] == "harmony_recommended_replicas"
+    assert "<<.Series>>" in rule["metricsQuery"] and "<<.LabelMatchers>>" in rule["metricsQuery"]
+    assert rule["resources"]["overrides"]["namespace"] == {"resource": "namespace"}
