@@ -11,40 +11,22 @@ Lightning's `--accelerator`, `--devices` and `--strategy` pass straight through 
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from controller.cli_common import console, user_errors
 from forecasting.datasets import SOURCES, get_source
 from forecasting.errors import HarmonyInputError
 from forecasting.scaling import MinMaxScaler
-
-console = Console()
-err_console = Console(stderr=True, width=400)
-
-
-def _user_errors(fn):
-    """HarmonyInputError -> one `error:` line and exit status 2 (as the other commands)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except HarmonyInputError as exc:
-            err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
 
 
 def _devices(text: str) -> int | str:
     return int(text) if text.isdigit() else text
 
 
-@_user_errors
+@user_errors
 def train(
     dataset: Annotated[str, typer.Option("--dataset", "-d", help=f"one of: {', '.join(SOURCES)}")] = "fisher",
     path: Annotated[Path | None, typer.Option(help="a file or folder in the dataset's format")] = None,

@@ -61,10 +61,13 @@ class HPA(Policy):
 
     def decide(self, obs: Observation) -> int:
         setup = self.setup
-        desired = self.recommend(obs.demand, obs, self.value * setup.capacity_per_replica)
+        return self.clamp(self.behave(self.recommend(obs.demand, obs, self.value * setup.capacity_per_replica), obs))
+
+    def behave(self, desired: int, obs: Observation) -> int:
+        """The HPA's behavior section: scale-down stabilisation, then the scale-up rate limit."""
         self.recommendations.append(desired)
         if desired < obs.replicas:
-            desired = min(max(self.recommendations), obs.replicas)  # scale-down stabilisation window
-        elif desired > obs.replicas:
-            desired = rate_limited_up(obs.replicas, desired)
-        return self.clamp(desired)
+            return min(max(self.recommendations), obs.replicas)  # highest recommendation of the window
+        if desired > obs.replicas:
+            return rate_limited_up(obs.replicas, desired)
+        return desired

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from controller.policies.base import Observation, PolicySetup
-from controller.policies.hpa import HPA, rate_limited_up
+from controller.policies.hpa import HPA
 
 POLLING_INTERVAL_S = 30.0
 COOLDOWN_S = 300.0
@@ -46,10 +46,4 @@ class KEDA(HPA):
         if obs.replicas == 0:
             return self.clamp(max(1, math.ceil(value / threshold)))  # activation: 0 -> n via the HPA's first sync
         # AverageValue target: usage per pod = value / current; the HPA's replica calculator does the rest.
-        desired = self.recommend(value, obs, threshold)
-        self.recommendations.append(desired)
-        if desired < obs.replicas:
-            desired = min(max(self.recommendations), obs.replicas)
-        elif desired > obs.replicas:
-            desired = rate_limited_up(obs.replicas, desired)
-        return self.clamp(max(desired, 1))
+        return self.clamp(max(self.behave(self.recommend(value, obs, threshold), obs), 1))
