@@ -200,3 +200,31 @@ def obj(k8s, resource, namespace, name) -> dict:
 
 def condition(status: dict, type_: str) -> dict | None:
     return next((c for c in status.get("conditions", []) if c["type"] == type_), None)
+
+
+def api_permissions(k8s) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource[/subresource], verb) of every request the emulator served, discovery excluded
+    (GET /api, /apis, /apis/{group}/{version}, /version: the default system:discovery role grants those)."""
+    import kmock
+
+    seen = set()
+    for method in ("GET", "PATCH", "POST", "PUT", "DELETE"):
+        for request in k8s[getattr(kmock.method, method)]:
+            parts = [p for p in request.url.path.split("/") if p]
+            if parts[:1] == ["api"] and len(parts) >= 2:
+                group, rest = "", parts[2:]
+            elif parts[:1] == ["apis"] and len(parts) >= 3:
+                group, rest = parts[1], parts[3:]
+            else:
+                continue
+            if not rest:
+                continue  # discovery of a group version
+            if rest[0] == "namespaces" and len(rest) >= 3:
+                rest = rest[2:]  # namespaced resource path
+            resource = rest[0] + (f"/{rest[2]}" if len(rest) >= 3 else "")
+            named = len(rest) >= 2
+            verb = {"PATCH": "patch", "POST": "create", "PUT": "update", "DELETE": "delete"}.get(method)
+            if verb is None:
+                verb = "get" if named else ("watch" if request.params.get("watch") in ("true", "1") else "list")
+            seen.add((group, resource, verb))
+    return seen

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from tests.operator_support import (
     HA,
     add_autoscaler,
     add_deployment,
+    api_permissions,
     cluster,
     eventually,
     make_reconciler,
@@ -32,6 +34,7 @@ from tests.operator_support import (
 from tests.prometheus_server import PrometheusServer, find_free_port, require_prometheus
 
 pytestmark = pytest.mark.asyncio
+ROOT = Path(__file__).resolve().parents[1]
 
 ROWS_PER_S = 4.0  # trace minutes replayed per wall-clock second
 FIRST_ROW, LAST_ROW = 20, 292  # GenTD26: ~3-5 GPUs busy until row ~57, 10-20 until ~235, then ~5-6
@@ -106,6 +109,7 @@ async def test_operator_scales_ahead_of_rising_demand_and_down_after_stabilisati
             stop.set()
             await asyncio.gather(kubelet_task, recorder)
             status = obj(k8s, HA, "default", "llm")["status"]
+            used = api_permissions(k8s)
     finally:
         exporter.stop()
         await asyncio.to_thread(server.stop)
@@ -136,3 +140,19 @@ async def test_operator_scales_ahead_of_rising_demand_and_down_after_stabilisati
     fell_at = int(np.argmax(first_pass & (rows + FIRST_ROW >= FALL_ROW)))
     assert desired[-1] <= desired[fell_at] - 3, (desired[fell_at], desired[-1])
     assert status["conditions"][0]["type"] == "Ready" and status["conditions"][0]["status"] == "True"
+
+    # Every API call the operator made here is allowed by the Helm chart's default (cluster-wide) role.
+    from tests.test_helm_chart import granted, render
+
+    helm = pytest.importorskip("helm_python")
+    docs = render(helm.Chart.load(str(ROOT / "deploy" / "helm" / "harmony")), {})
+    allowed = set().union(*granted(docs).values())
+    assert used <= allowed, sorted(used - allowed)
+    # ... and nothing more than this run used, except what features it does not exercise need:
+    not_exercised = {
+        ("apps", "statefulsets/scale", "get"), ("apps", "statefulsets/scale", "patch"),  # StatefulSet targets
+        ("", "namespaces", "list"), ("", "namespaces", "watch"),  # kopf's observer for --namespace patterns
+        ("harmony.dev", "harmonyautoscalers", "get"),  # kopf re-reads an object after a failed patch
+        ("harmony.dev", "harmonyautoscalers/status", "get"),
+    }
+    assert allowed - used <= not_exercised, sorted(allowed - used - not_exercised)
