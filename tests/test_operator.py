@@ -64,6 +64,7 @@ async def test_scale_mode_scales_the_deployment_and_reports_status_events_and_me
         labels = {"namespace": "default", "autoscaler": "llm"}
         assert rec.metrics.registry.get_sample_value("harmony_recommended_replicas", labels) >= 7
         assert rec.metrics.registry.get_sample_value("harmony_scale_events_total", {**labels, "direction": "up"}) >= 1
+        assert 0 <= rec.metrics.registry.get_sample_value("harmony_telemetry_age_seconds", labels) < 5
 
 
 async def test_recommend_mode_writes_status_but_never_touches_the_target():

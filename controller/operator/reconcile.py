@@ -120,12 +120,14 @@ class Reconciler:
         demand_name = spec.demand_indicator.name
         decisions = int((status_body.get("posterior") or {}).get("decisions", 0))
         samples, observed, peak, forecast_error = None, float("nan"), float("nan"), ""
+        age_s = None
         if window.stale or window.frame is None:
             forecast_error = window.reason or "telemetry-stale"
         else:
             demand_col = window.frame.values[:, 0, window.frame.indicator_position(demand_name)]
             observed = float(demand_col[-1]) if np.isfinite(demand_col[-1]) else float("nan")
             peak = float(np.nanmax(demand_col)) if np.isfinite(demand_col).any() else float("nan")
+            age_s = _age_s(window.frame.index, demand_col, now)
             try:
                 samples = self.forecaster(uid, spec).demand_samples(window.frame, (demand_name,),
                                                                     seed=self.settings.seed + decisions)
@@ -208,7 +210,7 @@ class Reconciler:
             current=scaled_to if scaled_to is not None else current,
             breach_probability=breach_p, effective_risk=float(risk[0]),
             capacity=float(state.capacity.mu[0]), observed_demand=observed,
-            forecast_quantiles=quantiles, duration_s=duration, reason=reason)
+            forecast_quantiles=quantiles, duration_s=duration, reason=reason, telemetry_age_s=age_s)
         status = {
             **base,
             "currentReplicas": scaled_to if scaled_to is not None else current,
@@ -239,6 +241,16 @@ class Reconciler:
     def _write(self, namespace: str, name: str, outcome: Outcome) -> Outcome:
         self.kube.patch_status(namespace, name, outcome.status)
         return outcome
+
+
+def _age_s(index, demand: np.ndarray, now: dt.datetime) -> float | None:
+    """Seconds between `now` and the newest observed demand sample (index timestamps are UTC)."""
+    seen = np.flatnonzero(np.isfinite(demand))
+    if seen.size == 0:
+        return None
+    newest = index[seen[-1]]
+    newest = newest.tz_localize("UTC") if newest.tzinfo is None else newest
+    return max((now - newest.to_pydatetime()).total_seconds(), 0.0)
 
 
 def _reason(error: str) -> str:
