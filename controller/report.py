@@ -54,6 +54,7 @@ def plot_cost_breach(curve: list[dict], sla: float, path: Path) -> Path:
         ax.scatter([100 * r["breach_rate"]], [r["gpu_hours"]], marker="*", s=80, color="black", label="oracle")
     ax.axvline(100 * sla, color="grey", ls="--", lw=0.8, label=f"SLA {100 * sla:g}%")
     ax.set_xscale("symlog", linthresh=0.5)
+    ax.set_xlim(left=0)
     ax.set_xlabel("breach rate (% of ticks)")
     ax.set_ylabel("GPU-hours")
     ax.legend(fontsize=8)
