@@ -18,6 +18,22 @@ from forecasting.scaling import MinMaxScaler
 from forecasting.telemetry import TelemetryFrame
 
 
+def fit_scaled(spec: str, frame: TelemetryFrame, horizon: int,
+               validation_fraction: float = 0.15) -> tuple[Predictor, MinMaxScaler]:
+    """A predictor fitted on `frame` min-max scaled on its own rows; the last `validation_fraction` of them
+    (at least horizon + 1) is the validation split its residuals come from."""
+    n = len(frame)
+    n_val = max(int(n * validation_fraction), horizon + 1)
+    scaler = MinMaxScaler.fit(frame)
+    scaled = scaler.transform_frame(frame)
+    return build_predictor(spec).fit(scaled.slice(0, n - n_val), scaled.slice(n - n_val, n)), scaler
+
+
+def demand_of_samples(samples: np.ndarray, scaler: MinMaxScaler, positions: list[int]) -> np.ndarray:
+    """Scaled predictive samples [..., indicators] back in data units, demand indicators summed (>= 0)."""
+    return np.maximum(scaler.inverse(samples)[..., positions].sum(axis=-1), 0.0)
+
+
 class DemandForecaster:
     """Fit once on the training part of a single-series frame, then forecast demand at any tick.
 
@@ -30,7 +46,6 @@ class DemandForecaster:
         self.n_samples, self.seed = n_samples, seed
         self.validation_fraction = validation_fraction
         self.predictor: Predictor | None = None
-        self._frame: TelemetryFrame | None = None
         self._scaled: np.ndarray | None = None
         self._cache: dict[int, np.ndarray | None] = {}
 
@@ -38,16 +53,10 @@ class DemandForecaster:
         """Fit on rows [0, train_rows) of `frame` (one series); later rows are only ever used as context."""
         if len(frame.series) != 1:
             raise HarmonyInputError(f"backtests run one workload at a time; the frame has {len(frame.series)} series")
-        train = frame.slice(0, train_rows)
-        scaler = MinMaxScaler.fit(train)
-        n_val = max(int(train_rows * self.validation_fraction), self.horizon + 1)
-        scaled_train = scaler.transform_frame(train)
-        self.predictor = build_predictor(self.spec).fit(
-            scaled_train.slice(0, train_rows - n_val), scaled_train.slice(train_rows - n_val, train_rows)
-        )
+        self.predictor, self._scaler = fit_scaled(self.spec, frame.slice(0, train_rows), self.horizon,
+                                                  self.validation_fraction)
         self.lookback = max(self.lookback, self.predictor.min_context_steps)
-        self._frame, self._scaler = frame, scaler
-        self._scaled = scaler.transform(frame.values)
+        self._scaled = self._scaler.transform(frame.values)
         self._demand_pos = [frame.indicator_position(n) for n in demand.indicators]
         self._cache = {}
         return self
@@ -69,8 +78,8 @@ class DemandForecaster:
                 self._cache[t] = None
         if batch:
             fc = self.predictor.predict(Context(ctx[:, usable]), self.horizon, self.n_samples, self.seed)
-            samples = self._scaler.inverse(fc.samples)  # [n, H, B, I]; the one series' scaler broadcasts over B
-            demand = np.maximum(samples[..., self._demand_pos].sum(axis=-1), 0.0)  # [n, H, B]
+            # [n, H, B]; the one series' scaler broadcasts over the B folded ticks
+            demand = demand_of_samples(fc.samples, self._scaler, self._demand_pos)
             for j, t in enumerate(batch):
                 self._cache[t] = demand[:, :, j]
 
@@ -102,12 +111,9 @@ class OnlineForecaster:
 
     def _fit(self, frame: TelemetryFrame) -> None:
         n = len(frame)
-        n_val = max(int(n * 0.15), self.horizon + 1)
-        if n - n_val < 2 * self.lookback:
+        if n - max(int(n * 0.15), self.horizon + 1) < 2 * self.lookback:
             raise HarmonyInputError(f"{n} rows of history are too few to fit {self.spec} with lookback {self.lookback}")
-        self.scaler = MinMaxScaler.fit(frame)
-        scaled = self.scaler.transform_frame(frame)
-        self.predictor = build_predictor(self.spec).fit(scaled.slice(0, n - n_val), scaled.slice(n - n_val, n))
+        self.predictor, self.scaler = fit_scaled(self.spec, frame, self.horizon)
         self.calls_since_fit = 0
 
     def demand_samples(self, frame: TelemetryFrame, demand: tuple[str, ...], seed: int | None = None) -> np.ndarray:
@@ -120,6 +126,5 @@ class OnlineForecaster:
         lookback = max(self.lookback, self.predictor.min_context_steps)
         ctx = self.scaler.transform(frame.values[-lookback:])
         fc = self.predictor.predict(Context(ctx), self.horizon, self.n_samples, self.seed if seed is None else seed)
-        samples = self.scaler.inverse(fc.samples)[:, :, 0, :]
         pos = [frame.indicator_position(name) for name in demand]
-        return np.maximum(samples[..., pos].sum(axis=-1), 0.0)
+        return demand_of_samples(fc.samples, self.scaler, pos)[:, :, 0]
