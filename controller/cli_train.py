@@ -54,6 +54,8 @@ def train(
     progress: Annotated[bool, typer.Option(help="show the training progress bar")] = True,
 ) -> None:
     """Train the HARMONY forecaster (hierarchical attention + normalizing flow) and save a checkpoint."""
+    from pytorch_lightning.utilities import rank_zero_only
+
     from forecasting.predictors.harmony import HarmonyPredictor
     from forecasting.training import TrainingSettings
 
@@ -76,8 +78,11 @@ def train(
         lookback, horizon, settings, name="harmony", d_model=d_model, n_heads=heads, layers_per_level=layers,
         dropout=dropout, hierarchy=not no_hierarchy, flow="none" if no_flow else flow,
     )
-    console.print(f"training on {frame!r}")
+    if rank_zero_only.rank == 0:
+        console.print(f"training on {frame!r}")
     model.fit(scaler.transform_frame(split.train), scaler.transform_frame(split.validation))
+    if rank_zero_only.rank != 0:
+        return  # under DDP every process trains the same synchronised weights; rank 0 alone writes and reports
     model.metadata = {
         "dataset": dataset, "path": None if path is None else str(path), "series": list(frame.series),
         "series_scaler": scaler.to_dict(),

@@ -48,3 +48,22 @@ def test_bad_flags_end_with_one_error_line(tmp_path):
     missing = run("evaluate", *DATA, "--protocol", "rolling", "--lookback", "24", "--models",
                   f"harmony:{tmp_path / 'nope.ckpt'}")
     assert missing.exit_code == 2 and "does not exist" in missing.output
+
+
+def test_ddp_on_two_cpu_processes_writes_one_checkpoint(tmp_path):
+    """`--strategy ddp` is Lightning's: two gloo processes train in step, and only rank 0 writes and reports."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "ddp.ckpt"
+    harmony = Path(sys.executable).with_name("harmony")
+    args = [str(harmony), "train", *DATA, *SMALL, "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp",
+            "--out", str(out)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    output = (done.stdout + done.stderr).replace("\n", "")
+    assert "GLOBAL_RANK: 1" in output  # a second process really joined
+    assert output.count("wrote ") == 1 and output.count("best validation NLL") == 1
+    state = torch.load(out, weights_only=True)
+    assert state["settings"]["strategy"] == "ddp" and state["settings"]["devices"] == 2
