@@ -40,7 +40,10 @@ class DecisionSettings:
     (the HPA's scale-down stabilisation window, in control intervals). cost_per_replica_hour and
     unserved_penalty (cost of one demand unit left unserved for one hour) set the tie-break; interval_s is
     the control interval (and forecast step) in seconds. tie_break_candidates: counts above the risk-optimal
-    one considered by the tie-break.
+    one considered by the tie-break. lead_steps: forecast steps before a replica requested now serves (the
+    cold start in steps, less one: sample step 0 is the next tick); a scale-up is sized on the steps from
+    then on, since no count chosen now can serve the steps before it, while a scale-down must stay safe
+    over the whole horizon (0: both use the whole horizon).
     """
 
     min_replicas: int = 0
@@ -52,6 +55,7 @@ class DecisionSettings:
     unserved_penalty: float = 0.0
     interval_s: float = 60.0
     tie_break_candidates: int = 8
+    lead_steps: int = 0
 
     def __post_init__(self) -> None:
         if self.min_replicas < 0 or self.max_replicas < self.min_replicas:
@@ -62,6 +66,8 @@ class DecisionSettings:
                 raise ValueError(f"{name} must be >= 1 or None, got {step}")
         if self.stabilisation_steps < 1:
             raise ValueError(f"stabilisation_steps must be >= 1, got {self.stabilisation_steps}")
+        if self.lead_steps < 0:
+            raise ValueError(f"lead_steps must be >= 0, got {self.lead_steps}")
 
 
 @dataclass(frozen=True)
@@ -165,8 +171,18 @@ def decide(
     safe_demand = np.where(np.isfinite(demand), demand, 0.0)
     safe_capacity = np.where(np.isfinite(capacity) & (capacity > 0), capacity, 1.0)
 
-    lowest = risk_optimal_replicas(safe_demand, safe_capacity, risk)
-    target = tie_break(safe_demand, safe_capacity, lowest, settings)
+    # Two risk-optimal counts: `whole` keeps the breach probability within the risk over every horizon step
+    # (what a scale-down must satisfy: removed replicas take a cold start to come back); `served` only over
+    # the steps a replica requested now would serve (what a scale-up can change). served <= whole.
+    lead = min(settings.lead_steps, demand.shape[2] - 1)
+    whole = tie_break(safe_demand, safe_capacity, risk_optimal_replicas(safe_demand, safe_capacity, risk), settings)
+    if lead > 0:
+        late = safe_demand[:, :, lead:]
+        served = tie_break(late, safe_capacity, risk_optimal_replicas(late, safe_capacity, risk), settings)
+        # up to `served` when short of it; down to `whole` when above it; in between, the current count
+        target = np.where(served > current, served, np.where(whole < current, whole, current))
+    else:
+        target = whole
     reason = np.full(n_workloads, STEADY, dtype=object)
 
     # Hard bounds first: the target itself never leaves [min, max]; hitting max means the SLA cannot be met.

@@ -31,6 +31,33 @@ def test_the_peak_over_the_horizon_counts():
     assert n[0] == 7
 
 
+def test_scale_up_is_sized_on_the_steps_a_new_replica_can_serve():
+    """lead_steps=2: replicas requested now serve from step 3 of 4 on; a spike before then cannot be helped."""
+    settings = DecisionSettings(min_replicas=1, max_replicas=50, stabilisation_steps=1, lead_steps=2)
+    early = np.full((1, 20, 4), 3.0)
+    early[0, :, 0] = 9.0  # a spike at the next step only
+    dec, _ = decide(early, np.ones((1, 20)), np.array([3]), 0.01, settings)
+    assert dec.replicas[0] == 3 and dec.reason[0] == D.STEADY
+    late = np.full((1, 20, 4), 3.0)
+    late[0, :, 3] = 9.0  # the same spike when the new replicas would be ready
+    dec, _ = decide(late, np.ones((1, 20)), np.array([3]), 0.01, settings)
+    assert dec.replicas[0] == 9 and dec.reason[0] == D.SCALE_UP
+    # without a lead the early spike is bought too (the whole horizon counts for both directions)
+    whole = DecisionSettings(min_replicas=1, max_replicas=50, stabilisation_steps=1)
+    assert decide(early, np.ones((1, 20)), np.array([3]), 0.01, whole)[0].replicas[0] == 9
+
+
+def test_scale_down_stays_safe_over_the_whole_horizon_with_a_lead():
+    """A removed replica takes a cold start to come back, so the early spike keeps it."""
+    settings = DecisionSettings(min_replicas=1, max_replicas=50, stabilisation_steps=1, lead_steps=2)
+    early = np.full((1, 20, 4), 3.0)
+    early[0, :, 1] = 7.0
+    dec, _ = decide(early, np.ones((1, 20)), np.array([10]), 0.01, settings)
+    assert dec.replicas[0] == 7 and dec.reason[0] == D.SCALE_DOWN
+    dec, _ = decide(early, np.ones((1, 20)), np.array([5]), 0.01, settings)
+    assert dec.replicas[0] == 5  # between what a scale-up would buy (3) and what a scale-down needs (7): hold
+
+
 def test_decide_scales_up_and_reports_breach_probability():
     settings = DecisionSettings(min_replicas=1, max_replicas=50)
     demand = samples_of(np.linspace(10, 20, 200))
@@ -112,6 +139,8 @@ def test_vectorised_over_workloads_matches_one_by_one():
 
 
 def test_settings_are_validated():
+    with pytest.raises(ValueError, match="lead_steps"):
+        DecisionSettings(lead_steps=-1)
     with pytest.raises(ValueError, match="min_replicas <= max_replicas"):
         DecisionSettings(min_replicas=5, max_replicas=2)
     with pytest.raises(ValueError, match="max_step_up"):

@@ -3,8 +3,10 @@
 Per tick: demand samples over the cold-start horizon from the forecaster, capacity samples from the
 Normal-Inverse-Gamma posterior, the effective risk level from the Beta posterior of the realised breach
 rate, then `decide` with its conservative rules (scale-down stabilisation, bounded steps, hold on stale
-telemetry). After each tick the posteriors learn: a breach or not, and, when demand saturated the ready
-replicas, the capacity they delivered. Knob: the target breach probability (epsilon).
+telemetry). A scale-up is sized on the steps from the end of the cold start on (a replica requested now
+serves no earlier); a scale-down must be safe over the whole horizon. After each tick the posteriors learn:
+a breach or not, and, when demand saturated the ready replicas, the capacity they delivered. Knob: the
+target breach probability (epsilon).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ class Harmony(Policy):
     name = "harmony"
     knob = "epsilon"
     default = 0.01
-    sweep = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
+    sweep = tuple(float(v) for v in np.round(np.geomspace(0.002, 0.2, 21), 4))
     needs_forecaster = True
 
     def __init__(self, value: float | None = None, capacity_prior: CapacityPosterior | None = None,
@@ -43,6 +45,7 @@ class Harmony(Policy):
             max_replicas=setup.max_replicas,
             stabilisation_steps=max(1, math.ceil(STABILISATION_S / setup.interval_s)),
             interval_s=setup.interval_s,
+            lead_steps=max(setup.cold_start_ticks - 1, 0),  # sample step 0 is the next tick
         )
         self.recent: np.ndarray | None = None
         self.rng = np.random.default_rng(self.seed)

@@ -33,7 +33,7 @@ class HPA(Policy):
     name = "hpa"
     knob = "target_utilisation"
     default = 0.7
-    sweep = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    sweep = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
     def start(self, setup: PolicySetup) -> None:
         super().start(setup)

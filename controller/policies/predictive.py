@@ -16,7 +16,7 @@ class Predictive(Policy):
     name = "predictive"
     knob = "headroom"
     default = 1.2
-    sweep = (1.0, 1.1, 1.2, 1.3, 1.5, 1.75, 2.0)
+    sweep = (1.0, 1.1, 1.2, 1.3, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0)
     needs_forecaster = True
 
     def decide(self, obs: Observation) -> int:

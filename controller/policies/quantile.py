@@ -17,7 +17,7 @@ class Quantile(Policy):
     name = "quantile"
     knob = "quantile"
     default = 0.99
-    sweep = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995)
+    sweep = tuple(sorted({0.99, *(float(v) for v in np.round(1 - np.geomspace(0.001, 0.5, 21), 4))}))
     needs_forecaster = True
 
     def decide(self, obs: Observation) -> int:
