@@ -17,7 +17,7 @@ class Static(Policy):
     name = "static"
     knob = "headroom"
     default = 1.0
-    sweep = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5)
+    sweep = (0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5)
 
     def start(self, setup: PolicySetup) -> None:
         super().start(setup)
