@@ -45,7 +45,9 @@ def kopf_login(cfg: client.Configuration):
     """A kopf login handler that uses exactly the credentials the kubernetes client uses."""
 
     def login(**_) -> kopf.ConnectionInfo:
-        token = (cfg.api_key or {}).get("authorization", "")
+        # the client keeps a token under "BearerToken" (kubeconfig and in-cluster loaders; older releases used
+        # "authorization"), with its "Bearer " prefix; this also runs the loaders' refresh hook for expiring tokens
+        token = cfg.get_api_key_with_prefix("BearerToken", alias="authorization") or ""
         return kopf.ConnectionInfo(
             server=cfg.host, ca_path=cfg.ssl_ca_cert, insecure=not cfg.verify_ssl,
             username=cfg.username or None, password=cfg.password or None,
@@ -54,6 +56,19 @@ def kopf_login(cfg: client.Configuration):
         )
 
     return login
+
+
+def operator_settings(namespace: list[str] | None, selector: list[str] | None, peering: str | None,
+                      metrics_addr: str, metrics_port: int, workers: int) -> OperatorSettings:
+    """The operator's settings from the command line's options (--selector items are KEY=VALUE)."""
+    labels = {}
+    for item in selector or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise HarmonyInputError(f"--selector {item!r} is not KEY=VALUE")
+        labels[key] = value
+    return OperatorSettings(namespaces=tuple(namespace or ()), selector=labels, peering=peering,
+                            metrics_addr=metrics_addr, metrics_port=metrics_port, workers=workers)
 
 
 def telemetry_source(prometheus: PrometheusClient):
@@ -82,17 +97,13 @@ def operator_run(
     metrics_addr: Annotated[str, typer.Option(help="address of /metrics and /healthz")] = "0.0.0.0",
     metrics_port: Annotated[int, typer.Option(help="port of /metrics and /healthz")] = 9100,
     samples: Annotated[int, typer.Option(help="forecast samples per decision")] = 200,
+    workers: Annotated[int, typer.Option(help="reconcile steps in flight at once (threads; steps wait on I/O)")] = 16,
     verbose: Annotated[bool, typer.Option(help="debug logging")] = False,
 ) -> None:
     """Reconcile HarmonyAutoscalers: forecast from Prometheus, decide, scale (or recommend), report."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    labels = {}
-    for item in selector or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise HarmonyInputError(f"--selector {item!r} is not KEY=VALUE")
-        labels[key] = value
+    settings = operator_settings(namespace, selector, peering, metrics_addr, metrics_port, workers)
     if bearer_token_file is not None and not bearer_token_file.is_file():
         raise HarmonyInputError(f"{bearer_token_file}: no such file (--bearer-token-file)")
     verify: bool | str = False if insecure_skip_verify else (str(ca_file) if ca_file else True)
@@ -103,7 +114,6 @@ def operator_run(
     metrics = OperatorMetrics()
     reconciler = Reconciler(KubeClient(client.ApiClient(cfg)), telemetry_source(prom), metrics,
                             ReconcileSettings(n_samples=samples))
-    settings = OperatorSettings(tuple(namespace or ()), labels, peering, metrics_addr, metrics_port)
     server, _ = serve(metrics, metrics_port, metrics_addr)
 
     async def main() -> None:

@@ -7,11 +7,15 @@ with a real server, and the end-to-end test joins them).
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 
 import kmock
 import pytest
 
 from controller.operator.app import OperatorSettings
+from controller.operator.kube import ApiError, KubeClient
+from forecasting.errors import HarmonyInputError
 from tests.operator_support import (
     DEPLOYMENTS,
     HA,
@@ -199,3 +203,106 @@ async def test_peered_replicas_never_both_scale():
                 await asyncio.sleep(3.0)
         assert leader.forecasters and not standby.forecasters  # the standby never reconciled
         assert replicas(k8s) < 10  # the standby's higher demand never reached the Deployment
+
+
+async def test_an_api_error_is_counted_as_such_and_the_next_step_recovers():
+    async with cluster() as (k8s, url):
+        add_deployment(k8s, replicas=2)
+        add_autoscaler(k8s)
+        # the first status write fails on the server side
+        k8s[kmock.method.PATCH, kmock.subresource("status")][:1] << 500 << {
+            "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "InternalError", "code": 500,
+            "message": "etcd is sulking"}
+        rec = make_reconciler(url, ScriptedTelemetry(level=3.5))
+        async with operator(rec, url):
+            await eventually(lambda: status(k8s).get("posterior", {}).get("decisions", 0) >= 1)
+        failures = rec.metrics.registry.get_sample_value(
+            "harmony_reconcile_failures_total", {"namespace": "default", "autoscaler": "llm", "reason": "api-error"})
+        assert failures == 1
+
+
+async def test_a_hung_api_server_times_out_instead_of_holding_the_step():
+    async def hang():
+        await asyncio.sleep(30)
+
+    async with cluster() as (k8s, url):
+        add_deployment(k8s, replicas=2)
+        k8s[kmock.method.GET, kmock.subresource("scale")] << hang
+        kube = make_reconciler(url, ScriptedTelemetry()).kube
+        kube.timeout_s = 0.3
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(ApiError):
+            await asyncio.to_thread(kube.get_scale, "apps/v1", "Deployment", "default", "llm-server")
+        assert asyncio.get_running_loop().time() - started < 5  # urllib3 retries a GET a few times at most
+
+
+async def test_the_kubernetes_calls_carry_the_configured_credentials():
+    import kubernetes
+
+    async with cluster() as (k8s, url):
+        add_deployment(k8s, replicas=2)
+        add_autoscaler(k8s)
+        cfg = kubernetes.client.Configuration(host=url, api_key={"BearerToken": "Bearer secret"})
+        kube = KubeClient(kubernetes.client.ApiClient(cfg))
+        scale = await asyncio.to_thread(kube.get_scale, "apps/v1", "Deployment", "default", "llm-server")
+        await asyncio.to_thread(kube.patch_status, "default", "llm", {"observedGeneration": 1})
+    assert scale.replicas == 2 and status(k8s)["observedGeneration"] == 1
+    served = list(k8s[kmock.method.GET, kmock.subresource("scale")]) + list(k8s[kmock.method.PATCH])
+    assert len(served) == 2 and all(r.headers.get("Authorization") == "Bearer secret" for r in served)
+
+
+async def test_steps_of_different_objects_overlap_up_to_the_worker_count():
+    workers, objects = 4, 7
+    telemetry = ScriptedTelemetry(level=1.5)
+    lock, in_flight, most = threading.Lock(), [0], [0]
+
+    def slow_telemetry(spec, now):  # a slow Prometheus: the step waits on I/O, not on the CPU
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        try:
+            time.sleep(0.5)
+            return telemetry(spec, now)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    async with cluster() as (k8s, url):
+        for i in range(objects):
+            add_deployment(k8s, name=f"server-{i}", replicas=2)
+            add_autoscaler(k8s, name=f"ha-{i}", scaleTargetRef={"apiVersion": "apps/v1", "kind": "Deployment",
+                                                                "name": f"server-{i}"})
+        async with operator(make_reconciler(url, slow_telemetry), url, OperatorSettings(workers=workers)):
+            await eventually(lambda: all(status(k8s, f"ha-{i}").get("lastDecision") for i in range(objects)))
+    assert most[0] == workers
+
+
+async def test_an_emulator_without_a_request_log_serves_the_operator_and_retains_nothing():
+    async with cluster(log_requests=False) as (k8s, url):
+        add_deployment(k8s, replicas=2)
+        add_autoscaler(k8s)
+        async with operator(make_reconciler(url, ScriptedTelemetry(level=6.5)), url):
+            await eventually(lambda: replicas(k8s) >= 7)
+            await eventually(lambda: status(k8s).get("posterior", {}).get("decisions", 0) >= 2)
+        assert not list(k8s[kmock.method.PATCH])  # served, then forgotten: no request costs more than the last
+
+
+async def test_command_line_options_reach_the_operator_settings_and_the_kopf_login(tmp_path):
+    from controller.cli_operator import kopf_login, kube_configuration, operator_settings
+
+    settings = operator_settings(["prod"], ["shard=a"], "harmony", "127.0.0.1", 9200, 3)
+    assert settings.namespaces == ("prod",) and settings.selector == {"shard": "a"}
+    assert settings.peering == "harmony" and settings.priority == 0  # a peering priority, not an address
+    assert (settings.metrics_addr, settings.metrics_port, settings.workers) == ("127.0.0.1", 9200, 3)
+    with pytest.raises(HarmonyInputError, match="KEY=VALUE"):
+        operator_settings(None, ["shard"], None, "0.0.0.0", 9100, 16)
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: k, cluster: {server: 'https://127.0.0.1:6443', insecure-skip-tls-verify: true}}]\n"
+        "users: [{name: u, user: {token: secret}}]\n"
+        "contexts: [{name: c, context: {cluster: k, user: u}}]\n")
+    login = kopf_login(kube_configuration(kubeconfig))()
+    assert login.server == "https://127.0.0.1:6443" and login.insecure
+    assert login.token == "secret"  # kopf's watch authenticates as the client does
