@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import random
 import signal
 from pathlib import Path
 from typing import Annotated
@@ -59,15 +60,22 @@ def kopf_login(cfg: client.Configuration):
 
 
 def operator_settings(namespace: list[str] | None, selector: list[str] | None, peering: str | None,
-                      metrics_addr: str, metrics_port: int, workers: int) -> OperatorSettings:
-    """The operator's settings from the command line's options (--selector items are KEY=VALUE)."""
+                      metrics_addr: str, metrics_port: int, workers: int,
+                      priority: int | None = None) -> OperatorSettings:
+    """The operator's settings from the command line's options (--selector items are KEY=VALUE).
+
+    priority None: a random peering priority for this start. kopf pauses every peer that shares the highest
+    priority (it cannot tell which should work), so replicas of one shard started with the same default
+    would all stand by; random priorities elect one and leave the others ready to take over."""
+    if priority is None:
+        priority = random.SystemRandom().randint(1, 2**31 - 1)
     labels = {}
     for item in selector or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise HarmonyInputError(f"--selector {item!r} is not KEY=VALUE")
         labels[key] = value
-    return OperatorSettings(namespaces=tuple(namespace or ()), selector=labels, peering=peering,
+    return OperatorSettings(namespaces=tuple(namespace or ()), selector=labels, peering=peering, priority=priority,
                             metrics_addr=metrics_addr, metrics_port=metrics_port, workers=workers)
 
 
@@ -89,6 +97,8 @@ def operator_run(
     namespace: Annotated[list[str] | None, typer.Option(help="serve only these namespaces (repeatable)")] = None,
     selector: Annotated[list[str] | None, typer.Option(help="shard by label KEY=VALUE (repeatable)")] = None,
     peering: Annotated[str | None, typer.Option(help="kopf peering name shared by replicas of a shard")] = None,
+    priority: Annotated[int | None, typer.Option(
+        help="peering priority: the highest live replica works (default: random per start, so none tie)")] = None,
     kubeconfig: Annotated[Path | None, typer.Option(help="kubeconfig file (default: in-cluster, then ~/.kube)")] = None,
     prometheus_url: Annotated[str, typer.Option(help="Prometheus HTTP API base URL")] = "http://prometheus:9090",
     bearer_token_file: Annotated[Path | None, typer.Option(help="bearer token for Prometheus")] = None,
@@ -103,7 +113,7 @@ def operator_run(
     """Reconcile HarmonyAutoscalers: forecast from Prometheus, decide, scale (or recommend), report."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = operator_settings(namespace, selector, peering, metrics_addr, metrics_port, workers)
+    settings = operator_settings(namespace, selector, peering, metrics_addr, metrics_port, workers, priority)
     if bearer_token_file is not None and not bearer_token_file.is_file():
         raise HarmonyInputError(f"{bearer_token_file}: no such file (--bearer-token-file)")
     verify: bool | str = False if insecure_skip_verify else (str(ca_file) if ca_file else True)

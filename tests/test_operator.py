@@ -205,6 +205,29 @@ async def test_peered_replicas_never_both_scale():
         assert replicas(k8s) < 10  # the standby's higher demand never reached the Deployment
 
 
+async def test_peered_replicas_with_default_priorities_keep_one_working():
+    """Two replicas of a shard started alike (as a Deployment starts them): kopf pauses every peer tied at the
+    top priority, so the default priority is drawn per start and one replica keeps reconciling."""
+    from controller.cli_operator import operator_settings
+
+    async with cluster() as (k8s, url):
+        k8s.objects["kopf.dev/v1/clusterkopfpeerings", None, "harmony"] = {
+            "apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering",
+            "metadata": {"name": "harmony", "resourceVersion": "1"}, "status": {}}
+        add_deployment(k8s, replicas=1)
+        add_autoscaler(k8s)
+        first, second = (operator_settings(None, None, "harmony", "127.0.0.1", 0, 4) for _ in range(2))
+        rec_a = make_reconciler(url, ScriptedTelemetry(level=4.5))
+        rec_b = make_reconciler(url, ScriptedTelemetry(level=4.5))
+        decisions = lambda: status(k8s).get("posterior", {}).get("decisions", 0)  # noqa: E731
+        async with operator_thread(rec_a, url, first):
+            await eventually(lambda: decisions() >= 1)
+            async with operator_thread(rec_b, url, second):
+                await asyncio.sleep(3.0)  # both see each other (kopf's peering keep-alive)
+                before = decisions()
+                await eventually(lambda: decisions() >= before + 3)  # someone still works
+
+
 async def test_an_api_error_is_counted_as_such_and_the_next_step_recovers():
     async with cluster() as (k8s, url):
         add_deployment(k8s, replicas=2)
@@ -290,9 +313,12 @@ async def test_an_emulator_without_a_request_log_serves_the_operator_and_retains
 async def test_command_line_options_reach_the_operator_settings_and_the_kopf_login(tmp_path):
     from controller.cli_operator import kopf_login, kube_configuration, operator_settings
 
-    settings = operator_settings(["prod"], ["shard=a"], "harmony", "127.0.0.1", 9200, 3)
+    settings = operator_settings(["prod"], ["shard=a"], "harmony", "127.0.0.1", 9200, 3, priority=7)
     assert settings.namespaces == ("prod",) and settings.selector == {"shard": "a"}
-    assert settings.peering == "harmony" and settings.priority == 0  # a peering priority, not an address
+    assert settings.peering == "harmony" and settings.priority == 7  # a peering priority, not an address
+    # by default each start draws its own priority: kopf pauses every peer tied at the top
+    drawn = {operator_settings(None, None, "harmony", "0.0.0.0", 9100, 16).priority for _ in range(20)}
+    assert len(drawn) == 20 and min(drawn) >= 1
     assert (settings.metrics_addr, settings.metrics_port, settings.workers) == ("127.0.0.1", 9200, 3)
     with pytest.raises(HarmonyInputError, match="KEY=VALUE"):
         operator_settings(None, ["shard"], None, "0.0.0.0", 9100, 16)

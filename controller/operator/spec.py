@@ -118,8 +118,9 @@ class AutoscalerSpec:
         return math.ceil(self.cold_start_s / self.interval_s)
 
     def decision_settings(self) -> DecisionSettings:
-        """Bounds, steps, costs and the stabilisation window (in control intervals, rounded up, at least the
-        current decision) for `controller.decision.decide`."""
+        """Bounds, steps, costs, the stabilisation window (in control intervals, rounded up, at least the
+        current decision) and the cold-start lead (a scale-up is sized on the steps from the end of the cold
+        start on, a scale-down on the whole horizon) for `controller.decision.decide`."""
         return DecisionSettings(
             min_replicas=self.min_replicas,
             max_replicas=self.max_replicas,
@@ -128,6 +129,7 @@ class AutoscalerSpec:
             stabilisation_steps=max(1, math.ceil(self.scale_down_stabilisation_s / self.interval_s)),
             cost_per_replica_hour=self.cost_per_replica_hour,
             interval_s=float(self.interval_s),
+            lead_steps=max(self.cold_start_steps - 1, 0),  # forecast step 0 is the next interval
         )
 
 
