@@ -48,6 +48,13 @@ def add_deployment(k8s, name="llm-server", namespace="default", replicas=2) -> N
     }
 
 
+def fail_first_write(k8s, subresource: str, code: int, reason: str, message: str) -> None:
+    """The API server answers the first PATCH of `subresource` (scale, status) with a Status error."""
+    k8s[kmock.method.PATCH, kmock.subresource(subresource)][:1] << code << {
+        "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "code": code,
+        "message": message}
+
+
 def autoscaler_spec(**overrides) -> dict:
     spec = {
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "llm-server"},

@@ -25,6 +25,7 @@ from tests.operator_support import (
     cluster,
     condition,
     eventually,
+    fail_first_write,
     make_reconciler,
     obj,
     operator,
@@ -131,9 +132,7 @@ async def test_a_409_conflict_is_retried_on_the_fresh_object():
         add_deployment(k8s, replicas=2)
         add_autoscaler(k8s)
         # the first scale write loses a race with another writer
-        k8s[kmock.method.PATCH, kmock.subresource("scale")][:1] << 409 << {
-            "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409,
-            "message": "the object has been modified"}
+        fail_first_write(k8s, "scale", 409, "Conflict", "the object has been modified")
         async with operator(make_reconciler(url, ScriptedTelemetry(level=6.5)), url):
             await eventually(lambda: replicas(k8s) >= 7)
         scale_reads = [r for r in k8s[kmock.method.GET, kmock.subresource("scale")]]
@@ -233,9 +232,7 @@ async def test_an_api_error_is_counted_as_such_and_the_next_step_recovers():
         add_deployment(k8s, replicas=2)
         add_autoscaler(k8s)
         # the first status write fails on the server side
-        k8s[kmock.method.PATCH, kmock.subresource("status")][:1] << 500 << {
-            "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "InternalError", "code": 500,
-            "message": "etcd is sulking"}
+        fail_first_write(k8s, "status", 500, "InternalError", "etcd is sulking")
         rec = make_reconciler(url, ScriptedTelemetry(level=3.5))
         async with operator(rec, url):
             await eventually(lambda: status(k8s).get("posterior", {}).get("decisions", 0) >= 1)
