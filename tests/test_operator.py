@@ -35,8 +35,8 @@ from tests.operator_support import (
 pytestmark = pytest.mark.asyncio
 
 
-def replicas(k8s, name="llm-server"):
-    return obj(k8s, DEPLOYMENTS, "default", name)["spec"]["replicas"]
+def replicas(k8s, name="llm-server", namespace="default"):
+    return obj(k8s, DEPLOYMENTS, namespace, name)["spec"]["replicas"]
 
 
 def status(k8s, name="llm"):
@@ -183,6 +183,20 @@ async def test_shards_by_label_selector_share_work_without_overlap():
             await eventually(lambda: replicas(k8s, "a-server") >= 4 and replicas(k8s, "b-server") >= 6)
         assert set(rec_a.forecasters) == {"uid-default-a"}
         assert set(rec_b.forecasters) == {"uid-default-b"}
+
+
+async def test_a_namespaced_operator_serves_only_its_namespaces_without_listing_namespaces():
+    async with cluster(namespaces=("default", "prod", "staging")) as (k8s, url):
+        for ns in ("default", "prod", "staging"):
+            add_deployment(k8s, namespace=ns, replicas=1)
+            add_autoscaler(k8s, namespace=ns)
+        rec = make_reconciler(url, ScriptedTelemetry(level=4.5))
+        async with operator(rec, url, OperatorSettings(namespaces=("prod", "staging"))):
+            await eventually(lambda: replicas(k8s, namespace="prod") >= 5 and replicas(k8s, namespace="staging") >= 5)
+        assert replicas(k8s, namespace="default") == 1
+        assert set(rec.forecasters) == {"uid-prod-llm", "uid-staging-llm"}
+        # exact names need no cluster-wide Namespace list (which a namespaced install's Roles do not grant)
+        assert not [r for r in k8s if str(r.url).split("?")[0].endswith("/api/v1/namespaces")]
 
 
 async def test_peered_replicas_never_both_scale():

@@ -83,6 +83,8 @@ def build_registry(reconciler: Reconciler, settings: OperatorSettings,
         kopf.on.login(registry=registry)(login)
 
     shard = shard_id(settings)
+    literal_namespaces = bool(settings.namespaces) and not any(
+        ch in ns for ns in settings.namespaces for ch in "*?![]")
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_) -> None:
@@ -93,6 +95,10 @@ def build_registry(reconciler: Reconciler, settings: OperatorSettings,
         settings.persistence.finalizer = f"harmony.dev/daemon-{shard}"
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=f"{shard}.harmony.dev")
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=f"{shard}.harmony.dev")
+        if literal_namespaces:
+            # Named namespaces need no cluster scan: serve exactly them, so a namespaced install's Roles
+            # suffice (listing and watching Namespace objects is cluster-scoped); kopf scans only for globs.
+            settings.scanning.disabled = True
 
     active: set[str] = set()
 
