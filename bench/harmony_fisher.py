@@ -5,7 +5,7 @@ model is trained on it (early stopping on its validation rows), as `harmony_prot
 ridge AR(36) with empirical residuals is measured in the same run. The ablations (`harmony-flat`: no
 hierarchy, `harmony-gauss`: no flow) run at the lookbacks in `--ablation-lookbacks`. Prints the mean over
 containers (MSE, CRPS, 90% coverage, seconds), CRPS relative to AR(36), and per-container CRPS, beside the
-published HARMONY figures. Not a timed test: a full run takes about 10-15 minutes on 2 CPU cores.
+published HARMONY figures. Not a timed test: a full run takes about 15-20 minutes on 2 CPU cores.
 
     .venv/bin/python bench/harmony_fisher.py [--lookbacks 72,144,288] [--ablation-lookbacks 72] [--path DIR]
         [--options epochs=40+patience=5]  (extra `harmony:` options, joined by '+')

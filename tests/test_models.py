@@ -6,6 +6,8 @@ import torch
 
 from forecasting.models import HarmonyConfig, HarmonyNetwork
 from forecasting.models.attention import level_masks
+from forecasting.models.calibration import apply_spread, fit_spread
+from forecasting.models.splines import rational_quadratic_spline
 from forecasting.predictors.base import Context
 from forecasting.predictors.harmony import HarmonyPredictor
 from forecasting.training import TrainingSettings
@@ -129,3 +131,85 @@ def test_higher_levels_do_not_see_lower_ones(hierarchy):
     level1_unchanged = torch.allclose(base[:, :, 0], after_low[:, :, 0])
     assert level1_unchanged == hierarchy  # flat attention lets level 3 leak into level 1
     assert not torch.allclose(base[:, :, 2], after_high[:, :, 2])  # level 1 conditions level 3
+
+
+@pytest.mark.parametrize("true_sd", [0.5, 2.0])
+def test_spread_calibration_recovers_the_missing_scale(true_sd):
+    """Samples of N(0, 1) scored against N(0, true_sd^2) outcomes: the CRPS-optimal factor is true_sd."""
+    g = torch.Generator().manual_seed(0)
+    samples = torch.randn(200, 3000, 2, generator=g)
+    observed = true_sd * torch.randn(3000, 2, generator=g)
+    observed[:, 1] = float("nan")  # a feature never observed keeps factor 1
+    spread = fit_spread(samples, torch.zeros(3000, 2), observed)
+    assert spread[0].item() == pytest.approx(true_sd, rel=0.1)
+    assert spread[1].item() == 1.0
+    widened = apply_spread(samples, torch.zeros(1, 3000, 2), spread)
+    torch.testing.assert_close(widened[:, :, 0], spread[0] * samples[:, :, 0])
+
+
+def test_network_calibration_scales_samples_about_the_centre_and_is_saved():
+    torch.manual_seed(0)
+    net = HarmonyNetwork(tiny_config(True, "spline")).eval()
+    x, cal, _ = batch(n=64)
+    raw = net.sample(x, cal, 50, torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        centre = net.centre_from(net.encode(x, cal))
+    # outcomes 3x further from the centre than the network expects: the fitted spread must widen
+    y = torch.zeros(64, HORIZON, 3)
+    y[:] = (centre + 3.0 * (raw[0] - centre))[0]
+    spread = net.calibrate(x, cal, y, n_samples=50, seed=7)
+    assert spread.shape == (HORIZON, 3) and (spread > 1.5).all()
+    calibrated = net.sample(x, cal, 50, torch.Generator().manual_seed(2))
+    torch.testing.assert_close(calibrated, centre + net.spread * (raw - centre))
+    assert torch.equal(net.sample(x, cal, 50, torch.Generator().manual_seed(2), calibrated=False), raw)
+    fresh = HarmonyNetwork(tiny_config(True, "spline"))
+    fresh.load_state_dict(net.state_dict())
+    assert torch.equal(fresh.spread, net.spread)
+
+
+def test_shared_context_sampling_matches_repeated_context():
+    """The coupling networks' per-window context path gives the rows a repeated context would."""
+    torch.manual_seed(0)
+    net = HarmonyNetwork(tiny_config(True, "spline")).eval()
+    for p in net.flow.parameters():  # move the zero-initialised blocks off their start
+        p.data += 0.1 * torch.randn_like(p)
+    assert net.flow.shares_context
+    context = torch.randn(5, 8)
+    u = torch.randn(3 * 5, HORIZON * 3)
+    with torch.no_grad():
+        shared = net.flow.inverse(u, context, repeats=3)
+        repeated, _ = net.flow.transform.inverse(u, context=context.repeat(3, 1))
+    torch.testing.assert_close(shared, repeated, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("inverse", [False, True])
+def test_fast_spline_matches_nflows(inverse):
+    from nflows.transforms.splines import unconstrained_rational_quadratic_spline
+
+    g = torch.Generator().manual_seed(0)
+    inputs = torch.randn(500, 3, generator=g) * 3  # some beyond the tail bound
+    widths, heights = torch.randn(500, 3, 8, generator=g), torch.randn(500, 3, 8, generator=g)
+    derivatives = torch.randn(500, 3, 7, generator=g)
+    mine = rational_quadratic_spline(inputs, widths, heights, derivatives, inverse=inverse, tail_bound=2.0)
+    theirs = unconstrained_rational_quadratic_spline(inputs, widths, heights, derivatives.clone(), inverse=inverse,
+                                                     tails="linear", tail_bound=2.0)
+    for a, b in zip(mine, theirs, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_window_quantile_features_are_the_sorted_window():
+    from forecasting.models.tokens import IndicatorTokens
+
+    tokens = IndicatorTokens(LOOKBACK, LEVELS, d_model=8, quantiles=LOOKBACK)
+    x = torch.randn(2, LOOKBACK, 3)
+    captured = {}
+    tokens.project.register_forward_hook(lambda mod, inp, out: captured.update(feats=inp[0]))
+    tokens(x, torch.zeros(2, 1, 3), torch.ones(2, 1, 3))
+    assert tokens.project.in_features == 2 * LOOKBACK + 2
+    quantiles = captured["feats"][:, :, LOOKBACK:2 * LOOKBACK]  # [B, I, Q]
+    torch.testing.assert_close(quantiles, x.sort(dim=1).values.transpose(1, 2))
+    with pytest.raises(ValueError, match="window_quantiles"):
+        HarmonyConfig(levels=LEVELS, lookback=LOOKBACK, window_quantiles=LOOKBACK + 1)
+    # checkpoints written before the option existed had no quantile features
+    old = {k: v for k, v in tiny_config(True, "spline").to_dict().items() if k != "window_quantiles"}
+    assert HarmonyConfig.from_dict(old).window_quantiles == 0

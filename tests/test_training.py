@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from forecasting.errors import HarmonyInputError
+from forecasting.metrics import crps_ensemble
 from forecasting.models import HarmonyConfig, HarmonyNetwork
-from forecasting.predictors import build_predictor
+from forecasting.predictors import Context, build_predictor
 from forecasting.predictors.harmony import HarmonyPredictor
 from forecasting.training import TrainingSettings, frame_windows, train_network, training_windows
 from tests.helpers import make_frame
@@ -102,6 +103,8 @@ def test_registry_specs_set_options_and_ablations():
     assert (model.lookback, model.horizon, model.settings.max_epochs, model.settings.seed) == (48, 3, 7, 9)
     assert model.options == {"d_model": 64, "flow": "maf"}
     assert build_predictor("harmony:144").lookback == 144
+    spec = build_predictor("harmony:quantiles=8+calibrate=false")
+    assert spec.options == {"window_quantiles": 8} and spec.settings.calibrate is False
     assert build_predictor("harmony-flat").options == {"hierarchy": False}
     assert build_predictor("harmony-gauss:96").options == {"flow": "none"}
     with pytest.raises(HarmonyInputError, match="unknown option 'depth'"):
@@ -117,3 +120,32 @@ def test_bad_config_is_reported_as_input_error():
     split = frame.split()
     with pytest.raises(HarmonyInputError, match="must be a multiple of n_heads"):
         build_predictor("harmony:lookback=16+d_model=10+heads=4").fit(split.train, split.validation)
+
+
+def test_spread_is_calibrated_on_validation_windows_only_when_asked():
+    train, val = small_windows()
+    net, report = train_network(config(), train, val, TrainingSettings(max_epochs=2, seed=0))
+    raw, raw_report = train_network(config(), train, val, TrainingSettings(max_epochs=2, seed=0, calibrate=False))
+    assert torch.equal(raw.spread, torch.ones(1, 3)) and raw_report.mean_spread == 1.0
+    assert not torch.equal(net.spread, raw.spread)
+    assert report.mean_spread == pytest.approx(net.spread.mean().item())
+    # the fitted factors lower the validation CRPS of the samples (the criterion they minimise)
+    x, cal, y = (torch.from_numpy(a) for a in (val.x, val.calendar, val.y))
+    scores = [crps_ensemble(y[:, 0].numpy(), m.sample(x, cal, 100, torch.Generator().manual_seed(0))[:, :, 0]
+                            .numpy()).mean() for m in (net, raw)]
+    assert scores[0] < scores[1]
+
+
+def test_checkpoints_from_before_calibration_and_quantiles_still_load(tmp_path):
+    frame = make_frame(steps=220, series=2, indicators=3)
+    split = frame.split()
+    model = HarmonyPredictor(16, 1, TrainingSettings(max_epochs=1, calibrate=False), d_model=16, n_heads=2,
+                             window_quantiles=0)
+    model.fit(split.train, split.validation)
+    path = model.save(tmp_path / "m.ckpt")
+    state = torch.load(path, weights_only=True)
+    del state["config"]["window_quantiles"], state["state_dict"]["spread"], state["settings"]["calibrate"]
+    torch.save(state, path)
+    loaded = HarmonyPredictor.load(path)
+    ctx = Context(frame.values[-16:])
+    np.testing.assert_array_equal(loaded.predict(ctx, 1, 10, seed=1).samples, model.predict(ctx, 1, 10, seed=1).samples)

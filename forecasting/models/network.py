@@ -7,6 +7,10 @@ the flow, the Gaussian projection's affine map and the window normalisation are 
 negative log-likelihood is the training loss; `sample` draws predictive samples from the flow and inverts
 the Gaussian affine map and the window normalisation per sample.
 
+After training, `calibrate` fits one spread factor per horizon step and target on the validation windows
+(minimum CRPS, see `calibration`); `sample` applies it about the window's centre (a buffer, so checkpoints
+carry it). The log-density is that of the trained, uncalibrated model.
+
 Unlike the published code: the loss is the exact NLL (optionally plus sample CRPS), never MSE only; samples
 and therefore CRPS come from the flow, not from the pre-flow Gaussian; levels come with the indicators, not
 from positions; nothing assumes CUDA (tensors follow the module's device).
@@ -20,6 +24,7 @@ import torch
 from torch import nn
 
 from forecasting.models.attention import HierarchicalEncoder
+from forecasting.models.calibration import apply_spread, fit_spread
 from forecasting.models.flows import FLOW_KINDS, ConditionalFlow, standard_normal_log_prob
 from forecasting.models.heads import GaussianHead, sample_crps
 from forecasting.models.tokens import N_CALENDAR_TOKENS, CalendarTokens, IndicatorTokens, WindowNorm
@@ -39,6 +44,7 @@ class HarmonyConfig:
         encoder summary that conditions the flow.
     min_scale: floor of the per-window scale, in the (globally scaled) input units.
     calendar: add time-of-day and day-of-week tokens.
+    window_quantiles: empirical quantiles of each normalised window added to its token (0: none).
     """
 
     levels: tuple[int, ...]
@@ -56,10 +62,13 @@ class HarmonyConfig:
     context_features: int = 32
     min_scale: float = 0.02
     calendar: bool = True
+    window_quantiles: int = 16
 
     def __post_init__(self) -> None:
         if self.flow not in (*FLOW_KINDS, "none"):
             raise ValueError(f"flow {self.flow!r} must be one of {(*FLOW_KINDS, 'none')}")
+        if self.window_quantiles < 0 or self.window_quantiles > self.lookback:
+            raise ValueError(f"window_quantiles must lie in [0, lookback], got {self.window_quantiles}")
         if self.lookback < 2 or self.horizon < 1 or not self.levels:
             raise ValueError(f"need lookback >= 2, horizon >= 1 and levels, got {self}")
         if self.d_model % self.n_heads:
@@ -81,6 +90,7 @@ class HarmonyConfig:
     def from_dict(cls, state: dict) -> HarmonyConfig:
         known = {f.name for f in fields(cls)}
         state = {k: v for k, v in state.items() if k in known}
+        state.setdefault("window_quantiles", 0)  # checkpoints from before the option had none
         state["levels"] = tuple(state["levels"])
         if state.get("targets") is not None:
             state["targets"] = tuple(state["targets"])
@@ -95,11 +105,13 @@ class HarmonyNetwork(nn.Module):
         n_extra = N_CALENDAR_TOKENS if c.calendar else 0
         self.register_buffer("targets", torch.tensor(c.target_positions), persistent=False)
         self.norm = WindowNorm(c.min_scale)
-        self.tokens = IndicatorTokens(c.lookback, c.levels, c.d_model, c.dropout)
+        self.tokens = IndicatorTokens(c.lookback, c.levels, c.d_model, c.dropout, c.window_quantiles)
         self.calendar_tokens = CalendarTokens(c.d_model) if c.calendar else None
         self.encoder = HierarchicalEncoder(c.levels, n_extra, c.d_model, c.n_heads, c.layers_per_level, c.dropout,
                                            hierarchy=c.hierarchy)
         self.head = GaussianHead(c.lookback, c.horizon, len(c.target_positions), c.d_model)
+        # post-hoc spread factor per horizon step and target (1 = as trained), fitted by `calibrate`
+        self.register_buffer("spread", torch.ones(c.horizon, len(c.target_positions)))
         self.flow = None
         if c.flow != "none":
             self.summary = nn.Sequential(nn.Linear(len(c.levels) * c.d_model, c.context_features), nn.GELU())
@@ -148,19 +160,45 @@ class HarmonyNetwork(nn.Module):
         if self.flow is None:
             z = u
         else:
-            z = self.flow.inverse(u, p["context"].repeat(n, 1))  # row k * B + b belongs to window b
+            z = self.flow.inverse(u, p["context"], repeats=n)  # row k * B + b belongs to window b
         z = z.reshape(n, batch, self.config.horizon, -1)
         y_norm = p["mean"] + p["scale"] * z
         return WindowNorm.denormalise(y_norm, p["centre"], p["window_scale"])
 
+    def centre_from(self, p: dict[str, torch.Tensor]) -> torch.Tensor:
+        """[1, B, H, T] the sample at zero base noise: the centre the spread calibration scales about."""
+        return self.sample_from(p, torch.zeros((1, p["mean"].shape[0], self.config.event_features),
+                                               device=p["mean"].device, dtype=p["mean"].dtype))
+
     @torch.no_grad()
     def sample(self, x: torch.Tensor, calendar: torch.Tensor, n_samples: int,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-        """[n_samples, B, H, T] predictive samples in the input space."""
+               generator: torch.Generator | None = None, calibrated: bool = True) -> torch.Tensor:
+        """[n_samples, B, H, T] predictive samples in the input space (spread-calibrated unless told not to)."""
         p = self.encode(x, calendar)
         noise = torch.randn((n_samples, x.shape[0], self.config.event_features), generator=generator,
                             device=x.device, dtype=x.dtype)
-        return self.sample_from(p, noise)
+        samples = self.sample_from(p, noise)
+        if calibrated and not bool((self.spread == 1).all()):
+            samples = apply_spread(samples, self.centre_from(p), self.spread)
+        return samples
+
+    @torch.no_grad()
+    def calibrate(self, x: torch.Tensor, calendar: torch.Tensor, y: torch.Tensor, n_samples: int = 100,
+                  seed: int = 0, batch: int = 2048) -> torch.Tensor:
+        """Fit `spread` [H, T] on validation windows x [N, L, I], calendar [N, 4], y [N, H, I] (see
+        `calibration`); returns it. Deterministic for a seed."""
+        generator = torch.Generator(device=x.device).manual_seed(seed)
+        samples, centres = [], []
+        for i in range(0, len(x), batch):
+            p = self.encode(x[i:i + batch], calendar[i:i + batch])
+            noise = torch.randn((n_samples, p["mean"].shape[0], self.config.event_features), generator=generator,
+                                device=x.device, dtype=x.dtype)
+            samples.append(self.sample_from(p, noise).flatten(2))
+            centres.append(self.centre_from(p)[0].flatten(1))
+        observed = y[:, :, self.targets].flatten(1)
+        spread = fit_spread(torch.cat(samples, dim=1), torch.cat(centres), observed)
+        self.spread.copy_(spread.view_as(self.spread))
+        return self.spread
 
     # -- training objective --------------------------------------------------------------------------
     def loss(self, x: torch.Tensor, calendar: torch.Tensor, y: torch.Tensor, crps_weight: float = 0.0,

@@ -7,8 +7,9 @@ applied to every predictive *sample* (`denormalise`), so the whole distribution 
 space, not only a point. The scale has a floor (`min_scale`) so that a flat window (a memory limit, an idle
 disk) does not turn the next small change into hundreds of standard deviations.
 
-Tokens (HARMONY, "Forecaster" in DESIGN.md): an indicator's whole normalised lookback window, plus its
-window mean and log-scale (the level information normalisation removes), is projected to `d_model`, and a
+Tokens (HARMONY, "Forecaster" in DESIGN.md): an indicator's whole normalised lookback window, plus (option)
+evenly spaced quantiles of that window and its mean and log-scale (the level information normalisation
+removes), is projected to `d_model`, and a
 learned indicator embedding and level embedding are added. Calendar tokens carry time of day and day of week
 of the first forecast step (sin/cos pairs), one token per cycle.
 """
@@ -63,11 +64,19 @@ class WindowNorm(nn.Module):
 
 
 class IndicatorTokens(nn.Module):
-    """One token per indicator: Linear(normalised window + [mean, log-scale]) + indicator and level embeddings."""
+    """One token per indicator: Linear(normalised window + its `quantiles` empirical quantiles + [mean,
+    log-scale]) + indicator and level embeddings.
 
-    def __init__(self, lookback: int, levels: tuple[int, ...], d_model: int, dropout: float = 0.0) -> None:
+    The quantiles are the sorted window at evenly spaced ranks: an order-free summary of the window's
+    distribution (the share of idle samples of an on/off disk or network indicator, say), which a linear map
+    of the time-ordered window cannot form, and which the flow needs to shape a bimodal predictive."""
+
+    def __init__(self, lookback: int, levels: tuple[int, ...], d_model: int, dropout: float = 0.0,
+                 quantiles: int = 0) -> None:
         super().__init__()
-        self.project = nn.Linear(lookback + 2, d_model)
+        ranks = torch.linspace(0, lookback - 1, quantiles).round().long() if quantiles else torch.zeros(0).long()
+        self.register_buffer("quantile_ranks", ranks, persistent=False)
+        self.project = nn.Linear(lookback + quantiles + 2, d_model)
         self.indicator_embedding = nn.Parameter(torch.randn(len(levels), d_model) * 0.02)
         distinct = sorted(set(levels))
         self.register_buffer("level_ids", torch.tensor([distinct.index(lv) for lv in levels]), persistent=False)
@@ -78,7 +87,10 @@ class IndicatorTokens(nn.Module):
     def forward(self, x_norm: torch.Tensor, centre: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         """[batch, lookback, indicators] -> [batch, indicators, d_model]."""
         stats = torch.cat([centre, scale.log()], dim=1)  # [B, 2, I]
-        feats = torch.cat([x_norm, stats], dim=1).transpose(1, 2)  # [B, I, L + 2]
+        parts = [x_norm, stats]
+        if len(self.quantile_ranks):
+            parts.insert(1, x_norm.sort(dim=1).values[:, self.quantile_ranks])  # [B, Q, I]
+        feats = torch.cat(parts, dim=1).transpose(1, 2)  # [B, I, L + Q + 2]
         tokens = self.project(feats) + self.indicator_embedding + self.level_embedding(self.level_ids)
         return self.dropout(tokens)
 

@@ -50,7 +50,8 @@ PREDICTORS: dict[str, tuple[Callable[[str, str | None], Predictor], str]] = {
         lambda spec, arg: _harmony(spec, arg),
         "HARMONY: hierarchical attention + spline flow, trained in fit; argument: PATH.ckpt (load a trained "
         "model) or KEY=VALUE joined by '+' (lookback=72, horizon=1, epochs, patience, seed, d_model, heads, "
-        "layers, dropout, flow=spline|spline-ar|maf, flow_layers, min_scale, calendar, batch, lr, crps, noise); "
+        "layers, dropout, flow=spline|spline-ar|maf, flow_layers, min_scale, calendar, quantiles, batch, lr, crps, "
+        "noise, calibrate); "
         "a bare integer is the lookback",
     ),
     "harmony-flat": (

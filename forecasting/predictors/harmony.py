@@ -3,7 +3,8 @@
 fit(train, validation) fits a per-indicator min-max scaler on the training rows of all series (so the
 network sees comparable magnitudes whatever the input units; the protocols' already-scaled data passes
 through almost unchanged), cuts windows, and trains a HarmonyNetwork with early stopping on validation NLL
-(`forecasting.training`). predict(context, horizon) draws flow samples; the network inverts its per-window
+(`forecasting.training`), then calibrates the samples' spread on the validation windows.
+predict(context, horizon) draws flow samples; the network inverts its per-window
 normalisation per sample and this class inverts the scaler, so samples are in the context's own space.
 A horizon beyond the trained one is reached recursively: each sample path is fed back as context.
 
@@ -90,28 +91,36 @@ class HarmonyPredictor(Predictor):
         if self.network is None:
             raise RuntimeError(f"{self.name} is not fitted")
         values = self._check_context(context, len(self.indicators))[-self.lookback:]  # [L, S, I]
-        n_series = values.shape[1]
         x = torch.from_numpy(np.moveaxis(self.scaler.transform(values), 1, 0).astype(np.float32))  # [S, L, I]
         interval = context.interval if context.interval is not None else self.interval
         generator = torch.Generator().manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**63))
+        with torch.inference_mode():  # no autograd bookkeeping at all (cheaper than no_grad)
+            samples = self._paths(x, context, interval, horizon, n_samples, generator)
+        samples = self.scaler.inverse(np.moveaxis(samples.numpy().astype(np.float64), 2, 1))  # [n, h, S, I]
+        return Forecast(samples, None, None, tuple(ind.name for ind in self.indicators))
+
+    def _paths(self, x: torch.Tensor, context: Context, interval: pd.Timedelta | None, horizon: int,
+               n_samples: int, generator: torch.Generator) -> torch.Tensor:
+        """[n, S, horizon, I] sample paths in the scaled space; beyond the trained horizon, recursively."""
+        n_series = x.shape[0]
         trained = self.network.config.horizon
         paths: list[torch.Tensor] = []  # each [n, S, H, I]
-        for step in range(math.ceil(horizon / trained)):
+        steps = math.ceil(horizon / trained)
+        for step in range(steps):
             first_time = None
             if context.end_time is not None and interval is not None:
                 first_time = np.asarray(context.end_time) + (1 + step * trained) * interval.to_timedelta64()
             calendar = torch.from_numpy(calendar_features(first_time, n_series))
             if step == 0:
                 paths.append(self._sample(x, calendar, n_samples, generator))
-                flat = x.repeat(n_samples, 1, 1)  # row k * S + s: sample path k of series s
+                if steps > 1:  # only recursion needs a context per sample path (n_samples copies of x)
+                    flat = x.repeat(n_samples, 1, 1)  # row k * S + s: sample path k of series s
             else:
                 flat = torch.cat([flat, paths[-1].reshape(n_samples * n_series, trained, -1)], dim=1)
                 flat = flat[:, -self.lookback:]
                 nxt = self._sample(flat, calendar.repeat(n_samples, 1), 1, generator)[0]
                 paths.append(nxt.reshape(n_samples, n_series, trained, -1))
-        samples = torch.cat(paths, dim=2)[:, :, :horizon].numpy().astype(np.float64)  # [n, S, h, I]
-        samples = self.scaler.inverse(np.moveaxis(samples, 2, 1))  # [n, h, S, I]
-        return Forecast(samples, None, None, tuple(ind.name for ind in self.indicators))
+        return torch.cat(paths, dim=2)[:, :, :horizon]
 
     def _sample(self, x: torch.Tensor, calendar: torch.Tensor, n_samples: int,
                 generator: torch.Generator) -> torch.Tensor:
@@ -158,7 +167,9 @@ class HarmonyPredictor(Predictor):
         settings = TrainingSettings(**state["settings"])
         model = cls(config.lookback, config.horizon, settings, name=state["name"])
         model.network = HarmonyNetwork(config)
-        model.network.load_state_dict(state["state_dict"])
+        weights = dict(state["state_dict"])
+        weights.setdefault("spread", model.network.spread)  # checkpoints from before spread calibration
+        model.network.load_state_dict(weights)
         model.network.eval()
         model.scaler = MinMaxScaler.from_dict(state["scaler"])
         model.indicators = tuple(Indicator(**ind) for ind in state["indicators"])
@@ -186,6 +197,7 @@ SPEC_OPTIONS: dict[str, tuple[str, str, type]] = {
     "flow_layers": ("config", "flow_layers", int),
     "min_scale": ("config", "min_scale", float),
     "calendar": ("config", "calendar", lambda v: v.lower() in ("1", "true", "yes")),
+    "quantiles": ("config", "window_quantiles", int),
     "epochs": ("settings", "max_epochs", int),
     "patience": ("settings", "patience", int),
     "batch": ("settings", "batch_size", int),
@@ -193,6 +205,7 @@ SPEC_OPTIONS: dict[str, tuple[str, str, type]] = {
     "crps": ("settings", "crps_weight", float),
     "noise": ("settings", "target_noise", float),
     "seed": ("settings", "seed", int),
+    "calibrate": ("settings", "calibrate", lambda v: v.lower() in ("1", "true", "yes")),
 }
 
 

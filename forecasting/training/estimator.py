@@ -7,7 +7,8 @@ weights: Lightning's `seed_everything` seeds torch, numpy and Python before the 
 training batches are shuffled by a seeded generator.
 
 The best weights (lowest `val_nll`) are kept in memory by a small callback and loaded back after training,
-so the returned network is the best checkpoint, not the last epoch's.
+so the returned network is the best checkpoint, not the last epoch's. Its spread is then calibrated on the
+same validation windows (`TrainingSettings.calibrate`); the test rows are never seen.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class TrainingSettings:
     target_noise: std of Gaussian jitter added to training targets, in input units (dequantisation: a constant
         or few-valued indicator would otherwise let the likelihood grow without bound on a spike of density).
     warm_start: fit the head's per-indicator linear (AR) part by ridge regression before training.
+    calibrate: after training, fit the network's spread factor per horizon step and target on the validation
+        windows (minimum validation CRPS, `forecasting.models.calibration`); False keeps the trained spread.
     seed: seeds weights, dropout and batch order. accelerator, devices, strategy: Lightning's, as given.
     progress_bar: show Lightning's progress bar (the CLI does; library calls stay quiet).
     """
@@ -51,6 +54,7 @@ class TrainingSettings:
     target_noise: float = 0.005
     gradient_clip: float = 1.0
     warm_start: bool = True
+    calibrate: bool = True
     seed: int = 0
     accelerator: str = "cpu"
     devices: int | str = 1
@@ -68,6 +72,7 @@ class TrainingReport:
     train_windows: int
     validation_windows: int
     parameters: int
+    mean_spread: float = 1.0  # mean calibrated spread factor (1: not calibrated)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -136,9 +141,13 @@ def train_network(config: HarmonyConfig, train: WindowSet, validation: WindowSet
     if best.state is not None:
         network.load_state_dict(best.state)
     network.eval()
+    if settings.calibrate:
+        network.calibrate(torch.from_numpy(validation.x), torch.from_numpy(validation.calendar),
+                          torch.from_numpy(validation.y), seed=settings.seed)
     report = TrainingReport(
         best_val_nll=best.best, best_epoch=best.epoch, epochs_run=trainer.current_epoch,
         seconds=time.perf_counter() - started, seconds_to_best=best.seconds_to_best, train_windows=len(train),
         validation_windows=len(validation), parameters=sum(p.numel() for p in network.parameters()),
+        mean_spread=float(network.spread.mean()),
     )
     return network, report
