@@ -123,8 +123,8 @@ def test_optional_fields_and_lenient_types():
 def test_decision_settings_map_the_spec():
     settings = parse_spec(example_spec()).decision_settings()
     assert settings == DecisionSettings(min_replicas=2, max_replicas=16, max_step_up=4, max_step_down=1,
-                                        stabilisation_steps=10, cost_per_replica_hour=2.5, interval_s=30.0,
-                                        lead_steps=9)  # cold start 300 s = 10 intervals: served from step 9
+                                        stabilisation_steps=10, cost_per_replica_hour=2.5, interval_s=30.0)
+    assert settings.lead_steps == 0  # live readiness is not exactly the nominal cold start: cover every step
     assert isinstance(settings.interval_s, float)
 
 
@@ -143,7 +143,6 @@ def test_cold_start_steps_round_up(cold_start_s, interval_s, steps):
     raw = with_change(with_change(example_spec(), ("sla", "coldStartSeconds"), cold_start_s),
                       ("intervalSeconds",), interval_s)
     assert parse_spec(raw).cold_start_steps == steps
-    assert parse_spec(raw).decision_settings().lead_steps == max(steps - 1, 0)
 
 
 def test_demand_indicator_is_the_marked_one_wherever_it_sits():
