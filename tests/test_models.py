@@ -157,14 +157,50 @@ def test_network_calibration_scales_samples_about_the_centre_and_is_saved():
     # outcomes 3x further from the centre than the network expects: the fitted spread must widen
     y = torch.zeros(64, HORIZON, 3)
     y[:] = (centre + 3.0 * (raw[0] - centre))[0]
-    spread = net.calibrate(x, cal, y, n_samples=50, seed=7)
-    assert spread.shape == (HORIZON, 3) and (spread > 1.5).all()
+    spread = net.calibrate(x, cal, y, n_samples=50, seed=7, window_mix=False)
+    assert spread.shape == (HORIZON, 3) and (spread > 1.5).all() and not net.window_mix.any()
     calibrated = net.sample(x, cal, 50, torch.Generator().manual_seed(2))
     torch.testing.assert_close(calibrated, centre + net.spread * (raw - centre))
     assert torch.equal(net.sample(x, cal, 50, torch.Generator().manual_seed(2), calibrated=False), raw)
     fresh = HarmonyNetwork(tiny_config(True, "spline"))
     fresh.load_state_dict(net.state_dict())
     assert torch.equal(fresh.spread, net.spread)
+
+
+def test_window_mixture_is_fitted_where_the_window_forecasts_better_and_kept_off_elsewhere():
+    from forecasting.models.calibration import ensemble_crps, fit_window_mix, mix_with_window
+
+    g = torch.Generator().manual_seed(0)
+    n, windows, lookback = 100, 400, 72
+    # two-valued i.i.d. outcomes (Fisher's block-I/O counters) whose recent windows hold the same marginal
+    window = (torch.rand(windows, lookback, 2, generator=g) < 0.3).float()
+    observed = (torch.rand(windows, 2, generator=g) < 0.3).float()
+    model = 0.3 + 0.2 * torch.randn(n, windows, 2, generator=g)  # a smooth, wrong-shaped forecast
+    model[:, :, 1] = observed[None, :, 1] + 0.001 * torch.randn(n, windows, generator=g)  # a near-perfect one
+    weight = fit_window_mix(model, window, observed, seed=1)
+    assert weight[0] >= 0.8 and weight[1] == 0
+    mixed = mix_with_window(model.unsqueeze(2), window, weight.view(1, 2), torch.Generator().manual_seed(3))[:, :, 0]
+    assert ensemble_crps(mixed, observed)[0] < 0.8 * ensemble_crps(model, observed)[0]
+    assert torch.equal(mixed[:, :, 1], model[:, :, 1])  # weight 0: untouched
+    every = mix_with_window(model.unsqueeze(2), window, torch.ones(1, 2), torch.Generator().manual_seed(3))
+    assert set(every.unique().tolist()) <= {0.0, 1.0}  # weight 1: every value comes from its window
+    assert torch.equal(mix_with_window(model, window, torch.zeros(2)), model)
+
+
+def test_network_window_mixture_is_saved_and_sampling_stays_seeded():
+    torch.manual_seed(0)
+    net = HarmonyNetwork(tiny_config(True, "spline")).eval()
+    x, cal, _ = batch(n=64)
+    # outcomes are the windows' own values at random lags: the window's marginal is the right forecast
+    lags = torch.randint(0, x.shape[1], (64, HORIZON), generator=torch.Generator().manual_seed(5))
+    y = x[torch.arange(64)[:, None], lags]  # [64, H, I]
+    net.calibrate(x, cal, y, n_samples=50, seed=7)
+    assert net.window_mix.shape == (HORIZON, 3) and (net.window_mix > 0).any()
+    first = net.sample(x, cal, 50, torch.Generator().manual_seed(2))
+    assert torch.equal(first, net.sample(x, cal, 50, torch.Generator().manual_seed(2)))
+    fresh = HarmonyNetwork(tiny_config(True, "spline")).eval()
+    fresh.load_state_dict(net.state_dict())
+    assert torch.equal(fresh.sample(x, cal, 50, torch.Generator().manual_seed(2)), first)
 
 
 def test_shared_context_sampling_matches_repeated_context():

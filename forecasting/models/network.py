@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from forecasting.models.attention import HierarchicalEncoder
-from forecasting.models.calibration import apply_spread, fit_spread
+from forecasting.models.calibration import apply_spread, fit_spread, fit_window_mix, mix_with_window
 from forecasting.models.flows import FLOW_KINDS, ConditionalFlow, standard_normal_log_prob
 from forecasting.models.heads import GaussianHead, sample_crps
 from forecasting.models.tokens import N_CALENDAR_TOKENS, CalendarTokens, IndicatorTokens, WindowNorm
@@ -112,6 +112,9 @@ class HarmonyNetwork(nn.Module):
         self.head = GaussianHead(c.lookback, c.horizon, len(c.target_positions), c.d_model)
         # post-hoc spread factor per horizon step and target (1 = as trained), fitted by `calibrate`
         self.register_buffer("spread", torch.ones(c.horizon, len(c.target_positions)))
+        # post-hoc probability per horizon step and target of drawing a sample from the window's own recent
+        # values instead (0 = the model alone), fitted by `calibrate`
+        self.register_buffer("window_mix", torch.zeros(c.horizon, len(c.target_positions)))
         self.flow = None
         if c.flow != "none":
             self.summary = nn.Sequential(nn.Linear(len(c.levels) * c.d_model, c.context_features), nn.GELU())
@@ -180,13 +183,15 @@ class HarmonyNetwork(nn.Module):
         samples = self.sample_from(p, noise)
         if calibrated and not bool((self.spread == 1).all()):
             samples = apply_spread(samples, self.centre_from(p), self.spread)
+        if calibrated:
+            samples = mix_with_window(samples, x[:, :, self.targets], self.window_mix, generator)
         return samples
 
     @torch.no_grad()
     def calibrate(self, x: torch.Tensor, calendar: torch.Tensor, y: torch.Tensor, n_samples: int = 100,
-                  seed: int = 0, batch: int = 2048) -> torch.Tensor:
-        """Fit `spread` [H, T] on validation windows x [N, L, I], calendar [N, 4], y [N, H, I] (see
-        `calibration`); returns it. Deterministic for a seed."""
+                  seed: int = 0, batch: int = 2048, window_mix: bool = True) -> torch.Tensor:
+        """Fit `spread` [H, T], then (if `window_mix`) `window_mix` [H, T], on validation windows x [N, L, I],
+        calendar [N, 4], y [N, H, I] (see `calibration`); returns the spread. Deterministic for a seed."""
         generator = torch.Generator(device=x.device).manual_seed(seed)
         samples, centres = [], []
         for i in range(0, len(x), batch):
@@ -196,8 +201,15 @@ class HarmonyNetwork(nn.Module):
             samples.append(self.sample_from(p, noise).flatten(2))
             centres.append(self.centre_from(p)[0].flatten(1))
         observed = y[:, :, self.targets].flatten(1)
-        spread = fit_spread(torch.cat(samples, dim=1), torch.cat(centres), observed)
+        samples, centres = torch.cat(samples, dim=1), torch.cat(centres)
+        spread = fit_spread(samples, centres, observed)
         self.spread.copy_(spread.view_as(self.spread))
+        self.window_mix.zero_()
+        if window_mix:
+            calibrated = apply_spread(samples, centres[None], spread)
+            horizon = self.config.horizon
+            window = x[:, :, self.targets].unsqueeze(2).expand(-1, -1, horizon, -1).flatten(2)  # [N, L, H * T]
+            self.window_mix.copy_(fit_window_mix(calibrated, window, observed, seed).view_as(self.window_mix))
         return self.spread
 
     # -- training objective --------------------------------------------------------------------------

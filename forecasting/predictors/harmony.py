@@ -169,6 +169,7 @@ class HarmonyPredictor(Predictor):
         model.network = HarmonyNetwork(config)
         weights = dict(state["state_dict"])
         weights.setdefault("spread", model.network.spread)  # checkpoints from before spread calibration
+        weights.setdefault("window_mix", model.network.window_mix)  # ... and before the window mixture
         model.network.load_state_dict(weights)
         model.network.eval()
         model.scaler = MinMaxScaler.from_dict(state["scaler"])
@@ -206,6 +207,7 @@ SPEC_OPTIONS: dict[str, tuple[str, str, type]] = {
     "noise": ("settings", "target_noise", float),
     "seed": ("settings", "seed", int),
     "calibrate": ("settings", "calibrate", lambda v: v.lower() in ("1", "true", "yes")),
+    "mix": ("settings", "window_mix", lambda v: v.lower() in ("1", "true", "yes")),
 }
 
 

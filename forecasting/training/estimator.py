@@ -41,6 +41,8 @@ class TrainingSettings:
     warm_start: fit the head's per-indicator linear (AR) part by ridge regression before training.
     calibrate: after training, fit the network's spread factor per horizon step and target on the validation
         windows (minimum validation CRPS, `forecasting.models.calibration`); False keeps the trained spread.
+    window_mix: with calibrate, also fit the probability of drawing a sample from the window's own recent
+        values (per step and target, minimum validation CRPS; 0 where the model alone is better).
     seed: seeds weights, dropout and batch order. accelerator, devices, strategy: Lightning's, as given.
     progress_bar: show Lightning's progress bar (the CLI does; library calls stay quiet).
     """
@@ -55,6 +57,7 @@ class TrainingSettings:
     gradient_clip: float = 1.0
     warm_start: bool = True
     calibrate: bool = True
+    window_mix: bool = True
     seed: int = 0
     accelerator: str = "cpu"
     devices: int | str = 1
@@ -73,6 +76,7 @@ class TrainingReport:
     validation_windows: int
     parameters: int
     mean_spread: float = 1.0  # mean calibrated spread factor (1: not calibrated)
+    mean_window_mix: float = 0.0  # mean probability of a sample drawn from the window's recent values
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -143,11 +147,11 @@ def train_network(config: HarmonyConfig, train: WindowSet, validation: WindowSet
     network.eval()
     if settings.calibrate:
         network.calibrate(torch.from_numpy(validation.x), torch.from_numpy(validation.calendar),
-                          torch.from_numpy(validation.y), seed=settings.seed)
+                          torch.from_numpy(validation.y), seed=settings.seed, window_mix=settings.window_mix)
     report = TrainingReport(
         best_val_nll=best.best, best_epoch=best.epoch, epochs_run=trainer.current_epoch,
         seconds=time.perf_counter() - started, seconds_to_best=best.seconds_to_best, train_windows=len(train),
         validation_windows=len(validation), parameters=sum(p.numel() for p in network.parameters()),
-        mean_spread=float(network.spread.mean()),
+        mean_spread=float(network.spread.mean()), mean_window_mix=float(network.window_mix.mean()),
     )
     return network, report
