@@ -135,6 +135,23 @@ def test_last_value_errors_grow_with_the_horizon():
     assert spread[-1] > 2 * spread[0]
 
 
+def test_recent_window_draws_each_indicator_from_its_own_last_values(frame):
+    split = frame.split()
+    ctx = context_of(frame, 800, 72)
+    fc = build_predictor("window:24").fit(split.train, split.validation).predict(ctx, HORIZON, 500, seed=1)
+    assert fc.samples.shape == (500, HORIZON, 2, 3)
+    for s in range(2):
+        for i in range(3):
+            recent = set(ctx.values[-24:, s, i].tolist())
+            assert set(np.unique(fc.samples[:, :, s, i]).tolist()) <= recent  # nothing older, nothing invented
+            assert len(np.unique(fc.samples[:, :, s, i])) > 12  # and most of them are drawn
+    np.testing.assert_allclose(fc.point[0], np.median(ctx.values[-24:], axis=0))
+    again = build_predictor("window:24").fit(split.train).predict(ctx, HORIZON, 500, seed=1)
+    np.testing.assert_array_equal(again.samples, fc.samples)
+    with pytest.raises(HarmonyInputError, match="at least 24 steps"):
+        build_predictor("window:24").fit(split.train).predict(context_of(frame, 800, 10), HORIZON)
+
+
 def test_model_specs_are_parsed_and_checked():
     assert parse_models("ar, ar:12 ,seasonal:24") == ["ar", "ar:12", "seasonal:24"]
     assert build_predictor("ar:12").p == 12

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from forecasting.errors import HarmonyInputError
 from forecasting.predictors.autoregressive import AutoRegressive
 from forecasting.predictors.base import Context, Predictor
-from forecasting.predictors.naive import LastValue, SeasonalNaive
+from forecasting.predictors.naive import LastValue, RecentWindow, SeasonalNaive
 
 
 def _int_arg(spec: str, arg: str | None, default: int | None) -> int | None:
@@ -34,6 +34,10 @@ def _harmony(spec: str, arg: str | None, name: str = "harmony", **fixed) -> Pred
 PREDICTORS: dict[str, tuple[Callable[[str, str | None], Predictor], str]] = {
     "last": (lambda spec, arg: LastValue(), "last observed value, empirical multi-step errors"),
     "naive": (lambda spec, arg: LastValue(), "alias of 'last'"),
+    "window": (
+        lambda spec, arg: RecentWindow(_int_arg(spec, arg, None)),
+        "recent empirical marginal: draws from the last N context values; argument: N (default: whole context)",
+    ),
     "seasonal": (
         lambda spec, arg: SeasonalNaive(_int_arg(spec, arg, None)),
         "seasonal naive; argument: season in steps (default one day)",

@@ -87,3 +87,38 @@ class SeasonalNaive(Predictor):
 class LastValue(SeasonalNaive):
     def __init__(self) -> None:
         super().__init__(season_steps=1, name="last")
+
+
+class RecentWindow(Predictor):
+    """The recent empirical marginal: every future step is a uniform draw from the last `steps` values of
+    its indicator (the whole context when None). No dynamics at all; for indicators that are close to
+    i.i.d. noise it is the forecast a model can hardly beat, so it is the baseline that shows what the
+    HARMONY forecaster's validation-fitted mixture with these same values (`forecasting.models.calibration`)
+    owes to them."""
+
+    def __init__(self, steps: int | None = None) -> None:
+        if steps is not None and steps < 1:
+            raise HarmonyInputError(f"window steps must be >= 1, got {steps}")
+        self.steps = steps
+        self.name = "window" if steps is None else f"window({steps})"
+        self._indicators: int | None = None
+
+    @property
+    def min_context_steps(self) -> int:
+        return self.steps or 1
+
+    def fit(self, train: TelemetryFrame, validation: TelemetryFrame | None = None) -> RecentWindow:
+        self._indicators = train.values.shape[2]
+        return self
+
+    def predict(self, context: Context, horizon: int, n_samples: int = 100, seed: int | None = None) -> Forecast:
+        if self._indicators is None:
+            raise RuntimeError(f"{self.name} is not fitted")
+        ctx = self._check_context(context, self._indicators)  # gaps carried forward
+        if self.steps is not None:
+            ctx = ctx[-self.steps:]
+        n_steps, n_series, n_ind = ctx.shape
+        rows = np.random.default_rng(seed).integers(0, n_steps, size=(n_samples, horizon, n_series, n_ind))
+        samples = ctx[rows, np.arange(n_series)[:, None], np.arange(n_ind)]  # [n, H, S, I]
+        point = np.repeat(np.median(ctx, axis=0)[None], horizon, axis=0)
+        return Forecast(samples, point)
