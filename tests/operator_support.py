@@ -48,6 +48,13 @@ def add_deployment(k8s, name="llm-server", namespace="default", replicas=2) -> N
     }
 
 
+def add_peering(k8s, name="harmony") -> None:
+    """The cluster-wide kopf peering object replicas of one shard meet in (the chart's users apply kopf's CRD)."""
+    k8s.objects["kopf.dev/v1/clusterkopfpeerings", None, name] = {
+        "apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering",
+        "metadata": {"name": name, "resourceVersion": "1"}, "status": {}}
+
+
 def fail_first_write(k8s, subresource: str, code: int, reason: str, message: str) -> None:
     """The API server answers the first PATCH of `subresource` (scale, status) with a Status error."""
     k8s[kmock.method.PATCH, kmock.subresource(subresource)][:1] << code << {

@@ -22,6 +22,7 @@ from tests.operator_support import (
     ScriptedTelemetry,
     add_autoscaler,
     add_deployment,
+    add_peering,
     cluster,
     condition,
     eventually,
@@ -201,9 +202,7 @@ async def test_a_namespaced_operator_serves_only_its_namespaces_without_listing_
 
 async def test_peered_replicas_never_both_scale():
     async with cluster() as (k8s, url):
-        k8s.objects["kopf.dev/v1/clusterkopfpeerings", None, "harmony"] = {
-            "apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering",
-            "metadata": {"name": "harmony", "resourceVersion": "1"}, "status": {}}
+        add_peering(k8s)
         add_deployment(k8s, replicas=1)
         add_autoscaler(k8s)
         leader = make_reconciler(url, ScriptedTelemetry(level=4.5))
@@ -224,9 +223,7 @@ async def test_peered_replicas_with_default_priorities_keep_one_working():
     from controller.cli_operator import operator_settings
 
     async with cluster() as (k8s, url):
-        k8s.objects["kopf.dev/v1/clusterkopfpeerings", None, "harmony"] = {
-            "apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering",
-            "metadata": {"name": "harmony", "resourceVersion": "1"}, "status": {}}
+        add_peering(k8s)
         add_deployment(k8s, replicas=1)
         add_autoscaler(k8s)
         first, second = (operator_settings(None, None, "harmony", "127.0.0.1", 0, 4) for _ in range(2))
