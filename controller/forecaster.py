@@ -18,12 +18,17 @@ from forecasting.scaling import MinMaxScaler
 from forecasting.telemetry import TelemetryFrame
 
 
+def validation_rows(n: int, horizon: int, validation_fraction: float = 0.15) -> int:
+    """Rows at the end of an n-row history held out as validation: the fraction, at least horizon + 1."""
+    return max(int(n * validation_fraction), horizon + 1)
+
+
 def fit_scaled(spec: str, frame: TelemetryFrame, horizon: int,
                validation_fraction: float = 0.15) -> tuple[Predictor, MinMaxScaler]:
-    """A predictor fitted on `frame` min-max scaled on its own rows; the last `validation_fraction` of them
-    (at least horizon + 1) is the validation split its residuals come from."""
+    """A predictor fitted on `frame` min-max scaled on its own rows; the last `validation_rows` of them are
+    the validation split its residuals come from."""
     n = len(frame)
-    n_val = max(int(n * validation_fraction), horizon + 1)
+    n_val = validation_rows(n, horizon, validation_fraction)
     scaler = MinMaxScaler.fit(frame)
     scaled = scaler.transform_frame(frame)
     return build_predictor(spec).fit(scaled.slice(0, n - n_val), scaled.slice(n - n_val, n)), scaler
@@ -111,7 +116,7 @@ class OnlineForecaster:
 
     def _fit(self, frame: TelemetryFrame) -> None:
         n = len(frame)
-        if n - max(int(n * 0.15), self.horizon + 1) < 2 * self.lookback:
+        if n - validation_rows(n, self.horizon) < 2 * self.lookback:
             raise HarmonyInputError(f"{n} rows of history are too few to fit {self.spec} with lookback {self.lookback}")
         self.predictor, self.scaler = fit_scaled(self.spec, frame, self.horizon)
         self.calls_since_fit = 0

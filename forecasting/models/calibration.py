@@ -26,7 +26,10 @@ With N samples the mixture's CRPS is estimated with common random numbers across
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+
+from forecasting.metrics import crps_ensemble
 
 #: candidate spread factors: 0 (a point mass at the centre) to 4x the network's spread, in steps of 0.025
 SPREAD_GRID = torch.linspace(0.0, 4.0, 161, dtype=torch.float64)
@@ -67,37 +70,32 @@ def mix_with_window(samples: torch.Tensor, window: torch.Tensor, weight: torch.T
     uniformly from its window's recent values window [B, L, F] (the same feature)."""
     if not bool((weight > 0).any()):
         return samples
-    u = torch.rand(samples.shape, generator=generator, dtype=torch.float64, device=samples.device)
-    pick = torch.randint(0, window.shape[1], samples.shape, generator=generator, device=samples.device)
-    drawn = _window_draws(window, pick)
+    u, drawn = _window_draws(samples.shape, window, generator)
     return torch.where(u < weight.to(torch.float64), drawn.to(samples.dtype), samples)
 
 
-def _window_draws(window: torch.Tensor, pick: torch.Tensor) -> torch.Tensor:
-    """window [B, L, F] values at positions pick [n, B, ..., F] (along L), for each sample, window, feature."""
-    n, b, f = pick.shape[0], pick.shape[1], pick.shape[-1]
+def _window_draws(shape: torch.Size, window: torch.Tensor,
+                  generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(uniform numbers, window values) of `shape` [n, B, ..., F]: for each sample, window and feature a
+    uniform in [0, 1) to compare with the mixing probability, and a value drawn uniformly from window [B, L, F]
+    (the same feature)."""
+    u = torch.rand(shape, generator=generator, dtype=torch.float64, device=window.device)
+    pick = torch.randint(0, window.shape[1], shape, generator=generator, device=window.device)
+    n, b, f = shape[0], shape[1], shape[-1]
     flat = pick.reshape(n, b, -1, f)  # [n, B, M, F]
     source = window.unsqueeze(0).unsqueeze(2).expand(n, b, flat.shape[2], window.shape[1], f)
-    return source.gather(3, flat.unsqueeze(3)).squeeze(3).reshape(pick.shape)
-
-
-def ensemble_crps(samples: torch.Tensor, observations: torch.Tensor) -> torch.Tensor:
-    """Mean ensemble CRPS per feature [F] of samples [n, N, F] against observations [N, F] (finite ones)."""
-    n = samples.shape[0]
-    weights = (2.0 * torch.arange(1, n + 1, dtype=torch.float64) - n - 1).view(n, 1, 1)
-    pair = (weights * samples.double().sort(dim=0).values).sum(dim=0) / n**2
-    per = (samples.double() - observations.double()[None]).abs().mean(dim=0) - pair  # [N, F]
-    ok = torch.isfinite(observations)
-    return torch.where(ok, per, torch.zeros_like(per)).sum(dim=0) / ok.sum(dim=0).clamp(min=1)
+    return u, source.gather(3, flat.unsqueeze(3)).squeeze(3).reshape(shape)
 
 
 def fit_window_mix(samples: torch.Tensor, window: torch.Tensor, observations: torch.Tensor, seed: int = 0,
                    grid: torch.Tensor = MIX_GRID) -> torch.Tensor:
-    """Per-feature mixing probability [F] minimising the mean ensemble CRPS of `mix_with_window` for samples
-    [n, N, F], windows [N, L, F] and observations [N, F]; the same random draws serve every candidate."""
-    generator = torch.Generator().manual_seed(seed)
-    u = torch.rand(samples.shape, generator=generator, dtype=torch.float64)
-    drawn = _window_draws(window, torch.randint(0, window.shape[1], samples.shape, generator=generator))
-    scores = torch.stack([ensemble_crps(torch.where(u < w, drawn.double(), samples.double()), observations)
-                          for w in grid])  # [G, F]
-    return grid[scores.argmin(dim=0)].to(samples.dtype)
+    """Per-feature mixing probability [F] minimising the mean ensemble CRPS (`forecasting.metrics`, over the
+    finite observations) of `mix_with_window` for samples [n, N, F], windows [N, L, F] and observations
+    [N, F]; the same random draws serve every candidate."""
+    u, drawn = _window_draws(samples.shape, window, torch.Generator().manual_seed(seed))
+    model, drawn, u = samples.double().numpy(), drawn.double().numpy(), u.numpy()
+    observed = observations.double().numpy()
+    seen = np.isfinite(observed)  # [N, F]
+    scores = [np.where(seen, crps_ensemble(observed, np.where(u < float(w), drawn, model)), 0.0).sum(axis=0)
+              / np.maximum(seen.sum(axis=0), 1) for w in grid]  # each [F]
+    return grid[torch.from_numpy(np.stack(scores).argmin(axis=0))].to(samples.dtype)

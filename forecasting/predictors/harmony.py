@@ -186,6 +186,10 @@ class HarmonyPredictor(Predictor):
         return self
 
 
+def _flag(text: str) -> bool:
+    return text.lower() in ("1", "true", "yes")
+
+
 #: spec option -> (target, cast): "config" options go to HarmonyConfig, "settings" to TrainingSettings
 SPEC_OPTIONS: dict[str, tuple[str, str, type]] = {
     "lookback": ("predictor", "lookback", int),
@@ -197,7 +201,7 @@ SPEC_OPTIONS: dict[str, tuple[str, str, type]] = {
     "flow": ("config", "flow", str),
     "flow_layers": ("config", "flow_layers", int),
     "min_scale": ("config", "min_scale", float),
-    "calendar": ("config", "calendar", lambda v: v.lower() in ("1", "true", "yes")),
+    "calendar": ("config", "calendar", _flag),
     "quantiles": ("config", "window_quantiles", int),
     "epochs": ("settings", "max_epochs", int),
     "patience": ("settings", "patience", int),
@@ -206,8 +210,8 @@ SPEC_OPTIONS: dict[str, tuple[str, str, type]] = {
     "crps": ("settings", "crps_weight", float),
     "noise": ("settings", "target_noise", float),
     "seed": ("settings", "seed", int),
-    "calibrate": ("settings", "calibrate", lambda v: v.lower() in ("1", "true", "yes")),
-    "mix": ("settings", "window_mix", lambda v: v.lower() in ("1", "true", "yes")),
+    "calibrate": ("settings", "calibrate", _flag),
+    "mix": ("settings", "window_mix", _flag),
 }
 
 
