@@ -181,14 +181,33 @@ def test_window_mixture_is_fitted_where_the_window_forecasts_better_and_kept_off
     observed = (torch.rand(windows, 2, generator=g) < 0.3).float()
     model = 0.3 + 0.2 * torch.randn(n, windows, 2, generator=g)  # a smooth, wrong-shaped forecast
     model[:, :, 1] = observed[None, :, 1] + 0.001 * torch.randn(n, windows, generator=g)  # a near-perfect one
-    weight = fit_window_mix(model, window, observed, seed=1)
-    assert weight[0] >= 0.8 and weight[1] == 0
-    mixed = mix_with_window(model.unsqueeze(2), window, weight.view(1, 2), torch.Generator().manual_seed(3))[:, :, 0]
+    weight, recent = fit_window_mix(model, window, observed, seed=1)
+    assert weight[0] >= 0.8 and weight[1] == 0 and recent[1] == lookback  # off: the whole window, unused
+    mixed = mix_with_window(model.unsqueeze(2), window, weight.view(1, 2), recent.view(1, 2),
+                            torch.Generator().manual_seed(3))[:, :, 0]
     assert ensemble_crps(mixed, observed)[0] < 0.8 * ensemble_crps(model, observed)[0]
     assert torch.equal(mixed[:, :, 1], model[:, :, 1])  # weight 0: untouched
-    every = mix_with_window(model.unsqueeze(2), window, torch.ones(1, 2), torch.Generator().manual_seed(3))
+    every = mix_with_window(model.unsqueeze(2), window, torch.ones(1, 2), None, torch.Generator().manual_seed(3))
     assert set(every.unique().tolist()) <= {0.0, 1.0}  # weight 1: every value comes from its window
     assert torch.equal(mix_with_window(model, window, torch.zeros(2)), model)
+
+
+def test_window_mixture_fits_how_many_recent_steps_to_draw_from():
+    """An indicator that moves in regimes: the outcome repeats one of the window's last 3 values, while the
+    older part of the window sits at another level. The fit picks a short span and draws only from it."""
+    from forecasting.models.calibration import fit_window_mix, mix_with_window
+
+    g = torch.Generator().manual_seed(0)
+    n, windows, lookback = 100, 400, 72
+    window = torch.zeros(windows, lookback, 1)
+    window[:, -3:, 0] = 0.5 + torch.rand(windows, 3, generator=g)  # the current regime: the last 3 steps
+    observed = window[torch.arange(windows), -1 - torch.randint(0, 3, (windows,), generator=g), :]
+    model = 0.5 + 0.5 * torch.randn(n, windows, 1, generator=g)  # right level, far too wide
+    weight, recent = fit_window_mix(model, window, observed, seed=1)
+    assert weight[0] >= 0.9 and 2 <= recent[0] <= 4
+    drawn = mix_with_window(model, window, torch.ones(1), torch.full((1,), 3.0), torch.Generator().manual_seed(2))
+    allowed = window[:, -3:, 0]  # [windows, 3]
+    assert (drawn[..., 0].unsqueeze(-1) == allowed.unsqueeze(0)).any(-1).all()  # only the last 3 steps
 
 
 def test_network_window_mixture_is_saved_and_sampling_stays_seeded():
@@ -199,11 +218,13 @@ def test_network_window_mixture_is_saved_and_sampling_stays_seeded():
     lags = torch.randint(0, x.shape[1], (64, HORIZON), generator=torch.Generator().manual_seed(5))
     y = x[torch.arange(64)[:, None], lags]  # [64, H, I]
     net.calibrate(x, cal, y, n_samples=50, seed=7)
-    assert net.window_mix.shape == (HORIZON, 3) and (net.window_mix > 0).any()
+    assert net.window_mix.shape == net.window_recent.shape == (HORIZON, 3) and (net.window_mix > 0).any()
+    assert ((net.window_recent >= 1) & (net.window_recent <= x.shape[1])).all()
     first = net.sample(x, cal, 50, torch.Generator().manual_seed(2))
     assert torch.equal(first, net.sample(x, cal, 50, torch.Generator().manual_seed(2)))
     fresh = HarmonyNetwork(tiny_config(True, "spline")).eval()
     fresh.load_state_dict(net.state_dict())
+    assert torch.equal(fresh.window_recent, net.window_recent)
     assert torch.equal(fresh.sample(x, cal, 50, torch.Generator().manual_seed(2)), first)
 
 

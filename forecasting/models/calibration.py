@@ -16,12 +16,14 @@ kept. References: Gneiting et al., "Calibrated probabilistic forecasting using e
 statistics and minimum CRPS estimation", Monthly Weather Review 2005; conformal practice of fitting one
 scale on a held-out split.
 
-A second step mixes in the window's own recent values: with probability w (one per horizon step and
-target, chosen on the validation windows like s) a sample is replaced by a value drawn uniformly from that
-indicator's lookback window. For an indicator that is close to i.i.d. noise (Fisher's two-valued
-block-I/O counters) the recent empirical marginal is the forecast a model can hardly beat, and a mixture
-of the two predictive distributions scores better than either; for a smooth indicator the fit keeps w = 0.
-With N samples the mixture's CRPS is estimated with common random numbers across the grid of w.
+A second step mixes in the window's own recent values: with probability w a sample is replaced by a
+value drawn uniformly from that indicator's last k window steps. Both w and k (one pair per horizon step
+and target) are chosen on the validation windows like s: w on a grid of 0.05, k from `RECENT_GRID` (the
+whole lookback included). For an indicator that is close to i.i.d. noise (Fisher's two-valued block-I/O
+counters) the recent empirical marginal is the forecast a model can hardly beat, and a mixture of the two
+predictive distributions scores better than either; an indicator that moves in regimes prefers a short k
+(its last few values); for a smooth indicator the fit keeps w = 0. The mixture's CRPS is estimated with
+common random numbers across the grid.
 """
 
 from __future__ import annotations
@@ -61,41 +63,63 @@ def fit_spread(samples: torch.Tensor, centre: torch.Tensor, observations: torch.
 
 
 #: candidate probabilities of drawing a sample from the window's own recent values instead of the model
-MIX_GRID = torch.linspace(0.0, 1.0, 11, dtype=torch.float64)
+MIX_GRID = torch.linspace(0.0, 1.0, 21, dtype=torch.float64)
+#: candidate numbers of most recent window steps the mixture draws from (capped at the lookback, which is
+#: always a candidate)
+RECENT_GRID = (1, 2, 3, 4, 6, 9, 12, 24, 48)
 
 
 def mix_with_window(samples: torch.Tensor, window: torch.Tensor, weight: torch.Tensor,
-                    generator: torch.Generator | None = None) -> torch.Tensor:
+                    recent: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     """Samples [n, B, ..., F] where each entry is, with probability weight [..., F], replaced by a value drawn
-    uniformly from its window's recent values window [B, L, F] (the same feature)."""
+    uniformly from the last `recent` [..., F] steps of its window [B, L, F] (the same feature; None: all L)."""
     if not bool((weight > 0).any()):
         return samples
-    u, drawn = _window_draws(samples.shape, window, generator)
+    u, drawn = _window_draws(samples.shape, window, recent, generator)
     return torch.where(u < weight.to(torch.float64), drawn.to(samples.dtype), samples)
 
 
-def _window_draws(shape: torch.Size, window: torch.Tensor,
+def _window_draws(shape: torch.Size, window: torch.Tensor, recent: torch.Tensor | None,
                   generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(uniform numbers, window values) of `shape` [n, B, ..., F]: for each sample, window and feature a
-    uniform in [0, 1) to compare with the mixing probability, and a value drawn uniformly from window [B, L, F]
-    (the same feature)."""
+    uniform in [0, 1) to compare with the mixing probability, and a value drawn uniformly from the last
+    `recent` [..., F] steps (None: all) of window [B, L, F] (the same feature)."""
+    lookback = window.shape[1]
+    span = torch.full(shape[2:], float(lookback), dtype=torch.float64, device=window.device) if recent is None \
+        else recent.to(device=window.device, dtype=torch.float64).clamp(1, lookback).expand(shape[2:])
     u = torch.rand(shape, generator=generator, dtype=torch.float64, device=window.device)
-    pick = torch.randint(0, window.shape[1], shape, generator=generator, device=window.device)
+    position = torch.rand(shape, generator=generator, dtype=torch.float64, device=window.device)
+    pick = (lookback - span + (position * span).floor()).long().clamp(0, lookback - 1)  # in the last `span` steps
     n, b, f = shape[0], shape[1], shape[-1]
     flat = pick.reshape(n, b, -1, f)  # [n, B, M, F]
-    source = window.unsqueeze(0).unsqueeze(2).expand(n, b, flat.shape[2], window.shape[1], f)
+    source = window.unsqueeze(0).unsqueeze(2).expand(n, b, flat.shape[2], lookback, f)
     return u, source.gather(3, flat.unsqueeze(3)).squeeze(3).reshape(shape)
 
 
 def fit_window_mix(samples: torch.Tensor, window: torch.Tensor, observations: torch.Tensor, seed: int = 0,
-                   grid: torch.Tensor = MIX_GRID) -> torch.Tensor:
-    """Per-feature mixing probability [F] minimising the mean ensemble CRPS (`forecasting.metrics`, over the
-    finite observations) of `mix_with_window` for samples [n, N, F], windows [N, L, F] and observations
-    [N, F]; the same random draws serve every candidate."""
-    u, drawn = _window_draws(samples.shape, window, torch.Generator().manual_seed(seed))
-    model, drawn, u = samples.double().numpy(), drawn.double().numpy(), u.numpy()
+                   grid: torch.Tensor = MIX_GRID,
+                   recent_grid: tuple[int, ...] = RECENT_GRID) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-feature (mixing probability [F], recent steps [F]) minimising the mean ensemble CRPS
+    (`forecasting.metrics`, over the finite observations) of `mix_with_window` for samples [n, N, F], windows
+    [N, L, F] and observations [N, F]. The same random draws serve every candidate; a feature the mixture
+    does not help keeps probability 0 (and all L steps)."""
+    lookback = window.shape[1]
+    spans = sorted({min(k, lookback) for k in recent_grid} | {lookback})
+    model = samples.double().numpy()
     observed = observations.double().numpy()
     seen = np.isfinite(observed)  # [N, F]
-    scores = [np.where(seen, crps_ensemble(observed, np.where(u < float(w), drawn, model)), 0.0).sum(axis=0)
-              / np.maximum(seen.sum(axis=0), 1) for w in grid]  # each [F]
-    return grid[torch.from_numpy(np.stack(scores).argmin(axis=0))].to(samples.dtype)
+    best = np.full(observed.shape[1], np.inf)
+    weight = torch.zeros(observed.shape[1], dtype=torch.float64)
+    recent = torch.full((observed.shape[1],), float(lookback), dtype=torch.float64)
+    for span in reversed(spans):  # the whole window first: ties keep the longest span
+        u, drawn = _window_draws(samples.shape, window, torch.tensor(float(span)), torch.Generator().manual_seed(seed))
+        drawn, u = drawn.double().numpy(), u.numpy()
+        scores = np.stack([np.where(seen, crps_ensemble(observed, np.where(u < float(w), drawn, model)), 0.0)
+                           .sum(axis=0) / np.maximum(seen.sum(axis=0), 1) for w in grid])  # [G, F]
+        better = scores.min(axis=0) < best - 1e-12
+        best = np.where(better, scores.min(axis=0), best)
+        chosen = grid[torch.from_numpy(scores.argmin(axis=0))]
+        weight = torch.where(torch.from_numpy(better), chosen, weight)
+        recent = torch.where(torch.from_numpy(better) & (chosen > 0), torch.tensor(float(span), dtype=torch.float64),
+                             recent)
+    return weight.to(samples.dtype), recent.to(samples.dtype)

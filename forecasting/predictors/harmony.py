@@ -170,6 +170,7 @@ class HarmonyPredictor(Predictor):
         weights = dict(state["state_dict"])
         weights.setdefault("spread", model.network.spread)  # checkpoints from before spread calibration
         weights.setdefault("window_mix", model.network.window_mix)  # ... and before the window mixture
+        weights.setdefault("window_recent", model.network.window_recent)  # ... and before its recent span
         model.network.load_state_dict(weights)
         model.network.eval()
         model.scaler = MinMaxScaler.from_dict(state["scaler"])
