@@ -205,6 +205,8 @@ def test_window_mixture_fits_how_many_recent_steps_to_draw_from():
     model = 0.5 + 0.5 * torch.randn(n, windows, 1, generator=g)  # right level, far too wide
     weight, recent = fit_window_mix(model, window, observed, seed=1)
     assert weight[0] >= 0.9 and 2 <= recent[0] <= 4
+    _, kept = fit_window_mix(model, window, observed, seed=1, span_margin=1.0)  # no span can gain 100%
+    assert kept[0] == lookback
     drawn = mix_with_window(model, window, torch.ones(1), torch.full((1,), 3.0), torch.Generator().manual_seed(2))
     allowed = window[:, -3:, 0]  # [windows, 3]
     assert (drawn[..., 0].unsqueeze(-1) == allowed.unsqueeze(0)).any(-1).all()  # only the last 3 steps

@@ -22,8 +22,10 @@ and target) are chosen on the validation windows like s: w on a grid of 0.05, k 
 whole lookback included). For an indicator that is close to i.i.d. noise (Fisher's two-valued block-I/O
 counters) the recent empirical marginal is the forecast a model can hardly beat, and a mixture of the two
 predictive distributions scores better than either; an indicator that moves in regimes prefers a short k
-(its last few values); for a smooth indicator the fit keeps w = 0. The mixture's CRPS is estimated with
-common random numbers across the grid.
+(its last few values); for a smooth indicator the fit keeps w = 0. A shorter span must beat the longer
+ones by `SPAN_MARGIN` (1%) of validation CRPS: short spans narrow the predictive distribution, and on a few
+hundred validation windows a smaller gain is noise. The mixture's CRPS is estimated with common random
+numbers across the grid.
 """
 
 from __future__ import annotations
@@ -67,6 +69,9 @@ MIX_GRID = torch.linspace(0.0, 1.0, 21, dtype=torch.float64)
 #: candidate numbers of most recent window steps the mixture draws from (capped at the lookback, which is
 #: always a candidate)
 RECENT_GRID = (1, 2, 3, 4, 6, 9, 12, 24, 48)
+#: relative validation-CRPS gain a shorter span must bring over the best longer one to be chosen: the
+#: fit is made on a few hundred windows, and a short span narrows the predictive distribution
+SPAN_MARGIN = 0.01
 
 
 def mix_with_window(samples: torch.Tensor, window: torch.Tensor, weight: torch.Tensor,
@@ -97,12 +102,13 @@ def _window_draws(shape: torch.Size, window: torch.Tensor, recent: torch.Tensor 
 
 
 def fit_window_mix(samples: torch.Tensor, window: torch.Tensor, observations: torch.Tensor, seed: int = 0,
-                   grid: torch.Tensor = MIX_GRID,
-                   recent_grid: tuple[int, ...] = RECENT_GRID) -> tuple[torch.Tensor, torch.Tensor]:
+                   grid: torch.Tensor = MIX_GRID, recent_grid: tuple[int, ...] = RECENT_GRID,
+                   span_margin: float = SPAN_MARGIN) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-feature (mixing probability [F], recent steps [F]) minimising the mean ensemble CRPS
     (`forecasting.metrics`, over the finite observations) of `mix_with_window` for samples [n, N, F], windows
     [N, L, F] and observations [N, F]. The same random draws serve every candidate; a feature the mixture
-    does not help keeps probability 0 (and all L steps)."""
+    does not help keeps probability 0 (and all L steps). Spans are tried from the whole window down, and a
+    shorter one is taken only when it lowers the CRPS by more than `span_margin` (relative)."""
     lookback = window.shape[1]
     spans = sorted({min(k, lookback) for k in recent_grid} | {lookback})
     model = samples.double().numpy()
@@ -116,7 +122,8 @@ def fit_window_mix(samples: torch.Tensor, window: torch.Tensor, observations: to
         drawn, u = drawn.double().numpy(), u.numpy()
         scores = np.stack([np.where(seen, crps_ensemble(observed, np.where(u < float(w), drawn, model)), 0.0)
                            .sum(axis=0) / np.maximum(seen.sum(axis=0), 1) for w in grid])  # [G, F]
-        better = scores.min(axis=0) < best - 1e-12
+        margin = 0.0 if span == lookback else span_margin
+        better = scores.min(axis=0) < best * (1 - margin) - 1e-12
         best = np.where(better, scores.min(axis=0), best)
         chosen = grid[torch.from_numpy(scores.argmin(axis=0))]
         weight = torch.where(torch.from_numpy(better), chosen, weight)
