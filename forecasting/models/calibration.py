@@ -120,8 +120,9 @@ def fit_window_mix(samples: torch.Tensor, window: torch.Tensor, observations: to
     for span in reversed(spans):  # the whole window first: ties keep the longest span
         u, drawn = _window_draws(samples.shape, window, torch.tensor(float(span)), torch.Generator().manual_seed(seed))
         drawn, u = drawn.double().numpy(), u.numpy()
-        scores = np.stack([np.where(seen, crps_ensemble(observed, np.where(u < float(w), drawn, model)), 0.0)
-                           .sum(axis=0) / np.maximum(seen.sum(axis=0), 1) for w in grid])  # [G, F]
+        scores = np.concatenate([_mix_scores(model[..., part], drawn[..., part], u[..., part], observed[:, part],
+                                             seen[:, part], grid)
+                                 for part in _feature_chunks(samples.shape)], axis=1)  # [G, F]
         margin = 0.0 if span == lookback else span_margin
         better = scores.min(axis=0) < best * (1 - margin) - 1e-12
         best = np.where(better, scores.min(axis=0), best)
@@ -130,3 +131,22 @@ def fit_window_mix(samples: torch.Tensor, window: torch.Tensor, observations: to
         recent = torch.where(torch.from_numpy(better) & (chosen > 0), torch.tensor(float(span), dtype=torch.float64),
                              recent)
     return weight.to(samples.dtype), recent.to(samples.dtype)
+
+
+#: sample values (n x windows x features) scored at once while fitting the mixture: bounds its memory
+SCORE_CHUNK = 2**22
+
+
+def _feature_chunks(shape: torch.Size) -> list[slice]:
+    """Slices of the feature axis of samples [n, N, F] holding at most SCORE_CHUNK values each (at least one
+    feature)."""
+    per_feature = int(np.prod(shape[:-1]))
+    step = max(1, SCORE_CHUNK // max(per_feature, 1))
+    return [slice(i, i + step) for i in range(0, shape[-1], step)]
+
+
+def _mix_scores(model: np.ndarray, drawn: np.ndarray, u: np.ndarray, observed: np.ndarray, seen: np.ndarray,
+                grid: torch.Tensor) -> np.ndarray:
+    """[G, F] mean ensemble CRPS over the finite observations of each mixing probability in the grid."""
+    return np.stack([np.where(seen, crps_ensemble(observed, np.where(u < float(w), drawn, model)), 0.0)
+                     .sum(axis=0) / np.maximum(seen.sum(axis=0), 1) for w in grid])

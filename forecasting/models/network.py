@@ -31,6 +31,9 @@ from forecasting.models.flows import FLOW_KINDS, ConditionalFlow, standard_norma
 from forecasting.models.heads import GaussianHead, sample_crps
 from forecasting.models.tokens import N_CALENDAR_TOKENS, CalendarTokens, IndicatorTokens, WindowNorm
 
+#: sample rows (samples x windows) per flow pass while calibrating
+CALIBRATION_ROWS = 2**16
+
 
 @dataclass(frozen=True)
 class HarmonyConfig:
@@ -206,7 +209,9 @@ class HarmonyNetwork(nn.Module):
             p = self.encode(x[i:i + batch], calendar[i:i + batch])
             noise = torch.randn((n_samples, p["mean"].shape[0], self.config.event_features), generator=generator,
                                 device=x.device, dtype=x.dtype)
-            samples.append(self.sample_from(p, noise).flatten(2))
+            rows = max(1, CALIBRATION_ROWS // n_samples)  # windows per flow pass: bounds the spline's memory
+            samples.append(torch.cat([self.sample_from({k: v[j:j + rows] for k, v in p.items()}, noise[:, j:j + rows])
+                                      for j in range(0, noise.shape[1], rows)], dim=1).flatten(2))
             centres.append(self.centre_from(p)[0].flatten(1))
         observed = y[:, :, self.targets].flatten(1)
         samples, centres = torch.cat(samples, dim=1), torch.cat(centres)
