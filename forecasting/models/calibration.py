@@ -72,6 +72,8 @@ RECENT_GRID = (1, 2, 3, 4, 6, 9, 12, 24, 48)
 #: relative validation-CRPS gain a shorter span must bring over the best longer one to be chosen: the
 #: fit is made on a few hundred windows, and a short span narrows the predictive distribution
 SPAN_MARGIN = 0.01
+#: sample values (n x windows x features) scored at once while fitting the mixture: bounds its memory
+SCORE_CHUNK = 2**22
 
 
 def mix_with_window(samples: torch.Tensor, window: torch.Tensor, weight: torch.Tensor,
@@ -131,10 +133,6 @@ def fit_window_mix(samples: torch.Tensor, window: torch.Tensor, observations: to
         recent = torch.where(torch.from_numpy(better) & (chosen > 0), torch.tensor(float(span), dtype=torch.float64),
                              recent)
     return weight.to(samples.dtype), recent.to(samples.dtype)
-
-
-#: sample values (n x windows x features) scored at once while fitting the mixture: bounds its memory
-SCORE_CHUNK = 2**22
 
 
 def _feature_chunks(shape: torch.Size) -> list[slice]:
