@@ -8,7 +8,8 @@ Bayesian Decision-Making" (HARMONY). Parts:
 - `heads`: the Gaussian projection per target and horizon step, and a sample-CRPS loss term;
 - `flows`: every nflows construction (masked autoregressive / rational-quadratic spline), conditional on
   the encoder output; `splines`: the CPU-friendly rational-quadratic spline its coupling layers use;
-- `calibration`: the post-hoc spread factor fitted on validation windows (minimum CRPS);
+- `calibration`: the post-hoc spread factor and mixture with the window's recent values, fitted on
+  validation windows (minimum CRPS);
 - `network`: `HarmonyConfig` and `HarmonyNetwork`, which assemble the parts into an exact log-likelihood and
   a sampler whose samples are returned in the input's space (the normalisation inverted per sample).
 

@@ -92,8 +92,8 @@ def _window_draws(shape: torch.Size, window: torch.Tensor, recent: torch.Tensor 
     uniform in [0, 1) to compare with the mixing probability, and a value drawn uniformly from the last
     `recent` [..., F] steps (None: all) of window [B, L, F] (the same feature)."""
     lookback = window.shape[1]
-    span = torch.full(shape[2:], float(lookback), dtype=torch.float64, device=window.device) if recent is None \
-        else recent.to(device=window.device, dtype=torch.float64).clamp(1, lookback).expand(shape[2:])
+    span = torch.as_tensor(lookback if recent is None else recent, dtype=torch.float64,
+                           device=window.device).clamp(1, lookback)  # broadcasts over [n, B, ..., F]
     u = torch.rand(shape, generator=generator, dtype=torch.float64, device=window.device)
     position = torch.rand(shape, generator=generator, dtype=torch.float64, device=window.device)
     pick = (lookback - span + (position * span).floor()).long().clamp(0, lookback - 1)  # in the last `span` steps

@@ -31,8 +31,8 @@ from forecasting.models.flows import FLOW_KINDS, ConditionalFlow, standard_norma
 from forecasting.models.heads import GaussianHead, sample_crps
 from forecasting.models.tokens import N_CALENDAR_TOKENS, CalendarTokens, IndicatorTokens, WindowNorm
 
-#: sample rows (samples x windows) per flow pass while calibrating
-CALIBRATION_ROWS = 2**16
+#: sample rows (samples x windows) per flow pass: bounds the spline's memory for many samples of many windows
+FLOW_ROWS = 2**16
 
 
 @dataclass(frozen=True)
@@ -164,8 +164,13 @@ class HarmonyNetwork(nn.Module):
 
     # -- sampling ------------------------------------------------------------------------------------
     def sample_from(self, p: dict[str, torch.Tensor], noise: torch.Tensor) -> torch.Tensor:
-        """Samples [n, B, H, T] in the input space from standard-normal noise [n, B, H * T]."""
+        """Samples [n, B, H, T] in the input space from standard-normal noise [n, B, H * T] (the flow runs on at
+        most FLOW_ROWS rows at a time)."""
         n, batch = noise.shape[:2]
+        rows = max(1, FLOW_ROWS // n)  # windows per flow pass
+        if self.flow is not None and batch > rows:
+            return torch.cat([self.sample_from({k: v[j:j + rows] for k, v in p.items()}, noise[:, j:j + rows])
+                              for j in range(0, batch, rows)], dim=1)
         u = noise.reshape(n * batch, -1)
         if self.flow is None:
             z = u
@@ -209,9 +214,7 @@ class HarmonyNetwork(nn.Module):
             p = self.encode(x[i:i + batch], calendar[i:i + batch])
             noise = torch.randn((n_samples, p["mean"].shape[0], self.config.event_features), generator=generator,
                                 device=x.device, dtype=x.dtype)
-            rows = max(1, CALIBRATION_ROWS // n_samples)  # windows per flow pass: bounds the spline's memory
-            samples.append(torch.cat([self.sample_from({k: v[j:j + rows] for k, v in p.items()}, noise[:, j:j + rows])
-                                      for j in range(0, noise.shape[1], rows)], dim=1).flatten(2))
+            samples.append(self.sample_from(p, noise).flatten(2))
             centres.append(self.centre_from(p)[0].flatten(1))
         observed = y[:, :, self.targets].flatten(1)
         samples, centres = torch.cat(samples, dim=1), torch.cat(centres)

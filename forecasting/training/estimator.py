@@ -42,7 +42,8 @@ class TrainingSettings:
     calibrate: after training, fit the network's spread factor per horizon step and target on the validation
         windows (minimum validation CRPS, `forecasting.models.calibration`); False keeps the trained spread.
     window_mix: with calibrate, also fit the probability of drawing a sample from the window's own recent
-        values (per step and target, minimum validation CRPS; 0 where the model alone is better).
+        values and how many recent steps to draw from (per step and target, minimum validation CRPS; 0 where
+        the model alone is better).
     seed: seeds weights, dropout and batch order. accelerator, devices, strategy: Lightning's, as given.
     progress_bar: show Lightning's progress bar (the CLI does; library calls stay quiet).
     """
