@@ -7,13 +7,15 @@ with a real server, and the end-to-end test joins them).
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import threading
 import time
 
 import kmock
+import numpy as np
 import pytest
 
-from controller.operator.app import OperatorSettings
+from controller.operator.app import OperatorSettings, first_delay_s
 from controller.operator.kube import ApiError, KubeClient
 from forecasting.errors import HarmonyInputError
 from tests.operator_support import (
@@ -156,6 +158,40 @@ async def test_restart_continues_from_status_without_a_jump():
         assert replicas(k8s) == peak  # the stabilisation window came back from status: no scale-down yet
         after = status(k8s)["posterior"]
         assert after["capacity"]["kappa"] == pytest.approx(before["capacity"]["kappa"])
+
+
+async def test_a_quick_restart_waits_out_the_interval_of_the_last_decision():
+    telemetry = ScriptedTelemetry(level=4.5)
+    async with cluster() as (k8s, url):
+        add_deployment(k8s, replicas=2)
+        add_autoscaler(k8s, intervalSeconds=8)
+        async with operator(make_reconciler(url, telemetry), url):
+            await eventually(lambda: status(k8s)["posterior"]["decisions"] >= 1)
+        decided = status(k8s)["posterior"]["decisions"]
+        async with operator(make_reconciler(url, telemetry), url):
+            restarted = time.monotonic()
+            # the last decision is at most a few seconds old: the restarted daemon keeps its cadence
+            await asyncio.sleep(2.0)
+            assert status(k8s)["posterior"]["decisions"] == decided
+            await eventually(lambda: status(k8s)["posterior"]["decisions"] > decided, timeout=15.0)
+        assert time.monotonic() - restarted <= 10.0  # no later than the interval of the last decision
+
+
+async def test_first_delay_keeps_the_cadence_after_a_restart_and_spreads_a_startup_burst():
+    now = dt.datetime(2026, 1, 1, 12, 0, 30, tzinfo=dt.UTC)
+    recent = {"lastDecision": {"time": "2026-01-01T12:00:20Z"}}
+    assert first_delay_s(recent, 30.0, now, "uid-a", at_startup=True) == pytest.approx(20.0)
+    assert first_delay_s(recent, 30.0, now, "uid-a", at_startup=False) == pytest.approx(20.0)
+    old = {"lastDecision": {"time": "2026-01-01T11:00:00Z"}}
+    assert first_delay_s(old, 30.0, now, "uid-a", at_startup=False) == 0.0  # a new or long-idle object: at once
+    for broken in ({"lastDecision": {"time": "yesterday"}}, {"lastDecision": None}, None,
+                   {"lastDecision": {"time": "2026-01-01T12:05:00Z"}}):  # unparseable, absent, in the future
+        assert first_delay_s(broken, 30.0, now, "uid-a", at_startup=False) == 0.0
+    delays = np.array([first_delay_s(old, 30.0, now, f"uid-default-ha-{i}", at_startup=True) for i in range(500)])
+    assert delays.min() >= 0.0 and delays.max() < 30.0
+    assert first_delay_s(old, 30.0, now, "uid-default-ha-7", True) == delays[7]  # stable per object
+    counts, _ = np.histogram(delays, bins=10, range=(0.0, 30.0))
+    assert counts.max() <= 80  # spread over the interval: about 50 objects per 3 s, none of it all at once
 
 
 async def test_invalid_spec_is_reported_and_nothing_is_scaled():

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import datetime as dt
 import logging
+import time
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -60,6 +63,48 @@ def _newer(own: dict | None, seen: Mapping | None) -> Mapping | None:
     return seen if seen_n >= own_n else own
 
 
+async def _pause(stopped: kopf.DaemonStopped, seconds: float) -> None:
+    """Wait `seconds`, or less if the daemon is stopped meanwhile.
+
+    Not `stopped.wait(seconds)`: kopf runs that time limit in a task of its own, and when the limit expires
+    just as the daemon is cancelled (a stop aligned with the cadence), that task's TimeoutError is left
+    unretrieved and kopf re-raises it when the operator exits. The limit is ours here, inside the daemon's
+    own task, and kopf's wait has none."""
+    if seconds <= 0 or stopped:
+        return
+    try:
+        await asyncio.wait_for(stopped.wait(), timeout=seconds)
+    except TimeoutError:
+        pass
+
+
+def first_delay_s(status: Mapping | None, interval_s: float, now: dt.datetime, uid: str, at_startup: bool) -> float:
+    """Seconds an object's daemon waits before its first decision in this process.
+
+    - The status holds a decision less than one interval old (a restart or a peer's failover): wait out the
+      rest of that interval. The object keeps its cadence instead of deciding twice within one interval,
+      and objects whose decisions were spread stay spread.
+    - Otherwise, for objects found while the operator starts (`at_startup`): a stable offset in
+      [0, interval) from the object's uid. Hundreds of objects found at once would all be due in the same
+      second and queue behind each other (the scale bench's startup burst); spread over one interval, each
+      still gets its first decision within one interval.
+    - Otherwise (an object created while the operator runs): at once.
+    """
+    last = ((status or {}).get("lastDecision") or {}).get("time")
+    if isinstance(last, str):
+        try:
+            when = dt.datetime.strptime(last, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+        except ValueError:
+            when = None  # not ours to trust: decide on the normal schedule
+        if when is not None:
+            elapsed = (now - when).total_seconds()
+            if 0 <= elapsed < interval_s:
+                return interval_s - elapsed
+    if at_startup:
+        return interval_s * zlib.crc32(uid.encode()) / 2**32
+    return 0.0
+
+
 def shard_id(settings: OperatorSettings) -> str:
     """A short stable name for the shard (namespaces and selector): the same for every replica of it."""
     import hashlib
@@ -101,6 +146,7 @@ def build_registry(reconciler: Reconciler, settings: OperatorSettings,
             settings.scanning.disabled = True
 
     active: set[str] = set()
+    started = time.monotonic()  # objects whose daemon starts within their first interval of this are the startup set
 
     @kopf.daemon(GROUP, VERSION, PLURAL, registry=registry, labels=labels, cancellation_timeout=10.0)
     async def autoscale(stopped: kopf.DaemonStopped, name: str, namespace: str, uid: str, meta: Mapping,
@@ -109,7 +155,11 @@ def build_registry(reconciler: Reconciler, settings: OperatorSettings,
         reconciler.metrics.set_autoscalers(len(active))
         own: dict | None = None
         try:
+            interval = _interval_s(spec)
+            delay = first_delay_s(status, interval, reconciler.clock(), uid, time.monotonic() - started < interval)
+            await _pause(stopped, delay)
             while not stopped:
+                began = time.monotonic()
                 current = _newer(own, status)
                 try:
                     outcome = await asyncio.get_running_loop().run_in_executor(
@@ -120,7 +170,9 @@ def build_registry(reconciler: Reconciler, settings: OperatorSettings,
                     log.exception("%s/%s: reconcile failed", namespace, name)
                     reconciler.metrics.reconcile_failure(
                         namespace, name, "api-error" if isinstance(exc, ApiError) else type(exc).__name__)
-                await stopped.wait(_interval_s(spec))
+                # a fixed cadence (start to start), not an interval after each step: the step's duration
+                # would otherwise add up into drift, and N objects would be decided less than N / interval times
+                await _pause(stopped, _interval_s(spec) - (time.monotonic() - began))
         finally:
             active.discard(uid)
             reconciler.metrics.set_autoscalers(len(active))
