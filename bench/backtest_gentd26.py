@@ -8,6 +8,9 @@ breach rate, and harmony's realised breach rate in [0.5%, 1.5%].
 `--span validation` runs the same on the span where design choices are made instead: history is the first
 50% of the trace and the evaluated span the next 20% (the last 30% is not read at all).
 
+With `--span test` a table follows with nothing tuned on the evaluated span: each policy at its default knob
+(harmony at epsilon = SLA) and at the knob that was its cheapest within the SLA on the validation span.
+
 A last table is a reference for the 1.3x target, not a policy: a controller that knows the future demand's
 centred moving mean over `width` minutes exactly (no forecast error in the trend, only the minute-to-minute
 noise around it unknown) and requests ceil(max over the next cold start of that mean + headroom), with the
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import replace
 
 import numpy as np
 from rich.console import Console
@@ -117,6 +121,30 @@ def recent_rule_table(bt: Backtest, oracle_hours: float, lookbacks=(1, 2, 3, 5, 
     return table
 
 
+def transfer_table(frame, settings: BacktestSettings, bt: Backtest, default_rows: list[dict],
+                   oracle_hours: float) -> Table:
+    """Knobs chosen on the validation span (history: the first 50%, evaluated: the next 20%) applied to `bt`."""
+    validation = Backtest(frame.slice(0, int(len(frame) * 0.7)), bt.definition,
+                          replace(settings, train_fraction=0.5 / 0.7))
+    names = [n for n in POLICIES if n != "oracle"]
+    _, chosen = sweep_policies(validation, names)
+    table = Table(title="nothing tuned on this span: each policy's default knob, and its knob chosen on the "
+                        "validation span", title_justify="left")
+    for col in ("policy", "default: GPU-hours", "breach rate", "oracle ratio", "validation's knob", "GPU-hours",
+                "breach rate", "oracle ratio"):
+        table.add_column(col, justify="right")
+    def breach(rate: float) -> str:
+        return f"{100 * rate:.2f}%" + ("" if rate <= settings.sla else " (over the SLA)")
+
+    for row in chosen:
+        default = next(r for r in default_rows if r["policy"].startswith(row["policy"] + "("))
+        res = bt.run(row["policy"], row["value"])
+        table.add_row(row["policy"], f"{default['gpu_hours']:.1f}", breach(default["breach_rate"]),
+                      f"{default['gpu_hours'] / oracle_hours:.2f}x", f"{row['knob']} {row['value']:g}",
+                      f"{res.gpu_hours:.1f}", breach(res.breach_rate), f"{res.gpu_hours / oracle_hours:.2f}x")
+    return table
+
+
 def lead_table(bt: Backtest, leads=(1, 2, 3, 4, 5)) -> Table:
     table = Table(title="correlation of each indicator's 1-minute change with the demand's change k minutes "
                         "later (whole trace)", title_justify="left")
@@ -176,6 +204,8 @@ def main() -> None:
     for text, value, ok in checks:
         console.print(f"{'MET ' if ok else 'MISS'}  {text}: {value}")
     oracle_hours = next(r for r in rows if r["policy"] == "oracle")["gpu_hours"]
+    if args.span == "test":
+        console.print(transfer_table(frame, settings, bt, rows, oracle_hours))
     console.print(known_trend_table(bt, oracle_hours))
     console.print(recent_rule_table(bt, oracle_hours))
     console.print(lead_table(bt))
