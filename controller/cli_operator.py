@@ -94,7 +94,9 @@ def telemetry_source(prometheus: PrometheusClient):
 @operator_app.command("run")
 @user_errors
 def operator_run(
-    namespace: Annotated[list[str] | None, typer.Option(help="serve only these namespaces (repeatable)")] = None,
+    namespace: Annotated[list[str] | None, typer.Option(
+        help="serve only these namespaces (repeatable); a glob such as 'team-*' also serves matching "
+             "namespaces created later (it lists and watches Namespaces cluster-wide, exact names do not)")] = None,
     selector: Annotated[list[str] | None, typer.Option(help="shard by label KEY=VALUE (repeatable)")] = None,
     peering: Annotated[str | None, typer.Option(help="kopf peering name shared by replicas of a shard")] = None,
     priority: Annotated[int | None, typer.Option(

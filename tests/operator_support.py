@@ -19,6 +19,29 @@ from controller.prometheus import TelemetryWindow
 from forecasting.telemetry import Indicator, TelemetryFrame
 
 VERBS = {"list", "watch", "get", "patch", "update", "create", "delete"}
+
+
+def _patch_kmock_namespace_list() -> None:
+    """kmock 0.8 cannot parse the cluster-scoped Namespace list: in `/api/v1/namespaces` it takes
+    `namespaces` for the start of a namespaced path and fails unpacking the name after it, so every such
+    request gets a 500. kopf lists and watches that path to serve glob namespaces (`--namespace 'team-*'`).
+    This parses exactly that path as the `namespaces` resource and leaves every other path to kmock."""
+    from kmock._internal import parsing
+
+    original = parsing.parse_path
+    if getattr(original, "harmony_patched", False):
+        return
+
+    def parse_path(path: str) -> parsing.ParsedPath:
+        if path.split("?")[0].strip("/") == "api/v1/namespaces":
+            return parsing.ParsedPath(group="", version="v1", plural="namespaces")
+        return original(path)
+
+    parse_path.harmony_patched = True
+    parsing.parse_path = parse_path
+
+
+_patch_kmock_namespace_list()
 HA = "harmony.dev/v1alpha1/harmonyautoscalers"
 DEPLOYMENTS = "apps/v1/deployments"
 
@@ -38,6 +61,21 @@ def declare_cluster(k8s: kmock.KubernetesEmulator, namespaces=("default",)) -> N
                                                                           namespaced=False, verbs=VERBS)
     for ns in namespaces:
         k8s.objects["v1/namespaces", None, ns] = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
+
+
+async def api_create(url: str, path: str, body: dict) -> dict:
+    """Create an object through the emulator's HTTP API, as a client would (watchers then see an ADDED
+    event; objects put into `k8s.objects` directly are only seen by later lists)."""
+    import json
+    import urllib.request
+
+    def post() -> dict:
+        request = urllib.request.Request(url + path, data=json.dumps(body).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read() or b"{}")
+
+    return await asyncio.to_thread(post)
 
 
 def add_deployment(k8s, name="llm-server", namespace="default", replicas=2) -> None:

@@ -25,6 +25,7 @@ from tests.operator_support import (
     add_autoscaler,
     add_deployment,
     add_peering,
+    api_create,
     cluster,
     condition,
     eventually,
@@ -234,6 +235,26 @@ async def test_a_namespaced_operator_serves_only_its_namespaces_without_listing_
         assert set(rec.forecasters) == {"uid-prod-llm", "uid-staging-llm"}
         # exact names need no cluster-wide Namespace list (which a namespaced install's Roles do not grant)
         assert not [r for r in k8s if str(r.url).split("?")[0].endswith("/api/v1/namespaces")]
+
+
+async def test_a_glob_namespace_serves_matching_namespaces_including_new_ones():
+    async with cluster(namespaces=("team-a", "other")) as (k8s, url):
+        for ns in ("team-a", "other"):
+            add_deployment(k8s, namespace=ns, replicas=1)
+            add_autoscaler(k8s, namespace=ns)
+        rec = make_reconciler(url, ScriptedTelemetry(level=4.5))
+        async with operator(rec, url, OperatorSettings(namespaces=("team-*",))):
+            await eventually(lambda: replicas(k8s, namespace="team-a") >= 5)
+            # a namespace created while the operator runs is served as soon as it matches
+            await api_create(url, "/api/v1/namespaces",
+                             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-b"}})
+            add_deployment(k8s, namespace="team-b", replicas=1)
+            add_autoscaler(k8s, namespace="team-b")
+            await eventually(lambda: replicas(k8s, namespace="team-b") >= 5)
+        assert replicas(k8s, namespace="other") == 1
+        assert set(rec.forecasters) == {"uid-team-a-llm", "uid-team-b-llm"}
+        # a glob needs the cluster-wide Namespace list and watch (a ClusterRole, unlike exact names)
+        assert [r for r in k8s if str(r.url).split("?")[0].endswith("/api/v1/namespaces")]
 
 
 async def test_peered_replicas_never_both_scale():
