@@ -19,6 +19,8 @@ from controller.prometheus import TelemetryWindow
 from forecasting.telemetry import Indicator, TelemetryFrame
 
 VERBS = {"list", "watch", "get", "patch", "update", "create", "delete"}
+HA = "harmony.dev/v1alpha1/harmonyautoscalers"
+DEPLOYMENTS = "apps/v1/deployments"
 
 
 def _patch_kmock_namespace_list() -> None:
@@ -42,8 +44,6 @@ def _patch_kmock_namespace_list() -> None:
 
 
 _patch_kmock_namespace_list()
-HA = "harmony.dev/v1alpha1/harmonyautoscalers"
-DEPLOYMENTS = "apps/v1/deployments"
 
 
 def declare_cluster(k8s: kmock.KubernetesEmulator, namespaces=("default",)) -> None:

@@ -146,7 +146,7 @@ def build_registry(reconciler: Reconciler, settings: OperatorSettings,
             settings.scanning.disabled = True
 
     active: set[str] = set()
-    started = time.monotonic()  # objects whose daemon starts within their first interval of this are the startup set
+    started = time.monotonic()  # a daemon starting within one interval of this belongs to the startup set
 
     @kopf.daemon(GROUP, VERSION, PLURAL, registry=registry, labels=labels, cancellation_timeout=10.0)
     async def autoscale(stopped: kopf.DaemonStopped, name: str, namespace: str, uid: str, meta: Mapping,
