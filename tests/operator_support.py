@@ -189,23 +189,12 @@ async def cluster(namespaces=("default",), log_requests: bool = True):
 
 
 @contextlib.asynccontextmanager
-async def operator(reconciler: Reconciler, url: str, settings: OperatorSettings | None = None,
-                   stop_timeout: float = 30.0):
-    """A kopf operator in this event loop, logged in to the emulator; stopped on exit."""
-    import kopf
-
-    def login(**_):
-        return kopf.ConnectionInfo(server=url, insecure=True)
-
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run(reconciler, settings or OperatorSettings(), login=login, stop_flag=stop,
-                                   ready_flag=ready))
-    await asyncio.wait_for(ready.wait(), 20)
-    try:
-        yield task
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, stop_timeout)
+async def operator(reconciler: Reconciler, url: str, settings: OperatorSettings | None = None):
+    """A kopf operator logged in to the emulator, stopped on exit: in a thread with its own event loop, as
+    the operator process would run beside a real API server. In the test's loop, kopf would take the
+    emulator's connection handlers for tasks of its own and wait 5 s for them at every stop."""
+    async with operator_thread(reconciler, url, settings):
+        yield
 
 
 @contextlib.asynccontextmanager
