@@ -249,11 +249,13 @@ async def test_a_glob_namespace_serves_matching_namespaces_including_new_ones():
         rec = make_reconciler(url, ScriptedTelemetry(level=4.5))
         async with operator(rec, url, OperatorSettings(namespaces=("team-*",))):
             await eventually(lambda: replicas(k8s, namespace="team-a") >= 5)
-            # a namespace created while the operator runs is served as soon as it matches
-            await api_create(url, "/api/v1/namespaces",
-                             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-b"}})
+            # a namespace created while the operator runs is served as soon as it matches. Its objects are put
+            # in place first, so that kopf's first list of the new namespace finds them (the emulator sends
+            # no watch event for objects stored directly, and none for a creation between a list and a watch)
             add_deployment(k8s, namespace="team-b", replicas=1)
             add_autoscaler(k8s, namespace="team-b")
+            await api_create(url, "/api/v1/namespaces",
+                             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-b"}})
             await eventually(lambda: replicas(k8s, namespace="team-b") >= 5)
         assert replicas(k8s, namespace="other") == 1
         assert set(rec.forecasters) == {"uid-team-a-llm", "uid-team-b-llm"}
