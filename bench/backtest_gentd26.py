@@ -11,13 +11,13 @@ breach rate, and harmony's realised breach rate in [0.5%, 1.5%].
 With `--span test` a table follows with nothing tuned on the evaluated span: each policy at its default knob
 (harmony at epsilon = SLA) and at the knob that was its cheapest within the SLA on the validation span.
 
-A last table is a reference for the 1.3x target, not a policy: a controller that knows the future demand's
+Then come references for the 1.3x target. The first is not a policy: a controller that knows the future demand's
 centred moving mean over `width` minutes exactly (no forecast error in the trend, only the minute-to-minute
 noise around it unknown) and requests ceil(max over the next cold start of that mean + headroom), with the
 headroom swept on the evaluated span itself (0 to 8 GPUs in steps of 0.1; the cheapest within the SLA). No
 causal policy knows the trend that well, so its ratio to the oracle indicates what 1-minute noise alone costs.
 
-A second reference bounds simple causal rules from the other side: replicas = ceil(a x stat(last k minutes of
+The second bounds simple causal rules from the other side: replicas = ceil(a x stat(last k minutes of
 demand) + b), stat the mean or the maximum, every (k, a) of a small grid and the smallest b within the SLA,
 all tuned on the evaluated span itself (hindsight no policy has). Where even the best of them stays far above
 1.3x, the gap is the trace's, not the decision rule's. A last table shows why a forecast cannot close it: the
@@ -44,6 +44,7 @@ from controller.policies.base import Observation, Policy
 from controller.simulator import simulate
 from controller.tables import results_table
 from forecasting.datasets import load_dataset
+from forecasting.telemetry import TelemetryFrame
 
 
 class KnownTrend(Policy):
@@ -121,7 +122,7 @@ def recent_rule_table(bt: Backtest, oracle_hours: float, lookbacks=(1, 2, 3, 5, 
     return table
 
 
-def transfer_table(frame, settings: BacktestSettings, bt: Backtest, default_rows: list[dict],
+def transfer_table(frame: TelemetryFrame, settings: BacktestSettings, bt: Backtest, default_rows: list[dict],
                    oracle_hours: float) -> Table:
     """Knobs chosen on the validation span (history: the first 50%, evaluated: the next 20%) applied to `bt`."""
     validation = Backtest(frame.slice(0, int(len(frame) * 0.7)), bt.definition,
@@ -133,6 +134,7 @@ def transfer_table(frame, settings: BacktestSettings, bt: Backtest, default_rows
     for col in ("policy", "default: GPU-hours", "breach rate", "oracle ratio", "validation's knob", "GPU-hours",
                 "breach rate", "oracle ratio"):
         table.add_column(col, justify="right")
+
     def breach(rate: float) -> str:
         return f"{100 * rate:.2f}%" + ("" if rate <= settings.sla else " (over the SLA)")
 
