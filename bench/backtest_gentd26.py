@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import math
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 from rich.console import Console
@@ -41,7 +42,7 @@ from controller.backtest import SUMMARY_COLUMNS, Backtest, BacktestSettings, run
 from controller.demand import demand_definition
 from controller.policies import POLICIES
 from controller.policies.base import Observation, Policy
-from controller.simulator import simulate
+from controller.simulator import SimulationResult, simulate
 from controller.tables import results_table
 from forecasting.datasets import load_dataset
 from forecasting.telemetry import TelemetryFrame
@@ -71,13 +72,23 @@ def known_trend_table(bt: Backtest, oracle_hours: float, widths=(3, 5, 9, 15)) -
     demand = np.nan_to_num(bt.demand)
     for width in widths:
         trend = np.convolve(demand, np.ones(width) / width, mode="same")
-        for headroom in np.round(np.arange(0.0, 8.01, 0.1), 1):
-            res = simulate(KnownTrend(trend, float(headroom)), bt.demand, bt.first_tick, bt.setup())
-            if res.breach_rate <= bt.settings.sla:
-                table.add_row(str(width), f"{headroom:.1f}", f"{res.gpu_hours:.1f}",
-                              f"{100 * res.breach_rate:.2f}%", f"{res.gpu_hours / oracle_hours:.2f}x")
-                break
+        found, _ = cheapest_within_sla(bt, np.round(np.arange(0.0, 8.01, 0.1), 1),
+                                       partial(KnownTrend, trend))
+        if found is not None:
+            headroom, res = found
+            table.add_row(str(width), f"{headroom:.1f}", f"{res.gpu_hours:.1f}",
+                          f"{100 * res.breach_rate:.2f}%", f"{res.gpu_hours / oracle_hours:.2f}x")
     return table
+
+
+def cheapest_within_sla(bt: Backtest, offsets, make_policy) -> tuple[tuple[float, SimulationResult] | None, int]:
+    """Replay make_policy(offset) for increasing offsets (cost grows with the offset) until one keeps the breach
+    rate within the SLA: ((that offset, its result) or None, simulations run)."""
+    for tried, offset in enumerate(offsets, start=1):
+        res = simulate(make_policy(float(offset)), bt.demand, bt.first_tick, bt.setup())
+        if res.breach_rate <= bt.settings.sla:
+            return (float(offset), res), tried
+    return None, len(offsets)
 
 
 class RecentRule(Policy):
@@ -106,13 +117,10 @@ def recent_rule_table(bt: Backtest, oracle_hours: float, lookbacks=(1, 2, 3, 5, 
         best, tried = None, 0
         for k in lookbacks:
             for a in gains:
-                for b in offsets:  # cost grows with b: the first within the SLA is this (k, a)'s cheapest
-                    tried += 1
-                    res = simulate(RecentRule(stat, k, a, float(b)), bt.demand, bt.first_tick, bt.setup())
-                    if res.breach_rate <= bt.settings.sla:
-                        if best is None or res.gpu_hours < best[0].gpu_hours:
-                            best = (res, k, a, float(b))
-                        break
+                found, runs = cheapest_within_sla(bt, offsets, partial(RecentRule, stat, k, a))
+                tried += runs
+                if found is not None and (best is None or found[1].gpu_hours < best[0].gpu_hours):
+                    best = (found[1], k, a, found[0])
         if best is None:
             table.add_row(stat, "-", "-", "-", "none within the SLA", "", "", str(tried))
             continue
@@ -122,11 +130,17 @@ def recent_rule_table(bt: Backtest, oracle_hours: float, lookbacks=(1, 2, 3, 5, 
     return table
 
 
+def validation_part(frame: TelemetryFrame) -> tuple[TelemetryFrame, float]:
+    """The validation span's trace and train fraction: the first 70% of the frame, of which the first 50% of
+    the whole is history (the last 30% is not read at all)."""
+    return frame.slice(0, int(len(frame) * 0.7)), 0.5 / 0.7
+
+
 def transfer_table(frame: TelemetryFrame, settings: BacktestSettings, bt: Backtest, default_rows: list[dict],
                    oracle_hours: float) -> Table:
     """Knobs chosen on the validation span (history: the first 50%, evaluated: the next 20%) applied to `bt`."""
-    validation = Backtest(frame.slice(0, int(len(frame) * 0.7)), bt.definition,
-                          replace(settings, train_fraction=0.5 / 0.7))
+    part, train_fraction = validation_part(frame)
+    validation = Backtest(part, bt.definition, replace(settings, train_fraction=train_fraction))
     names = [n for n in POLICIES if n != "oracle"]
     _, chosen = sweep_policies(validation, names)
     table = Table(title="nothing tuned on this span: each policy's default knob, and its knob chosen on the "
@@ -177,8 +191,7 @@ def main() -> None:
     frame, _ = load_dataset("gentd26", args.path).fill_gaps(5)
     train_fraction = 0.7
     if args.span == "validation":
-        frame = frame.slice(0, int(len(frame) * 0.7))
-        train_fraction = 0.5 / 0.7
+        frame, train_fraction = validation_part(frame)
     settings = BacktestSettings(cold_start_s=args.cold_start, sla=args.sla, model=args.model,
                                 train_fraction=train_fraction)
     bt = Backtest(frame, demand_definition("gentd26"), settings)

@@ -22,6 +22,7 @@ import kopf
 
 from controller.operator.kube import GROUP, PLURAL, VERSION, ApiError
 from controller.operator.reconcile import Reconciler
+from controller.operator.state import parse_timestamp
 
 log = logging.getLogger("harmony.operator")
 
@@ -90,16 +91,11 @@ def first_delay_s(status: Mapping | None, interval_s: float, now: dt.datetime, u
       still gets its first decision within one interval.
     - Otherwise (an object created while the operator runs): at once.
     """
-    last = ((status or {}).get("lastDecision") or {}).get("time")
-    if isinstance(last, str):
-        try:
-            when = dt.datetime.strptime(last, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
-        except ValueError:
-            when = None  # not ours to trust: decide on the normal schedule
-        if when is not None:
-            elapsed = (now - when).total_seconds()
-            if 0 <= elapsed < interval_s:
-                return interval_s - elapsed
+    last = parse_timestamp(((status or {}).get("lastDecision") or {}).get("time"))
+    if last is not None:  # an unreadable time is not ours to trust: decide on the normal schedule
+        elapsed = (now - last).total_seconds()
+        if 0 <= elapsed < interval_s:
+            return interval_s - elapsed
     if at_startup:
         return interval_s * zlib.crc32(uid.encode()) / 2**32
     return 0.0

@@ -57,8 +57,21 @@ class AutoscalerState:
         }
 
 
+TIMESTAMP = "%Y-%m-%dT%H:%M:%SZ"  # how status times are written (Kubernetes' RFC 3339, to the second)
+
+
 def timestamp(now: dt.datetime) -> str:
-    return now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return now.astimezone(dt.UTC).strftime(TIMESTAMP)
+
+
+def parse_timestamp(text: object) -> dt.datetime | None:
+    """A time written by `timestamp`, or None for anything else (absent, not a string, another format)."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return dt.datetime.strptime(text, TIMESTAMP).replace(tzinfo=dt.UTC)
+    except ValueError:
+        return None
 
 
 def set_condition(conditions: list[dict], type_: str, status: bool, reason: str, message: str,

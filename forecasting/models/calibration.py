@@ -126,8 +126,9 @@ def fit_window_mix(samples: torch.Tensor, window: torch.Tensor, observations: to
                                              seen[:, part], grid)
                                  for part in _feature_chunks(samples.shape)], axis=1)  # [G, F]
         margin = 0.0 if span == lookback else span_margin
-        better = scores.min(axis=0) < best * (1 - margin) - 1e-12
-        best = np.where(better, scores.min(axis=0), best)
+        lowest = scores.min(axis=0)
+        better = lowest < best * (1 - margin) - 1e-12
+        best = np.where(better, lowest, best)
         chosen = grid[torch.from_numpy(scores.argmin(axis=0))]
         weight = torch.where(torch.from_numpy(better), chosen, weight)
         recent = torch.where(torch.from_numpy(better) & (chosen > 0), torch.tensor(float(span), dtype=torch.float64),
