@@ -34,7 +34,7 @@ bench: setup
 	$(BIN)/python bench/decision_speed.py
 
 lint: setup
-	$(BIN)/ruff check forecasting controller tests bench
+	$(BIN)/ruff check src tests bench
 	$(BIN)/lint-imports
 
 clean:

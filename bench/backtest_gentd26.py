@@ -38,14 +38,14 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from controller.backtest import SUMMARY_COLUMNS, Backtest, BacktestSettings, run_policies, sweep_policies
-from controller.demand import demand_definition
-from controller.policies import POLICIES
-from controller.policies.base import Observation, Policy
-from controller.simulator import SimulationResult, simulate
-from controller.tables import results_table
-from forecasting.datasets import load_dataset
-from forecasting.telemetry import TelemetryFrame
+from harmony.backtest.policies import POLICIES
+from harmony.backtest.policies.base import Observation, Policy
+from harmony.backtest.runner import SUMMARY_COLUMNS, Backtest, BacktestSettings, run_policies, sweep_policies
+from harmony.backtest.simulator import SimulationResult, simulate
+from harmony.cli.tables import results_table
+from harmony.decision.demand import demand_definition
+from harmony.telemetry.datasets import load_dataset
+from harmony.telemetry.frame import TelemetryFrame
 
 
 class KnownTrend(Policy):

@@ -1,4 +1,4 @@
-"""Benchmark: decision latency of controller.decision.decide, one workload and 1,000 at once.
+"""Benchmark: decision latency of harmony.decision.decide.decide, one workload and 1,000 at once.
 
 Targets (issue 4): one workload under 5 ms, 1,000 workloads under 1 s, on 2 cores. Inputs are what the
 operator passes: 200 joint demand samples over a 6-step horizon (5-minute cold start at 1-minute steps)
@@ -16,8 +16,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from controller.bayes import BreachPosterior, CapacityPosterior
-from controller.decision import DecisionSettings, decide
+from harmony.decision.decide import DecisionSettings, decide
+from harmony.decision.posteriors import BreachPosterior, CapacityPosterior
 
 
 def time_decide(workloads: int, samples: int, horizon: int, repeats: int, rng: np.random.Generator) -> np.ndarray:

@@ -27,10 +27,10 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from forecasting.datasets import load_dataset  # noqa: E402
-from forecasting.predictors.harmony import HarmonyPredictor  # noqa: E402
-from forecasting.scaling import MinMaxScaler  # noqa: E402
-from forecasting.training import TrainingSettings  # noqa: E402
+from harmony.forecasting.predictors.harmony import HarmonyPredictor  # noqa: E402
+from harmony.forecasting.scaling import MinMaxScaler  # noqa: E402
+from harmony.forecasting.training import TrainingSettings  # noqa: E402
+from harmony.telemetry.datasets import load_dataset  # noqa: E402
 
 
 def main() -> None:

@@ -20,9 +20,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from forecasting.datasets import load_dataset
-from forecasting.evaluation import harmony_protocol
-from forecasting.evaluation.published import HARMONY_FISHER, HARMONY_FISHER_MEAN
+from harmony.forecasting.evaluation import harmony_protocol
+from harmony.forecasting.evaluation.published import HARMONY_FISHER, HARMONY_FISHER_MEAN
+from harmony.telemetry.datasets import load_dataset
 
 
 def spec_for(name: str, lookback: int, options: str) -> str:

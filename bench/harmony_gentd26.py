@@ -18,8 +18,8 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-from forecasting.datasets import load_dataset
-from forecasting.evaluation import rolling_protocol
+from harmony.forecasting.evaluation import rolling_protocol
+from harmony.telemetry.datasets import load_dataset
 
 
 def main() -> None:

@@ -23,11 +23,11 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from forecasting.datasets import load_dataset
-from forecasting.predictors.base import Context
-from forecasting.predictors.harmony import HarmonyPredictor
-from forecasting.scaling import MinMaxScaler
-from forecasting.training import TrainingSettings
+from harmony.forecasting.predictors.base import Context
+from harmony.forecasting.predictors.harmony import HarmonyPredictor
+from harmony.forecasting.scaling import MinMaxScaler
+from harmony.forecasting.training import TrainingSettings
+from harmony.telemetry.datasets import load_dataset
 
 
 def peak_rss_mib() -> float:

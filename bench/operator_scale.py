@@ -53,7 +53,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from controller.operator.app import OperatorSettings  # noqa: E402
+from harmony.operator.app import OperatorSettings  # noqa: E402
 from tests.operator_support import (  # noqa: E402
     ScriptedTelemetry,
     add_autoscaler,

@@ -19,7 +19,7 @@ import celpy
 import jsonschema
 import yaml
 
-from controller.operator.spec import crd_manifest
+from harmony.operator.spec import crd_manifest
 
 EXAMPLE_PATH = Path(__file__).parents[1] / "deploy" / "examples" / "harmonyautoscaler.yaml"
 DELETE = object()

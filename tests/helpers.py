@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from forecasting.telemetry import Indicator, TelemetryFrame
+from harmony.telemetry.frame import Indicator, TelemetryFrame
 
 
 def make_frame(
@@ -31,7 +31,7 @@ def make_frame(
 
 
 def fisher_columns() -> list[str]:
-    from forecasting.datasets.fisher import INDICATORS
+    from harmony.telemetry.datasets.fisher import INDICATORS
 
     return ["date", *(ind.name for ind in INDICATORS)]
 

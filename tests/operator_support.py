@@ -11,12 +11,12 @@ import kmock
 import numpy as np
 import pandas as pd
 
-from controller.operator.app import OperatorSettings, run
-from controller.operator.kube import KubeClient
-from controller.operator.metrics import OperatorMetrics
-from controller.operator.reconcile import Reconciler, ReconcileSettings
-from controller.prometheus import TelemetryWindow
-from forecasting.telemetry import Indicator, TelemetryFrame
+from harmony.operator.app import OperatorSettings, run
+from harmony.operator.kube import KubeClient
+from harmony.operator.metrics import OperatorMetrics
+from harmony.operator.reconcile import Reconciler, ReconcileSettings
+from harmony.telemetry.frame import Indicator, TelemetryFrame
+from harmony.telemetry.prometheus import TelemetryWindow
 
 VERBS = {"list", "watch", "get", "patch", "update", "create", "delete"}
 HA = "harmony.dev/v1alpha1/harmonyautoscalers"

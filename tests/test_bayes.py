@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from controller.bayes import BreachPosterior, CapacityPosterior
+from harmony.decision.posteriors import BreachPosterior, CapacityPosterior
 
 
 def test_nig_update_matches_the_batch_closed_form():

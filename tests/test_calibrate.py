@@ -7,16 +7,16 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from controller.bayes import CapacityPosterior
-from controller.calibrate import (
+from harmony.backtest.calibrate import (
     CapacitySignals,
     capacity_observations,
     capacity_signals,
     fit_capacity,
     match_moments,
 )
-from controller.cli import app
-from forecasting.telemetry import Indicator, TelemetryFrame
+from harmony.cli.main import app
+from harmony.decision.posteriors import CapacityPosterior
+from harmony.telemetry.frame import Indicator, TelemetryFrame
 
 runner = CliRunner()
 TRUE_CAPACITY, TRUE_SCATTER = 2.0, 0.3

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from controller.cli import app
+from harmony.cli.main import app
 from tests.helpers import write_fisher_csv
 
 runner = CliRunner()
@@ -16,7 +16,7 @@ def run(*args):
 
 @pytest.fixture(scope="module")
 def one_container(tmp_path_factory):
-    from forecasting.datasets import DATASETS_ROOT
+    from harmony.telemetry.datasets import DATASETS_ROOT
 
     folder = tmp_path_factory.mktemp("fisher")
     (folder / "container2.csv").write_bytes((DATASETS_ROOT / "fisher" / "container2.csv").read_bytes())

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from controller.cli import app
+from harmony.cli.main import app
 
 runner = CliRunner()
 SUMMARY = ["policy", "gpu_hours", "breach_rate", "unserved_fraction", "scaling_actions", "mean_utilisation",
@@ -76,7 +76,7 @@ def test_a_dataset_without_a_demand_definition_is_refused(tmp_path):
 def test_capacity_prior_from_calibrate_must_match_the_demand_unit(tmp_path):
     import json
 
-    from controller.bayes import CapacityPosterior
+    from harmony.decision.posteriors import CapacityPosterior
 
     prior = tmp_path / "prior.json"
     record = {"capacity_posterior": CapacityPosterior.prior(0.05).to_dict(), "unit": "requests/s per replica"}

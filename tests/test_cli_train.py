@@ -3,7 +3,7 @@
 import torch
 from typer.testing import CliRunner
 
-from controller.cli import app
+from harmony.cli.main import app
 
 runner = CliRunner()
 DATA = ["--dataset", "synthetic", "--option", "series=2", "--option", "steps=400", "--option", "seed=3"]

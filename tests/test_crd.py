@@ -11,7 +11,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 
-from controller.operator.spec import CRD_PATH, crd_manifest, parse_spec
+from harmony.operator.spec import CRD_PATH, crd_manifest, parse_spec
 from tests.crd_helpers import (
     DELETE,
     INVALID_SPECS,

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from controller.operator.metrics import serve
+from harmony.operator.metrics import serve
 from tests.operator_support import (
     DEPLOYMENTS,
     ScriptedTelemetry,

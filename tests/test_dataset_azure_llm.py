@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecasting.datasets import get_source, load_dataset
-from forecasting.datasets.azure_llm import FILE_NAME
-from forecasting.errors import HarmonyInputError
+from harmony.errors import HarmonyInputError
+from harmony.telemetry.datasets import get_source, load_dataset
+from harmony.telemetry.datasets.azure_llm import FILE_NAME
 
 
 @pytest.fixture(scope="module")

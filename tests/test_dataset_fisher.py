@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecasting.datasets import SOURCES, get_source, load_dataset
-from forecasting.datasets.fisher import INDICATORS
-from forecasting.errors import HarmonyInputError
+from harmony.errors import HarmonyInputError
+from harmony.telemetry.datasets import SOURCES, get_source, load_dataset
+from harmony.telemetry.datasets.fisher import INDICATORS
 from tests.helpers import fisher_columns, write_fisher_csv
 
 

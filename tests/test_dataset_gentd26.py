@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecasting.datasets import get_source, load_dataset
-from forecasting.datasets.gentd26 import FILES
-from forecasting.errors import HarmonyInputError
+from harmony.errors import HarmonyInputError
+from harmony.telemetry.datasets import get_source, load_dataset
+from harmony.telemetry.datasets.gentd26 import FILES
 
 NAMES = (
     "generative_qps", "api_qps", "queue_size", "queue_time_ms",

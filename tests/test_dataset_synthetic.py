@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecasting.datasets import get_source, load_dataset
-from forecasting.datasets.synthetic import simulate
-from forecasting.errors import HarmonyInputError
+from harmony.errors import HarmonyInputError
+from harmony.telemetry.datasets import get_source, load_dataset
+from harmony.telemetry.datasets.synthetic import simulate
 
 NAMES = ("requests", "gpu_busy", "gpu_memory_bytes", "queue_size", "network_bytes")
 DAY_10MIN = 144

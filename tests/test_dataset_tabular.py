@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecasting.datasets import get_source, load_dataset
-from forecasting.datasets.tabular import infer_interval, parse_levels
-from forecasting.errors import HarmonyInputError
+from harmony.errors import HarmonyInputError
+from harmony.telemetry.datasets import get_source, load_dataset
+from harmony.telemetry.datasets.tabular import infer_interval, parse_levels
 
 T0 = 1_699_999_800  # Unix seconds, a multiple of 120 (bins align with the epoch)
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from controller import decision as D
-from controller.decision import DecisionSettings, decide, risk_optimal_replicas
+from harmony.decision import decide as D
+from harmony.decision.decide import DecisionSettings, decide, risk_optimal_replicas
 
 
 def samples_of(values, horizon=3):

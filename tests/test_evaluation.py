@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from forecasting.datasets import load_dataset
-from forecasting.errors import HarmonyInputError
-from forecasting.evaluation import harmony_protocol, rolling_protocol, with_means
-from forecasting.evaluation.published import HARMONY_FISHER, published_rows
+from harmony.errors import HarmonyInputError
+from harmony.forecasting.evaluation import harmony_protocol, rolling_protocol, with_means
+from harmony.forecasting.evaluation.published import HARMONY_FISHER, published_rows
+from harmony.telemetry.datasets import load_dataset
 from tests.helpers import make_frame
 
 

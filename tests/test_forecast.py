@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from forecasting.forecast import Forecast
+from harmony.forecasting.forecast import Forecast
 
 
 def test_mean_quantile_interval_and_exceedance():

@@ -1,7 +1,8 @@
 """The Helm chart deploy/helm/harmony, rendered offline with helm-python-sdk (Helm's Go SDK, no cluster).
 
 Every rendered manifest is validated with kubernetes_validate (strict); the RBAC rules must grant exactly the
-permission table below, the CRD copy must equal deploy/crd, and the KEDA/HPA examples must be well formed.
+permission table below, the CRD copy must equal the package's (src/harmony/operator/crd), and the KEDA/HPA
+examples must be well formed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import kubernetes_validate
 import pytest
 import typer
 import yaml
+
+from harmony.operator.spec import CRD_PATH
 
 helm = pytest.importorskip("helm_python", reason="helm-python-sdk (test extra) renders the chart offline")
 
@@ -244,7 +247,7 @@ def pod_labels(docs: list[dict]) -> dict:
 
 
 def operator_options() -> set[str]:
-    from controller.cli_operator import operator_app
+    from harmony.cli.operator import operator_app
 
     cmd = typer.main.get_command(operator_app)
     cmd = getattr(cmd, "commands", {}).get("run", cmd)
@@ -337,7 +340,7 @@ def test_prometheus_rule(chart):
     (alone,) = of_kind(render(chart, {"prometheusRule": {"enabled": True}}), "PrometheusRule")
     assert "HarmonyOperatorDown" not in {r["alert"] for r in alone["spec"]["groups"][0]["rules"]}
     # Every harmony_* series an alert uses is one the operator exports.
-    from controller.operator.metrics import OperatorMetrics
+    from harmony.operator.metrics import OperatorMetrics
 
     exported = {m.name for m in OperatorMetrics().registry.collect()}
     exported |= {f"{n}_total" for n in exported}
@@ -363,8 +366,8 @@ def test_dashboards_from_files(chart):
 
 def test_crd_copy_is_identical():
     copy = CHART / "crds" / "harmonyautoscaler.yaml"
-    assert copy.read_bytes() == (ROOT / "deploy" / "crd" / "harmonyautoscaler.yaml").read_bytes(), \
-        "cp deploy/crd/harmonyautoscaler.yaml deploy/helm/harmony/crds/"
+    assert copy.read_bytes() == CRD_PATH.read_bytes(), \
+        "copy the package's CRD: cp src/harmony/operator/crd/harmonyautoscaler.yaml deploy/helm/harmony/crds/"
 
 
 def test_chart_ships_the_crd(chart):

@@ -2,8 +2,8 @@ import numpy as np
 import properscoring as ps
 import pytest
 
-from forecasting.forecast import Forecast
-from forecasting.metrics import (
+from harmony.forecasting.forecast import Forecast
+from harmony.forecasting.metrics import (
     crps_ensemble,
     crps_gaussian,
     interval_hit,

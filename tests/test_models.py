@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from forecasting.models import HarmonyConfig, HarmonyNetwork
-from forecasting.models.attention import level_masks
-from forecasting.models.calibration import apply_spread, fit_spread
-from forecasting.models.splines import rational_quadratic_spline
-from forecasting.predictors.base import Context
-from forecasting.predictors.harmony import HarmonyPredictor
-from forecasting.training import TrainingSettings
+from harmony.forecasting.models import HarmonyConfig, HarmonyNetwork
+from harmony.forecasting.models.attention import level_masks
+from harmony.forecasting.models.calibration import apply_spread, fit_spread
+from harmony.forecasting.models.splines import rational_quadratic_spline
+from harmony.forecasting.predictors.base import Context
+from harmony.forecasting.predictors.harmony import HarmonyPredictor
+from harmony.forecasting.training import TrainingSettings
 from tests.helpers import make_frame
 
 VARIANTS = [(hierarchy, flow) for hierarchy in (True, False) for flow in ("spline", "spline-ar", "maf", "none")]
@@ -168,8 +168,8 @@ def test_network_calibration_scales_samples_about_the_centre_and_is_saved():
 
 
 def test_window_mixture_is_fitted_where_the_window_forecasts_better_and_kept_off_elsewhere():
-    from forecasting.metrics import crps_ensemble
-    from forecasting.models.calibration import fit_window_mix, mix_with_window
+    from harmony.forecasting.metrics import crps_ensemble
+    from harmony.forecasting.models.calibration import fit_window_mix, mix_with_window
 
     def ensemble_crps(samples, observed):  # mean over windows, per feature
         return crps_ensemble(observed.numpy(), samples.numpy()).mean(axis=0)
@@ -195,7 +195,7 @@ def test_window_mixture_is_fitted_where_the_window_forecasts_better_and_kept_off
 def test_window_mixture_fits_how_many_recent_steps_to_draw_from():
     """An indicator that moves in regimes: the outcome repeats one of the window's last 3 values, while the
     older part of the window sits at another level. The fit picks a short span and draws only from it."""
-    from forecasting.models.calibration import fit_window_mix, mix_with_window
+    from harmony.forecasting.models.calibration import fit_window_mix, mix_with_window
 
     g = torch.Generator().manual_seed(0)
     n, windows, lookback = 100, 400, 72
@@ -261,7 +261,7 @@ def test_fast_spline_matches_nflows(inverse):
 
 
 def test_window_quantile_features_are_the_sorted_window():
-    from forecasting.models.tokens import IndicatorTokens
+    from harmony.forecasting.models.tokens import IndicatorTokens
 
     tokens = IndicatorTokens(LOOKBACK, LEVELS, d_model=8, quantiles=LOOKBACK)
     x = torch.randn(2, LOOKBACK, 3)

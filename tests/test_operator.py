@@ -15,9 +15,9 @@ import kmock
 import numpy as np
 import pytest
 
-from controller.operator.app import OperatorSettings, first_delay_s
-from controller.operator.kube import ApiError, KubeClient
-from forecasting.errors import HarmonyInputError
+from harmony.errors import HarmonyInputError
+from harmony.operator.app import OperatorSettings, first_delay_s
+from harmony.operator.kube import ApiError, KubeClient
 from tests.operator_support import (
     DEPLOYMENTS,
     HA,
@@ -283,7 +283,7 @@ async def test_peered_replicas_never_both_scale():
 async def test_peered_replicas_with_default_priorities_keep_one_working():
     """Two replicas of a shard started alike (as a Deployment starts them): kopf pauses every peer tied at the
     top priority, so the default priority is drawn per start and one replica keeps reconciling."""
-    from controller.cli_operator import operator_settings
+    from harmony.cli.operator import operator_settings
 
     async with cluster() as (k8s, url):
         add_peering(k8s)
@@ -382,7 +382,7 @@ async def test_an_emulator_without_a_request_log_serves_the_operator_and_retains
 
 
 async def test_command_line_options_reach_the_operator_settings_and_the_kopf_login(tmp_path):
-    from controller.cli_operator import kopf_login, kube_configuration, operator_settings
+    from harmony.cli.operator import kopf_login, kube_configuration, operator_settings
 
     settings = operator_settings(["prod"], ["shard=a"], "harmony", "127.0.0.1", 9200, 3, priority=7)
     assert settings.namespaces == ("prod",) and settings.selector == {"shard": "a"}

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from controller.cli_operator import telemetry_source
-from controller.prometheus import PrometheusClient, PrometheusConfig
-from controller.replay_exporter import ReplayExporter, metric_name
-from forecasting.datasets import load_dataset
+from harmony.cli.operator import telemetry_source
+from harmony.operator.replay_exporter import ReplayExporter, metric_name
+from harmony.telemetry.datasets import load_dataset
+from harmony.telemetry.prometheus import PrometheusClient, PrometheusConfig
 from tests.operator_support import (
     DEPLOYMENTS,
     HA,

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller.operator.metrics import (
+from harmony.operator.metrics import (
     DECISION_REASONS,
     DIRECTIONS,
     QUANTILES,

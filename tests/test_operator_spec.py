@@ -9,15 +9,15 @@ import types
 
 import pytest
 
-from controller.decision import DecisionSettings
-from controller.operator.spec import (
+from harmony.decision.decide import DecisionSettings
+from harmony.errors import HarmonyInputError
+from harmony.operator.spec import (
     AutoscalerSpec,
     IndicatorSpec,
     InvalidSpec,
     ScaleTargetRef,
     parse_spec,
 )
-from forecasting.errors import HarmonyInputError
 from tests.crd_helpers import DELETE, INVALID_SPECS, load_example, with_change
 
 

@@ -5,12 +5,12 @@ import math
 import numpy as np
 import pytest
 
-from controller.backtest import Backtest, BacktestSettings, run_policies
-from controller.demand import demand_definition
-from controller.policies import POLICIES, build_policy, parse_policies
-from controller.policies.base import Observation, PolicySetup
-from forecasting.datasets import load_dataset
-from forecasting.errors import HarmonyInputError
+from harmony.backtest.policies import POLICIES, build_policy, parse_policies
+from harmony.backtest.policies.base import Observation, PolicySetup
+from harmony.backtest.runner import Backtest, BacktestSettings, run_policies
+from harmony.decision.demand import demand_definition
+from harmony.errors import HarmonyInputError
+from harmony.telemetry.datasets import load_dataset
 
 
 @pytest.fixture(scope="module")

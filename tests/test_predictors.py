@@ -4,11 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecasting.errors import HarmonyInputError
-from forecasting.predictors import PREDICTORS, Context, build_predictor, parse_models
-from forecasting.predictors.autoregressive import AutoRegressive
-from forecasting.predictors.naive import SeasonalNaive
-from forecasting.telemetry import Indicator, TelemetryFrame
+from harmony.errors import HarmonyInputError
+from harmony.forecasting.predictors import PREDICTORS, Context, build_predictor, parse_models
+from harmony.forecasting.predictors.autoregressive import AutoRegressive
+from harmony.forecasting.predictors.naive import SeasonalNaive
+from harmony.telemetry.frame import Indicator, TelemetryFrame
 from tests.helpers import make_frame
 
 HORIZON = 6

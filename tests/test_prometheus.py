@@ -12,15 +12,15 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 import pytest
 
-from controller.prometheus import (
+from harmony.errors import HarmonyInputError
+from harmony.operator.replay_exporter import ReplayExporter
+from harmony.telemetry.datasets import load_dataset
+from harmony.telemetry.prometheus import (
     PrometheusClient,
     PrometheusConfig,
     PrometheusError,
     fetch_telemetry,
 )
-from controller.replay_exporter import ReplayExporter
-from forecasting.datasets import load_dataset
-from forecasting.errors import HarmonyInputError
 from tests.prometheus_server import (
     FakePrometheusAPI,
     PrometheusServer,

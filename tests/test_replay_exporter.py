@@ -11,10 +11,10 @@ import requests
 from prometheus_client import CollectorRegistry, generate_latest
 from typer.testing import CliRunner
 
-from controller.cli import app
-from controller.replay_exporter import ReplayExporter, metric_name
-from forecasting.errors import HarmonyInputError
-from forecasting.telemetry import Indicator, TelemetryFrame
+from harmony.cli.main import app
+from harmony.errors import HarmonyInputError
+from harmony.operator.replay_exporter import ReplayExporter, metric_name
+from harmony.telemetry.frame import Indicator, TelemetryFrame
 
 
 class FakeClock:

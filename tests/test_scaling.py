@@ -1,6 +1,6 @@
 import numpy as np
 
-from forecasting.scaling import MinMaxScaler, RobustWindowScaler
+from harmony.forecasting.scaling import MinMaxScaler, RobustWindowScaler
 from tests.helpers import make_frame
 
 

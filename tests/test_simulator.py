@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from controller.policies.base import Observation, Policy, PolicySetup
-from controller.simulator import Fleet, simulate
+from harmony.backtest.policies.base import Observation, Policy, PolicySetup
+from harmony.backtest.simulator import Fleet, simulate
 
 
 class Scripted(Policy):

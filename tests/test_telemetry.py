@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecasting.errors import HarmonyInputError
-from forecasting.telemetry import Indicator, TelemetryFrame
+from harmony.errors import HarmonyInputError
+from harmony.telemetry.frame import Indicator, TelemetryFrame
 from tests.helpers import make_frame
 
 IND = [Indicator("a", 1, "1"), Indicator("b", 2, "bytes")]

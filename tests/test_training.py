@@ -5,12 +5,12 @@ import pandas as pd
 import pytest
 import torch
 
-from forecasting.errors import HarmonyInputError
-from forecasting.metrics import crps_ensemble
-from forecasting.models import HarmonyConfig, HarmonyNetwork
-from forecasting.predictors import Context, build_predictor
-from forecasting.predictors.harmony import HarmonyPredictor
-from forecasting.training import TrainingSettings, frame_windows, train_network, training_windows
+from harmony.errors import HarmonyInputError
+from harmony.forecasting.metrics import crps_ensemble
+from harmony.forecasting.models import HarmonyConfig, HarmonyNetwork
+from harmony.forecasting.predictors import Context, build_predictor
+from harmony.forecasting.predictors.harmony import HarmonyPredictor
+from harmony.forecasting.training import TrainingSettings, frame_windows, train_network, training_windows
 from tests.helpers import make_frame
 
 

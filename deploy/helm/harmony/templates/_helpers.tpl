@@ -50,7 +50,7 @@ app.kubernetes.io/part-of: harmony
 
 {{/*
 The RBAC rules of the operator, for one scope ("cluster" or "namespaced"): exactly what
-controller/operator/kube.py and kopf need, no wildcards. tests/test_helm_chart.py holds the same table.
+src/harmony/operator/kube.py and kopf need, no wildcards. tests/test_helm_chart.py holds the same table.
 */}}
 {{- define "harmony.rules" -}}
 {{- $root := index . 0 }}

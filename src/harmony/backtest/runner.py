@@ -1,0 +1,166 @@
+"""Backtests: every policy replayed on the same trace, the same split and the same forecasts.
+
+The first `train_fraction` of the span is history (forecasters are fitted on it, the static policy takes
+its peak from it); the rest is the evaluated span, never used for fitting or tuning. Sweeps vary each
+policy's own knob to trace its cost/breach curve, so policies are compared at a matched breach rate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from harmony.backtest.policies import POLICIES, build_policy
+from harmony.backtest.policies.base import PolicySetup
+from harmony.backtest.simulator import SimulationResult, simulate
+from harmony.decision.demand import DemandDefinition, demand_of
+from harmony.decision.posteriors import CapacityPosterior
+from harmony.errors import HarmonyInputError
+from harmony.forecasting.adapter import DemandForecaster
+from harmony.telemetry.frame import TelemetryFrame
+
+SUMMARY_COLUMNS = ["policy", "gpu_hours", "breach_rate", "unserved_fraction", "scaling_actions",
+                   "mean_utilisation", "oracle_ratio"]
+
+
+@dataclass(frozen=True)
+class BacktestSettings:
+    """cold_start_s: seconds before a requested replica serves. sla: target breach rate in (0, 1).
+    train_fraction: share of the span used as history. model: forecaster spec for forecasting policies.
+    lookback: forecaster context in steps. n_samples: forecast samples per decision. capacity_prior:
+    harmony's prior over the per-replica capacity (default: centred on the definition's capacity)."""
+
+    cold_start_s: float = 300.0
+    sla: float = 0.01
+    min_replicas: int = 1
+    max_replicas: int = 1000
+    train_fraction: float = 0.7
+    model: str = "ar:30"
+    lookback: int = 120
+    n_samples: int = 200
+    seed: int = 0
+    capacity_prior: CapacityPosterior | None = None  # harmony's prior belief (e.g. from `harmony calibrate`)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.sla < 1:
+            raise HarmonyInputError(f"--sla must lie in (0, 1), got {self.sla}")
+        if self.cold_start_s < 0:
+            raise HarmonyInputError(f"--cold-start must be >= 0 seconds, got {self.cold_start_s}")
+        if self.min_replicas < 0:
+            raise HarmonyInputError(f"--min-replicas must be >= 0, got {self.min_replicas}")
+        if self.min_replicas > self.max_replicas:
+            raise HarmonyInputError(
+                f"--min-replicas {self.min_replicas} is above --max-replicas {self.max_replicas}")
+        if not 0 < self.train_fraction < 1:
+            raise HarmonyInputError(f"--train-fraction must lie in (0, 1), got {self.train_fraction}")
+
+
+@dataclass
+class Backtest:
+    """A prepared trace: demand, split, shared setup and forecaster; run policies on it."""
+
+    frame: TelemetryFrame
+    definition: DemandDefinition
+    settings: BacktestSettings
+    demand: np.ndarray = field(init=False)
+    first_tick: int = field(init=False)
+    forecaster: DemandForecaster | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if len(self.frame.series) != 1:
+            raise HarmonyInputError(f"a backtest replays one series; got {len(self.frame.series)} (use --series)")
+        self.demand = demand_of(self.frame, self.definition)[:, 0]
+        self.first_tick = int(len(self.demand) * self.settings.train_fraction)
+        if self.first_tick < 10 or len(self.demand) - self.first_tick < 10:
+            raise HarmonyInputError(f"{len(self.demand)} ticks are too few to split for a backtest")
+        if np.all(np.isnan(self.demand[: self.first_tick])):
+            raise HarmonyInputError("demand is missing throughout the training part")
+
+    @property
+    def interval_s(self) -> float:
+        return self.frame.interval.total_seconds()
+
+    def setup(self, future: bool = False) -> PolicySetup:
+        return PolicySetup(
+            train_demand=self.demand[: self.first_tick],
+            capacity_per_replica=self.definition.capacity_per_replica,
+            interval_s=self.interval_s,
+            cold_start_s=self.settings.cold_start_s,
+            min_replicas=self.settings.min_replicas,
+            max_replicas=self.settings.max_replicas,
+            sla=self.settings.sla,
+            forecaster=self.forecaster,
+            future_demand=self.demand[self.first_tick:] if future else None,
+            first_tick=self.first_tick,
+        )
+
+    def ensure_forecaster(self) -> DemandForecaster:
+        if self.forecaster is None:
+            horizon = self.setup().horizon
+            self.forecaster = DemandForecaster(self.settings.model, horizon, self.settings.lookback,
+                                               self.settings.n_samples, self.settings.seed)
+            self.forecaster.fit(self.frame, self.first_tick, self.definition.indicators)
+            self.forecaster.precompute(np.arange(self.first_tick - 1, len(self.demand)))
+        return self.forecaster
+
+    def run(self, name: str, value: float | None = None) -> SimulationResult:
+        policy = build_policy(name, value)
+        if name == "harmony" and self.settings.capacity_prior is not None:
+            policy.capacity_prior = self.settings.capacity_prior
+        if policy.needs_forecaster:
+            self.ensure_forecaster()
+        return simulate(policy, self.demand, self.first_tick, self.setup(future=policy.needs_future))
+
+
+def summarise(results: list[SimulationResult], oracle: SimulationResult) -> list[dict]:
+    rows = []
+    for res in results:
+        row = res.summary()
+        row["oracle_ratio"] = row["gpu_hours"] / oracle.gpu_hours if oracle.gpu_hours > 0 else float("nan")
+        rows.append(row)
+    return rows
+
+
+def run_policies(backtest: Backtest, names: list[str],
+                 progress: Callable[[str], None] | None = None) -> tuple[list[SimulationResult], list[dict]]:
+    """Each named policy at its default knob (harmony at the SLA), plus the oracle for the ratio."""
+    results = []
+    oracle = None
+    for name in names:
+        if progress:
+            progress(name)
+        value = backtest.settings.sla if name == "harmony" else None
+        res = backtest.run(name, value)
+        results.append(res)
+        if name == "oracle":
+            oracle = res
+    oracle = oracle or backtest.run("oracle")
+    return results, summarise(results, oracle)
+
+
+def sweep_policies(backtest: Backtest, names: list[str],
+                   progress: Callable[[str], None] | None = None) -> tuple[list[dict], list[dict]]:
+    """Every policy over its knob grid: (curve rows, one row per policy at the SLA target).
+
+    At the SLA a policy's figure is its cheapest setting whose breach rate is within the target (no
+    interpolation between settings); a policy with no such setting reports its safest one, flagged."""
+    oracle = backtest.run("oracle")
+    curve = []
+    for name in names:
+        cls = POLICIES[name]
+        for value in cls.sweep or (None,):
+            if progress:
+                progress(f"{name} {cls.knob}={value}")
+            res = backtest.run(name, value)
+            row = summarise([res], oracle)[0]
+            row.update({"policy": name, "knob": cls.knob, "value": value})
+            curve.append(row)
+    at_sla = []
+    for name in names:
+        rows = [r for r in curve if r["policy"] == name]
+        within = [r for r in rows if r["breach_rate"] <= backtest.settings.sla]
+        best = min(within, key=lambda r: r["gpu_hours"]) if within else min(rows, key=lambda r: r["breach_rate"])
+        at_sla.append(dict(best, meets_sla=bool(within)))
+    return curve, at_sla

@@ -1,0 +1,131 @@
+"""`harmony backtest`: replay a trace against harmony and the baseline autoscalers, side by side."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from harmony.backtest.policies import POLICIES, parse_policies
+from harmony.backtest.report import plot_capacity, plot_cost_breach, write_html
+from harmony.backtest.runner import SUMMARY_COLUMNS, Backtest, BacktestSettings, run_policies, sweep_policies
+from harmony.cli.common import (
+    DatasetOpt,
+    IntervalOpt,
+    OptionOpt,
+    PathOpt,
+    console,
+    dataset_options,
+    load_frame,
+    user_errors,
+)
+from harmony.cli.tables import duration, results_table
+from harmony.decision.demand import demand_definition
+from harmony.decision.posteriors import CapacityPosterior
+from harmony.errors import HarmonyInputError
+from harmony.forecasting.predictors import build_predictor
+
+
+@user_errors
+def backtest(
+    dataset: DatasetOpt = "gentd26",
+    path: PathOpt = None,
+    policies: Annotated[str, typer.Option(help=f"all, or comma-separated: {', '.join(POLICIES)}")] = "all",
+    cold_start: Annotated[float, typer.Option(help="seconds before a new replica serves")] = 300.0,
+    sla: Annotated[float, typer.Option(help="target breach rate, in (0, 1)")] = 0.01,
+    min_replicas: Annotated[int, typer.Option(help="fewest replicas")] = 1,
+    max_replicas: Annotated[int, typer.Option(help="most replicas")] = 1000,
+    capacity: Annotated[float | None, typer.Option(help="demand one replica serves (default: dataset's)")] = None,
+    demand: Annotated[str | None, typer.Option(help="indicators summed as demand (default: dataset's)")] = None,
+    series: Annotated[str | None, typer.Option(help="series to replay (default: the first)")] = None,
+    model: Annotated[str, typer.Option(help="forecaster for forecasting policies, e.g. ar:30")] = "ar:30",
+    lookback: Annotated[int, typer.Option(help="forecaster context in steps")] = 120,
+    train_fraction: Annotated[float, typer.Option(help="share of the span used as history")] = 0.7,
+    sweep: Annotated[bool, typer.Option(help="trace each policy's cost/breach curve over its knob")] = False,
+    max_gap: Annotated[int, typer.Option(help="interpolate telemetry gaps up to this many steps")] = 5,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    capacity_prior: Annotated[Path | None, typer.Option(help="harmony's capacity prior (JSON from calibrate)")] = None,
+    out: Annotated[Path | None, typer.Option(help="folder for summary.csv, PNG plots and report.html")] = None,
+    option: OptionOpt = None,
+    interval: IntervalOpt = None,
+) -> None:
+    """GPU-hours, breach rate, unserved demand, scaling actions and utilisation per policy."""
+    names = parse_policies(policies)
+    build_predictor(model, "--model")  # an unknown --model fails before any work
+    frame = load_frame(dataset, path, dataset_options(option, interval=interval))
+    definition = demand_definition(dataset, demand, capacity, frame)
+    prior = read_capacity_prior(capacity_prior, definition.unit) if capacity_prior else None
+    settings = BacktestSettings(cold_start_s=cold_start, sla=sla, min_replicas=min_replicas,
+                                max_replicas=max_replicas, train_fraction=train_fraction, model=model,
+                                lookback=lookback, seed=seed, capacity_prior=prior)
+    if series is None:
+        series = frame.series[0]
+    frame = frame.select(series=[series]).trim()
+    frame, _ = frame.fill_gaps(max_gap)
+    bt = Backtest(frame, definition, settings)
+    span = frame.index[bt.first_tick:]
+    console.print(f"{dataset}/{series}: demand = {definition.description} ({definition.unit}), "
+                  f"capacity {definition.capacity_per_replica:g} per replica; evaluated span {span[0]} .. "
+                  f"{span[-1]} ({duration(span[-1] - span[0] + frame.interval)}, {len(span)} ticks, never used "
+                  f"for fitting); cold start {cold_start:g} s, SLA {100 * sla:g}% of ticks")
+
+    grid = sum(len(POLICIES[n].sweep) or 1 for n in names) if sweep else 0
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("backtest", total=len(names) + grid)
+
+        def step(label: str) -> None:
+            bar.update(task, description=label)
+            bar.advance(task)
+
+        results, rows = run_policies(bt, names, step)
+        curve, at_sla = sweep_policies(bt, [n for n in names if n != "oracle"], step) if sweep else ([], [])
+    console.print(results_table(f"{dataset}: policies at their defaults (harmony at the SLA)", rows,
+                                SUMMARY_COLUMNS))
+    if sweep:
+        console.print(results_table(
+            f"at the SLA: each policy's cheapest setting with breach rate <= {100 * sla:g}% "
+            "(meets_sla False: none did; its safest setting shown)",
+            at_sla, ["policy", "knob", "value", "gpu_hours", "breach_rate", "oracle_ratio", "meets_sla"]))
+    if out is not None:
+        write_outputs(out, dataset, definition.unit, sla, results, rows, curve, at_sla)
+
+
+def read_capacity_prior(path: Path, demand_unit: str) -> CapacityPosterior:
+    """The `capacity_posterior` of a `harmony calibrate` JSON, refused if its unit is not the demand's."""
+    try:
+        record = json.loads(path.read_text())
+        prior = CapacityPosterior.from_dict(record["capacity_posterior"])
+    except FileNotFoundError:
+        raise HarmonyInputError(f"{path}: no such file (--capacity-prior)") from None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise HarmonyInputError(
+            f"{path}: not a calibrate JSON with capacity_posterior (--capacity-prior): {exc}") from None
+    unit = str(record.get("unit", ""))
+    if unit.removesuffix(" per replica") != demand_unit:
+        raise HarmonyInputError(
+            f"{path}: capacity unit {unit!r} does not match the demand unit {demand_unit!r} (--capacity-prior)")
+    return prior
+
+
+def write_outputs(out: Path, dataset: str, unit: str, sla: float, results, rows, curve, at_sla) -> None:
+    if out.exists() and not out.is_dir():
+        raise HarmonyInputError(f"--out {out} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows)[SUMMARY_COLUMNS].to_csv(out / "summary.csv", index=False)
+    images = [plot_capacity(results, out / "capacity.png", unit)]
+    sections = [("Policies at their defaults", rows, SUMMARY_COLUMNS)]
+    if curve:
+        pd.DataFrame(curve).to_csv(out / "sweep.csv", index=False)
+        pd.DataFrame(at_sla).to_csv(out / "at_sla.csv", index=False)
+        oracle = [r for r in rows if r["policy"] == "oracle"]
+        images.append(plot_cost_breach(curve + oracle, sla, out / "cost_breach.png"))
+        sections.append(("At the SLA target", at_sla,
+                         ["policy", "knob", "value", "gpu_hours", "breach_rate", "oracle_ratio", "meets_sla"]))
+    write_html(out / "report.html", f"harmony backtest: {dataset}",
+               f"SLA {100 * sla:g}% of ticks; GPU-hours count every requested replica.", sections, images)
+    console.print(f"wrote {out}/summary.csv, {', '.join(p.name for p in images)}, report.html")

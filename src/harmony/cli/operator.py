@@ -1,0 +1,141 @@
+"""`harmony operator run`: the Kubernetes operator (kopf) with its Prometheus source and metrics exporter."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import random
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import kopf
+import typer
+from kubernetes import client, config
+
+from harmony.cli.common import user_errors
+from harmony.errors import HarmonyInputError
+from harmony.operator.app import OperatorSettings, run, stale_after_s
+from harmony.operator.kube import KubeClient
+from harmony.operator.metrics import OperatorMetrics, serve
+from harmony.operator.reconcile import Reconciler, ReconcileSettings
+from harmony.operator.spec import AutoscalerSpec
+from harmony.telemetry.prometheus import PrometheusClient, PrometheusConfig, fetch_telemetry
+
+operator_app = typer.Typer(help="The Kubernetes operator.", no_args_is_help=True)
+
+
+def kube_configuration(kubeconfig: Path | None) -> client.Configuration:
+    """In-cluster service account, else a kubeconfig file (--kubeconfig, else the default locations)."""
+    cfg = client.Configuration()
+    try:
+        if kubeconfig is None:
+            try:
+                config.load_incluster_config(client_configuration=cfg)
+                return cfg
+            except config.ConfigException:
+                pass
+        config.load_kube_config(config_file=str(kubeconfig) if kubeconfig else None, client_configuration=cfg)
+    except (config.ConfigException, FileNotFoundError, OSError) as exc:
+        raise HarmonyInputError(f"no usable Kubernetes credentials (--kubeconfig {kubeconfig}): {exc}") from None
+    return cfg
+
+
+def kopf_login(cfg: client.Configuration):
+    """A kopf login handler that uses exactly the credentials the kubernetes client uses."""
+
+    def login(**_) -> kopf.ConnectionInfo:
+        # the client keeps a token under "BearerToken" (kubeconfig and in-cluster loaders; older releases used
+        # "authorization"), with its "Bearer " prefix; this also runs the loaders' refresh hook for expiring tokens
+        token = cfg.get_api_key_with_prefix("BearerToken", alias="authorization") or ""
+        return kopf.ConnectionInfo(
+            server=cfg.host, ca_path=cfg.ssl_ca_cert, insecure=not cfg.verify_ssl,
+            username=cfg.username or None, password=cfg.password or None,
+            token=token.removeprefix("Bearer ").strip() or None,
+            certificate_path=cfg.cert_file, private_key_path=cfg.key_file,
+        )
+
+    return login
+
+
+def operator_settings(namespace: list[str] | None, selector: list[str] | None, peering: str | None,
+                      metrics_addr: str, metrics_port: int, workers: int,
+                      priority: int | None = None) -> OperatorSettings:
+    """The operator's settings from the command line's options (--selector items are KEY=VALUE).
+
+    priority None: a random peering priority for this start. kopf pauses every peer that shares the highest
+    priority (it cannot tell which should work), so replicas of one shard started with the same default
+    would all stand by; random priorities elect one and leave the others ready to take over."""
+    if priority is None:
+        priority = random.SystemRandom().randint(1, 2**31 - 1)
+    labels = {}
+    for item in selector or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise HarmonyInputError(f"--selector {item!r} is not KEY=VALUE")
+        labels[key] = value
+    return OperatorSettings(namespaces=tuple(namespace or ()), selector=labels, peering=peering, priority=priority,
+                            metrics_addr=metrics_addr, metrics_port=metrics_port, workers=workers)
+
+
+def telemetry_source(prometheus: PrometheusClient):
+    """Range queries for a spec's indicators over its history window, ending now."""
+
+    def fetch(spec: AutoscalerSpec, now: dt.datetime):
+        steps = max(int(spec.history_s // spec.interval_s), 2)
+        ordered = sorted(spec.indicators, key=lambda i: not i.demand)  # the demand indicator first: its age is checked
+        return fetch_telemetry(prometheus, [(i.name, i.query, i.level) for i in ordered], end=now, steps=steps,
+                               step_s=spec.interval_s, stale_after_s=stale_after_s(spec.interval_s))
+
+    return fetch
+
+
+@operator_app.command("run")
+@user_errors
+def operator_run(
+    namespace: Annotated[list[str] | None, typer.Option(
+        help="serve only these namespaces (repeatable); a glob such as 'team-*' also serves matching "
+             "namespaces created later (it lists and watches Namespaces cluster-wide, exact names do not)")] = None,
+    selector: Annotated[list[str] | None, typer.Option(help="shard by label KEY=VALUE (repeatable)")] = None,
+    peering: Annotated[str | None, typer.Option(help="kopf peering name shared by replicas of a shard")] = None,
+    priority: Annotated[int | None, typer.Option(
+        help="peering priority: the highest live replica works (default: random per start, so none tie)")] = None,
+    kubeconfig: Annotated[Path | None, typer.Option(help="kubeconfig file (default: in-cluster, then ~/.kube)")] = None,
+    prometheus_url: Annotated[str, typer.Option(help="Prometheus HTTP API base URL")] = "http://prometheus:9090",
+    bearer_token_file: Annotated[Path | None, typer.Option(help="bearer token for Prometheus")] = None,
+    ca_file: Annotated[Path | None, typer.Option(help="CA bundle to verify Prometheus TLS")] = None,
+    insecure_skip_verify: Annotated[bool, typer.Option(help="do not verify Prometheus TLS")] = False,
+    metrics_addr: Annotated[str, typer.Option(help="address of /metrics and /healthz")] = "0.0.0.0",
+    metrics_port: Annotated[int, typer.Option(help="port of /metrics and /healthz")] = 9100,
+    samples: Annotated[int, typer.Option(help="forecast samples per decision")] = 200,
+    workers: Annotated[int, typer.Option(help="reconcile steps in flight at once (threads; steps wait on I/O)")] = 16,
+    verbose: Annotated[bool, typer.Option(help="debug logging")] = False,
+) -> None:
+    """Reconcile HarmonyAutoscalers: forecast from Prometheus, decide, scale (or recommend), report."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = operator_settings(namespace, selector, peering, metrics_addr, metrics_port, workers, priority)
+    if bearer_token_file is not None and not bearer_token_file.is_file():
+        raise HarmonyInputError(f"{bearer_token_file}: no such file (--bearer-token-file)")
+    verify: bool | str = False if insecure_skip_verify else (str(ca_file) if ca_file else True)
+    prom = PrometheusClient(PrometheusConfig(url=prometheus_url,
+                                             bearer_token_file=str(bearer_token_file) if bearer_token_file else None,
+                                             verify_tls=verify))
+    cfg = kube_configuration(kubeconfig)
+    metrics = OperatorMetrics()
+    reconciler = Reconciler(KubeClient(client.ApiClient(cfg)), telemetry_source(prom), metrics,
+                            ReconcileSettings(n_samples=samples))
+    server, _ = serve(metrics, metrics_port, metrics_addr)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run(reconciler, settings, login=kopf_login(cfg), stop_flag=stop)
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.shutdown()

@@ -1,0 +1,98 @@
+"""`harmony train`: fit the HARMONY forecaster on a dataset and write a self-contained checkpoint.
+
+Thin: it parses flags, prepares the data as `harmony evaluate --protocol rolling` does (gaps of up to
+`--max-gap` steps interpolated, a 70/10/20 chronological split, a per-series min-max scaler fitted on the
+training rows), then calls the library (`harmony.forecasting.predictors.harmony`). The checkpoint is usable as
+`harmony evaluate --models harmony:PATH` and by `HarmonyPredictor.load(PATH)`; the per-series scaler is
+stored in its metadata so raw telemetry can be put in the model's space. Registered in `harmony.cli.main`.
+Lightning's `--accelerator`, `--devices` and `--strategy` pass straight through (e.g. `--accelerator gpu
+--devices 4 --strategy ddp`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from harmony.cli.common import console, user_errors
+from harmony.errors import HarmonyInputError
+from harmony.forecasting.scaling import MinMaxScaler
+from harmony.telemetry.datasets import SOURCES, get_source
+
+
+def _devices(text: str) -> int | str:
+    return int(text) if text.isdigit() else text
+
+
+@user_errors
+def train(
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help=f"one of: {', '.join(SOURCES)}")] = "fisher",
+    path: Annotated[Path | None, typer.Option(help="a file or folder in the dataset's format")] = None,
+    out: Annotated[Path, typer.Option(help="checkpoint to write")] = Path("model.ckpt"),
+    lookback: Annotated[int, typer.Option(help="context window in steps")] = 72,
+    horizon: Annotated[int, typer.Option(help="steps ahead the flow models jointly")] = 1,
+    epochs: Annotated[int, typer.Option(help="maximum epochs (early stopping on validation NLL)")] = 40,
+    patience: Annotated[int, typer.Option(help="epochs without a better validation NLL before stopping")] = 5,
+    seed: Annotated[int, typer.Option(help="seed: the same seed gives the same checkpoint")] = 0,
+    no_hierarchy: Annotated[bool, typer.Option("--no-hierarchy", help="ablation: flat attention")] = False,
+    no_flow: Annotated[bool, typer.Option("--no-flow", help="ablation: Gaussian head, no flow")] = False,
+    flow: Annotated[str, typer.Option(help="flow kind: spline (coupling), spline-ar or maf")] = "spline",
+    d_model: Annotated[int, typer.Option(help="token width")] = 32,
+    heads: Annotated[int, typer.Option(help="attention heads")] = 4,
+    layers: Annotated[int, typer.Option(help="attention blocks per level")] = 1,
+    dropout: Annotated[float, typer.Option(help="dropout")] = 0.1,
+    batch_size: Annotated[int, typer.Option(help="windows per batch")] = 64,
+    learning_rate: Annotated[float, typer.Option(help="AdamW learning rate")] = 2e-3,
+    crps_weight: Annotated[float, typer.Option(help="weight of the sample-CRPS loss term beside the NLL")] = 0.0,
+    accelerator: Annotated[str, typer.Option(help="Lightning accelerator: cpu, gpu, auto")] = "cpu",
+    devices: Annotated[str, typer.Option(help="Lightning devices: a count, 'auto', or a list")] = "1",
+    strategy: Annotated[str, typer.Option(help="Lightning strategy: auto, ddp, ...")] = "auto",
+    max_gap: Annotated[int, typer.Option(help="interpolate gaps up to this many steps")] = 3,
+    option: Annotated[list[str] | None, typer.Option("--option", "-o", help="dataset option KEY=VALUE")] = None,
+    progress: Annotated[bool, typer.Option(help="show the training progress bar")] = True,
+) -> None:
+    """Train the HARMONY forecaster (hierarchical attention + normalizing flow) and save a checkpoint."""
+    from pytorch_lightning.utilities import rank_zero_only
+
+    from harmony.forecasting.predictors.harmony import HarmonyPredictor
+    from harmony.forecasting.training import TrainingSettings
+
+    options = {}
+    for item in option or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise HarmonyInputError(f"--option {item!r} is not KEY=VALUE")
+        options[key.strip().replace("-", "_")] = value.strip()
+    frame = get_source(dataset).load(path, **options)
+    frame, _ = frame.fill_gaps(max_gap)
+    split = frame.split(train=0.7, test=0.2)
+    scaler = MinMaxScaler.fit(split.train)
+    settings = TrainingSettings(
+        max_epochs=epochs, patience=patience, batch_size=batch_size, learning_rate=learning_rate,
+        crps_weight=crps_weight, seed=seed, accelerator=accelerator, devices=_devices(devices), strategy=strategy,
+        progress_bar=progress,
+    )
+    model = HarmonyPredictor(
+        lookback, horizon, settings, name="harmony", d_model=d_model, n_heads=heads, layers_per_level=layers,
+        dropout=dropout, hierarchy=not no_hierarchy, flow="none" if no_flow else flow,
+    )
+    if rank_zero_only.rank == 0:
+        console.print(f"training on {frame!r}")
+    model.fit(scaler.transform_frame(split.train), scaler.transform_frame(split.validation))
+    if rank_zero_only.rank != 0:
+        return  # under DDP every process trains the same synchronised weights; rank 0 alone writes and reports
+    model.metadata = {
+        "dataset": dataset, "path": None if path is None else str(path), "series": list(frame.series),
+        "series_scaler": scaler.to_dict(),
+        "space": "per-series min-max, fitted on the first 70% of rows (as harmony evaluate scales)",
+    }
+    model.save(out)
+    r = model.report
+    console.print(
+        f"best validation NLL {r.best_val_nll:.4f} per value at epoch {r.best_epoch + 1} of {r.epochs_run}, "
+        f"{r.seconds:.1f} s ({r.seconds_to_best:.1f} s to the best), {r.parameters} parameters, "
+        f"{r.train_windows} training windows"
+    )
+    console.print(f"wrote {out}")

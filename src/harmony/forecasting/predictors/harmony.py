@@ -1,0 +1,247 @@
+"""The HARMONY forecaster behind the Predictor interface: trains in `fit`, or loads a checkpoint.
+
+fit(train, validation) fits a per-indicator min-max scaler on the training rows of all series (so the
+network sees comparable magnitudes whatever the input units; the protocols' already-scaled data passes
+through almost unchanged), cuts windows, and trains a HarmonyNetwork with early stopping on validation NLL
+(`harmony.forecasting.training`), then calibrates the samples' spread on the validation windows.
+predict(context, horizon) draws flow samples; the network inverts its per-window
+normalisation per sample and this class inverts the scaler, so samples are in the context's own space.
+A horizon beyond the trained one is reached recursively: each sample path is fed back as context.
+
+save(path) writes one file holding config, weights, scaler, indicators (names, levels, units), interval and
+the training report; `HarmonyPredictor.load(path)` needs nothing else, and `fit` on a loaded predictor only
+checks that the data has the same indicators. Paper: HARMONY (see `harmony.forecasting.models`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from harmony.errors import HarmonyInputError
+from harmony.forecasting.forecast import Forecast
+from harmony.forecasting.models.network import HarmonyConfig, HarmonyNetwork
+from harmony.forecasting.models.tokens import calendar_features
+from harmony.forecasting.predictors.base import Context, Predictor
+from harmony.forecasting.scaling import MinMaxScaler
+from harmony.forecasting.training import TrainingReport, TrainingSettings, train_network, training_windows
+from harmony.telemetry.frame import Indicator, TelemetryFrame
+
+CHECKPOINT_FORMAT = "harmony-forecaster/1"
+#: windows per forward pass at prediction time (bounds memory for many series x samples)
+PREDICT_BATCH = 4096
+
+
+class HarmonyPredictor(Predictor):
+    """HARMONY forecaster. `options` are HarmonyConfig fields (d_model, hierarchy, flow, ...)."""
+
+    def __init__(self, lookback: int = 72, horizon: int = 1, settings: TrainingSettings | None = None,
+                 name: str = "harmony", **options) -> None:
+        self.name = name
+        self.lookback, self.horizon = lookback, horizon
+        self.settings = settings or TrainingSettings()
+        self.options = options
+        self.network: HarmonyNetwork | None = None
+        self.scaler: MinMaxScaler | None = None
+        self.indicators: tuple[Indicator, ...] = ()
+        self.interval: pd.Timedelta | None = None
+        self.report: TrainingReport | None = None
+        self.metadata: dict = {}
+        self.from_checkpoint = False
+
+    @property
+    def min_context_steps(self) -> int:
+        return self.lookback
+
+    @property
+    def config(self) -> HarmonyConfig | None:
+        return None if self.network is None else self.network.config
+
+    # -- fit -----------------------------------------------------------------------------------------
+    def fit(self, train: TelemetryFrame, validation: TelemetryFrame | None = None) -> HarmonyPredictor:
+        if self.from_checkpoint:
+            if train.indicator_names != tuple(ind.name for ind in self.indicators):
+                raise HarmonyInputError(
+                    f"{self.name}: checkpoint indicators {[i.name for i in self.indicators]} differ from the "
+                    f"data's {list(train.indicator_names)}"
+                )
+            return self
+        n_ind = train.values.shape[2]
+        self.scaler = MinMaxScaler.fit(train.values.reshape(-1, 1, n_ind))  # per indicator, over all series
+        val_values = None if validation is None else self.scaler.transform(validation.values)
+        windows = training_windows(
+            self.scaler.transform(train.values), train.index, val_values,
+            None if validation is None else validation.index, self.lookback, self.horizon,
+        )
+        try:
+            config = HarmonyConfig(levels=train.levels, lookback=self.lookback, horizon=self.horizon, **self.options)
+        except (TypeError, ValueError) as exc:
+            raise HarmonyInputError(f"{self.name}: {exc}") from None
+        self.network, self.report = train_network(config, *windows, self.settings)
+        self.indicators, self.interval = tuple(train.indicators), train.interval
+        return self
+
+    # -- predict -------------------------------------------------------------------------------------
+    def predict(self, context: Context, horizon: int, n_samples: int = 100, seed: int | None = None) -> Forecast:
+        if self.network is None:
+            raise RuntimeError(f"{self.name} is not fitted")
+        values = self._check_context(context, len(self.indicators))[-self.lookback:]  # [L, S, I]
+        x = torch.from_numpy(np.moveaxis(self.scaler.transform(values), 1, 0).astype(np.float32))  # [S, L, I]
+        interval = context.interval if context.interval is not None else self.interval
+        generator = torch.Generator().manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**63))
+        with torch.inference_mode():  # no autograd bookkeeping at all (cheaper than no_grad)
+            samples = self._paths(x, context, interval, horizon, n_samples, generator)
+        samples = self.scaler.inverse(np.moveaxis(samples.numpy().astype(np.float64), 2, 1))  # [n, h, S, I]
+        return Forecast(samples, None, None, tuple(ind.name for ind in self.indicators))
+
+    def _paths(self, x: torch.Tensor, context: Context, interval: pd.Timedelta | None, horizon: int,
+               n_samples: int, generator: torch.Generator) -> torch.Tensor:
+        """[n, S, horizon, I] sample paths in the scaled space; beyond the trained horizon, recursively."""
+        n_series = x.shape[0]
+        trained = self.network.config.horizon
+        paths: list[torch.Tensor] = []  # each [n, S, H, I]
+        steps = math.ceil(horizon / trained)
+        for step in range(steps):
+            first_time = None
+            if context.end_time is not None and interval is not None:
+                first_time = np.asarray(context.end_time) + (1 + step * trained) * interval.to_timedelta64()
+            calendar = torch.from_numpy(calendar_features(first_time, n_series))
+            if step == 0:
+                paths.append(self._sample(x, calendar, n_samples, generator))
+                if steps > 1:  # only recursion needs a context per sample path (n_samples copies of x)
+                    flat = x.repeat(n_samples, 1, 1)  # row k * S + s: sample path k of series s
+            else:
+                flat = torch.cat([flat, paths[-1].reshape(n_samples * n_series, trained, -1)], dim=1)
+                flat = flat[:, -self.lookback:]
+                nxt = self._sample(flat, calendar.repeat(n_samples, 1), 1, generator)[0]
+                paths.append(nxt.reshape(n_samples, n_series, trained, -1))
+        return torch.cat(paths, dim=2)[:, :, :horizon]
+
+    def _sample(self, x: torch.Tensor, calendar: torch.Tensor, n_samples: int,
+                generator: torch.Generator) -> torch.Tensor:
+        """[n, B, H, I] in batches of PREDICT_BATCH windows."""
+        chunk = max(1, PREDICT_BATCH // max(1, n_samples // 16))
+        out = [self.network.sample(x[i:i + chunk], calendar[i:i + chunk], n_samples, generator)
+               for i in range(0, len(x), chunk)]
+        return torch.cat(out, dim=1)
+
+    # -- persistence ---------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write a self-contained checkpoint (config, weights, scaler, indicators with levels, interval)."""
+        if self.network is None:
+            raise RuntimeError(f"{self.name} is not fitted; nothing to save")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({
+            "format": CHECKPOINT_FORMAT,
+            "name": self.name,
+            "config": self.network.config.to_dict(),
+            "state_dict": self.network.state_dict(),
+            "scaler": self.scaler.to_dict(),
+            "indicators": [asdict(ind) for ind in self.indicators],
+            "interval": None if self.interval is None else str(self.interval),
+            "settings": asdict(self.settings),
+            "report": None if self.report is None else self.report.to_dict(),
+            "metadata": self.metadata,
+        }, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> HarmonyPredictor:
+        """A fitted predictor from a `save`d checkpoint; nothing else is needed."""
+        path = Path(path)
+        if not path.is_file():
+            raise HarmonyInputError(f"checkpoint {path} does not exist")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not our checkpoint"
+            raise HarmonyInputError(f"{path} is not a harmony checkpoint ({type(exc).__name__})") from None
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise HarmonyInputError(f"{path} is not a harmony checkpoint (format {CHECKPOINT_FORMAT})")
+        config = HarmonyConfig.from_dict(state["config"])
+        settings = TrainingSettings(**state["settings"])
+        model = cls(config.lookback, config.horizon, settings, name=state["name"])
+        model.network = HarmonyNetwork(config)
+        weights = dict(state["state_dict"])
+        weights.setdefault("spread", model.network.spread)  # checkpoints from before spread calibration
+        weights.setdefault("window_mix", model.network.window_mix)  # ... and before the window mixture
+        weights.setdefault("window_recent", model.network.window_recent)  # ... and before its recent span
+        model.network.load_state_dict(weights)
+        model.network.eval()
+        model.scaler = MinMaxScaler.from_dict(state["scaler"])
+        model.indicators = tuple(Indicator(**ind) for ind in state["indicators"])
+        model.interval = None if state["interval"] is None else pd.Timedelta(state["interval"])
+        model.report = None if state["report"] is None else TrainingReport(**state["report"])
+        model.metadata = state["metadata"]
+        model.from_checkpoint = True
+        return model
+
+    def with_settings(self, **changes) -> HarmonyPredictor:
+        """The same (unfitted) predictor with some training settings changed."""
+        self.settings = replace(self.settings, **changes)
+        return self
+
+
+def _flag(text: str) -> bool:
+    return text.lower() in ("1", "true", "yes")
+
+
+#: spec option -> (target, cast): "config" options go to HarmonyConfig, "settings" to TrainingSettings
+SPEC_OPTIONS: dict[str, tuple[str, str, type]] = {
+    "lookback": ("predictor", "lookback", int),
+    "horizon": ("predictor", "horizon", int),
+    "d_model": ("config", "d_model", int),
+    "heads": ("config", "n_heads", int),
+    "layers": ("config", "layers_per_level", int),
+    "dropout": ("config", "dropout", float),
+    "flow": ("config", "flow", str),
+    "flow_layers": ("config", "flow_layers", int),
+    "min_scale": ("config", "min_scale", float),
+    "calendar": ("config", "calendar", _flag),
+    "quantiles": ("config", "window_quantiles", int),
+    "epochs": ("settings", "max_epochs", int),
+    "patience": ("settings", "patience", int),
+    "batch": ("settings", "batch_size", int),
+    "lr": ("settings", "learning_rate", float),
+    "crps": ("settings", "crps_weight", float),
+    "noise": ("settings", "target_noise", float),
+    "seed": ("settings", "seed", int),
+    "calibrate": ("settings", "calibrate", _flag),
+    "mix": ("settings", "window_mix", _flag),
+}
+
+
+def harmony_from_spec(spec: str, arg: str | None, name: str = "harmony", **fixed) -> HarmonyPredictor:
+    """`harmony`, `harmony:PATH.ckpt` (load) or `harmony:KEY=VALUE+KEY=VALUE...` (a bare integer is the
+    lookback); `fixed` are HarmonyConfig fields an ablation pins (hierarchy=False, flow="none")."""
+    if arg and (arg.endswith((".ckpt", ".pt")) or Path(arg).is_file()):
+        if fixed:
+            raise HarmonyInputError(f"model {spec!r} (--models): load checkpoints with 'harmony:{arg}'")
+        return HarmonyPredictor.load(arg)
+    kwargs: dict = {}
+    config: dict = dict(fixed)
+    settings: dict = {}
+    for item in (arg or "").split("+"):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep:
+            key, value = "lookback", item
+        if key not in SPEC_OPTIONS:
+            raise HarmonyInputError(
+                f"model {spec!r} (--models): unknown option {key!r}; known: {', '.join(SPEC_OPTIONS)}"
+            )
+        target, field, cast = SPEC_OPTIONS[key]
+        try:
+            typed = cast(value)
+        except ValueError:
+            raise HarmonyInputError(f"model {spec!r} (--models): {key}={value!r} is not a {cast.__name__}") from None
+        {"predictor": kwargs, "config": config, "settings": settings}[target][field] = typed
+    if kwargs.get("lookback", 2) < 2 or kwargs.get("horizon", 1) < 1:
+        raise HarmonyInputError(f"model {spec!r} (--models): lookback must be >= 2 and horizon >= 1")
+    return HarmonyPredictor(**kwargs, settings=TrainingSettings(**settings), name=name, **config)

@@ -1,0 +1,13 @@
+"""The Kubernetes operator: one `HarmonyAutoscaler` custom resource per workload (DESIGN.md, "Operator").
+
+- `spec`: the resource's spec, parsed and re-validated into frozen dataclasses (defence in depth behind the
+  CRD's OpenAPI schema, `crd/harmonyautoscaler.yaml`, package data), and mapped onto `DecisionSettings`.
+- `metrics`: the Prometheus exporter (`harmony_*` metrics, `/metrics` and `/healthz` on one HTTP server).
+- `state`, `kube`, `reconcile`: what survives restarts (status), the Kubernetes client wrapper, one step.
+
+- `replay_exporter`: serves a recorded trace as Prometheus metrics, for demos and end-to-end tests.
+
+Layering: this package may import `harmony.decision`, `harmony.forecasting`, `harmony.telemetry`, kubernetes,
+kopf and prometheus-client; only the CLI imports it. Kubernetes, Prometheus, the clock and
+the metrics registry come in as parameters with production defaults, so tests substitute them.
+"""

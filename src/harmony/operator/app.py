@@ -1,0 +1,206 @@
+"""The kopf operator: one daemon per HarmonyAutoscaler, reconciling every spec.intervalSeconds.
+
+`build_registry` wires the handlers to a Reconciler (its Kubernetes, Prometheus, metrics and clock
+boundaries chosen by the caller); `run` starts kopf with the sharding and peering settings and the
+metrics server. Several operator processes share work by sharding (`--namespace`, `--selector`) and, for
+replicas of one shard, by kopf peering: only the highest-priority peer runs handlers, so two replicas
+never scale the same workload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import datetime as dt
+import logging
+import time
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import kopf
+
+from harmony.operator.kube import GROUP, PLURAL, VERSION, ApiError
+from harmony.operator.reconcile import Reconciler
+from harmony.operator.state import parse_timestamp
+
+log = logging.getLogger("harmony.operator")
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """namespaces: served namespaces (empty: cluster-wide). selector: label selector (key -> value) that
+    picks this shard's objects. peering: kopf peering name shared by replicas of a shard (None:
+    standalone, no peering objects needed). priority: this replica's peering priority (the highest active
+    peer works, the others stand by). metrics_addr / metrics_port: the exporter (/metrics, /healthz).
+    workers: reconcile steps in flight at once, each in a thread of its own pool. A step mostly waits on
+    Prometheus and the API server (a few ms of CPU against tens to hundreds of ms of round trips), so the
+    pool is sized for I/O, not for cores: asyncio's default pool (cores + 4 threads, shared with anything
+    else run in threads) would cap 500 objects on 2 cores at 6 steps in flight."""
+
+    namespaces: tuple[str, ...] = ()
+    selector: Mapping[str, str] = field(default_factory=dict)
+    peering: str | None = None
+    priority: int = 0
+    metrics_addr: str = "0.0.0.0"
+    metrics_port: int = 9100
+    workers: int = 16
+
+
+def _interval_s(spec: Mapping) -> float:
+    try:
+        return max(1.0, float(spec.get("intervalSeconds", 30)))
+    except (TypeError, ValueError):
+        return 30.0
+
+
+def _newer(own: dict | None, seen: Mapping | None) -> Mapping | None:
+    """The status to continue from: what this daemon wrote last, unless the object's is as new (the watch
+    may lag our own write by a moment; after a restart only the object's exists)."""
+    if not own:
+        return seen
+    own_n = (own.get("posterior") or {}).get("decisions", 0)
+    seen_n = ((seen or {}).get("posterior") or {}).get("decisions", 0)
+    return seen if seen_n >= own_n else own
+
+
+async def _pause(stopped: kopf.DaemonStopped, seconds: float) -> None:
+    """Wait `seconds`, or less if the daemon is stopped meanwhile.
+
+    Not `stopped.wait(seconds)`: kopf runs that time limit in a task of its own, and when the limit expires
+    just as the daemon is cancelled (a stop aligned with the cadence), that task's TimeoutError is left
+    unretrieved and kopf re-raises it when the operator exits. The limit is ours here, inside the daemon's
+    own task, and kopf's wait has none."""
+    if seconds <= 0 or stopped:
+        return
+    try:
+        await asyncio.wait_for(stopped.wait(), timeout=seconds)
+    except TimeoutError:
+        pass
+
+
+def first_delay_s(status: Mapping | None, interval_s: float, now: dt.datetime, uid: str, at_startup: bool) -> float:
+    """Seconds an object's daemon waits before its first decision in this process.
+
+    - The status holds a decision less than one interval old (a restart or a peer's failover): wait out the
+      rest of that interval. The object keeps its cadence instead of deciding twice within one interval,
+      and objects whose decisions were spread stay spread.
+    - Otherwise, for objects found while the operator starts (`at_startup`): a stable offset in
+      [0, interval) from the object's uid. Hundreds of objects found at once would all be due in the same
+      second and queue behind each other (the scale bench's startup burst); spread over one interval, each
+      still gets its first decision within one interval.
+    - Otherwise (an object created while the operator runs): at once.
+    """
+    last = parse_timestamp(((status or {}).get("lastDecision") or {}).get("time"))
+    if last is not None:  # an unreadable time is not ours to trust: decide on the normal schedule
+        elapsed = (now - last).total_seconds()
+        if 0 <= elapsed < interval_s:
+            return interval_s - elapsed
+    if at_startup:
+        return interval_s * zlib.crc32(uid.encode()) / 2**32
+    return 0.0
+
+
+def shard_id(settings: OperatorSettings) -> str:
+    """A short stable name for the shard (namespaces and selector): the same for every replica of it."""
+    import hashlib
+
+    if not settings.namespaces and not settings.selector:
+        return "all"
+    labels = ",".join(f"{k}={v}" for k, v in sorted(settings.selector.items()))
+    key = ",".join(sorted(settings.namespaces)) + "|" + labels
+    return hashlib.sha256(key.encode()).hexdigest()[:10]
+
+
+def build_registry(reconciler: Reconciler, settings: OperatorSettings,
+                   login: Callable[..., kopf.ConnectionInfo] | None = None,
+                   executor: concurrent.futures.Executor | None = None) -> kopf.OperatorRegistry:
+    """The kopf handlers of one operator process, bound to `reconciler`; steps run in `executor` (None:
+    asyncio's default pool)."""
+    registry = kopf.OperatorRegistry()
+    labels = dict(settings.selector) or None
+
+    if login is not None:
+        kopf.on.login(registry=registry)(login)
+
+    shard = shard_id(settings)
+    literal_namespaces = bool(settings.namespaces) and not any(
+        ch in ns for ns in settings.namespaces for ch in "*?![]")
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_) -> None:
+        settings.posting.level = logging.WARNING  # our own Events say what scaled; kopf's would be noise
+        settings.watching.server_timeout = 60
+        # One finalizer per shard: kopf removes its finalizer from objects its filters do not match, so a
+        # shared name would make each shard strip the other's.
+        settings.persistence.finalizer = f"harmony.dev/daemon-{shard}"
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=f"{shard}.harmony.dev")
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=f"{shard}.harmony.dev")
+        if literal_namespaces:
+            # Named namespaces need no cluster scan: serve exactly them, so a namespaced install's Roles
+            # suffice (listing and watching Namespace objects is cluster-scoped); kopf scans only for globs.
+            settings.scanning.disabled = True
+
+    active: set[str] = set()
+    started = time.monotonic()  # a daemon starting within one interval of this belongs to the startup set
+
+    @kopf.daemon(GROUP, VERSION, PLURAL, registry=registry, labels=labels, cancellation_timeout=10.0)
+    async def autoscale(stopped: kopf.DaemonStopped, name: str, namespace: str, uid: str, meta: Mapping,
+                        spec: Mapping, status: Mapping, **_) -> None:
+        active.add(uid)
+        reconciler.metrics.set_autoscalers(len(active))
+        own: dict | None = None
+        try:
+            interval = _interval_s(spec)
+            delay = first_delay_s(status, interval, reconciler.clock(), uid, time.monotonic() - started < interval)
+            await _pause(stopped, delay)
+            while not stopped:
+                began = time.monotonic()
+                current = _newer(own, status)
+                try:
+                    outcome = await asyncio.get_running_loop().run_in_executor(
+                        executor, reconciler.reconcile, namespace, name, uid, meta.get("generation"), dict(spec),
+                        current)
+                    own = outcome.status if outcome.error is None else own
+                except Exception as exc:  # one object's failure must not stop its daemon or others
+                    log.exception("%s/%s: reconcile failed", namespace, name)
+                    reconciler.metrics.reconcile_failure(
+                        namespace, name, "api-error" if isinstance(exc, ApiError) else type(exc).__name__)
+                # a fixed cadence (start to start), not an interval after each step: the step's duration
+                # would otherwise add up into drift, and N objects would be decided less than N / interval times
+                await _pause(stopped, _interval_s(spec) - (time.monotonic() - began))
+        finally:
+            active.discard(uid)
+            reconciler.metrics.set_autoscalers(len(active))
+
+    @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, labels=labels, optional=True)
+    def forget(name: str, namespace: str, uid: str, **_) -> None:
+        reconciler.forget(uid, namespace, name)
+
+    return registry
+
+
+async def run(reconciler: Reconciler, settings: OperatorSettings, login: Callable | None = None,
+              stop_flag: asyncio.Event | None = None, ready_flag: asyncio.Event | None = None) -> None:
+    """Run the operator until `stop_flag` is set (or forever)."""
+    executor = concurrent.futures.ThreadPoolExecutor(max(1, settings.workers), thread_name_prefix="harmony-reconcile")
+    registry = build_registry(reconciler, settings, login, executor)
+    try:
+        await kopf.operator(
+            registry=registry,
+            clusterwide=not settings.namespaces,
+            namespaces=list(settings.namespaces),
+            standalone=settings.peering is None,
+            peering_name=settings.peering,
+            priority=settings.priority,
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+        )
+    finally:
+        executor.shutdown(wait=False, cancel_futures=True)  # a step still running finishes on its own
+
+
+def stale_after_s(interval_s: float) -> float:
+    """Telemetry whose newest demand sample is older than three intervals is stale: a scrape may miss
+    once or twice, a third miss means the source is gone."""
+    return max(3.0 * interval_s, 3.0)

@@ -1,0 +1,340 @@
+"""The `HarmonyAutoscaler` spec, parsed and re-validated into frozen dataclasses.
+
+The CRD's OpenAPI schema (src/harmony/operator/crd/harmonyautoscaler.yaml) already rejects bad objects at admission, but
+the operator may run against an API server that did not validate (the kmock emulator in tests, an older
+CRD version, a CRD installed without its CEL rules), so `parse_spec` applies the same defaults and checks
+every constraint again, plus two the schema cannot: that the baseline model name is known and that a
+checkpoint file exists. Errors are `InvalidSpec`, whose message starts with the field path at fault
+(`spec.indicators[1].query: ...`), ready for a status condition.
+
+tests/test_crd.py reads the defaults and ranges back from the YAML and compares, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harmony.decision.decide import DecisionSettings
+from harmony.errors import HarmonyInputError
+from harmony.forecasting.predictors import build_predictor
+
+CRD_PATH = Path(str(files("harmony.operator") / "crd" / "harmonyautoscaler.yaml"))
+
+MODES = ("Recommend", "Scale")
+INDICATOR_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_.]*$")
+MAX_INDICATORS = 32
+MAX_LEVEL = 5
+
+# Defaults, equal to the CRD's (tests/test_crd.py checks them against the YAML).
+DEFAULT_API_VERSION = "apps/v1"
+DEFAULT_MIN_REPLICAS = 1
+DEFAULT_MODE = "Recommend"
+DEFAULT_INTERVAL_S = 30
+DEFAULT_LOOKBACK_S = 3600
+DEFAULT_HISTORY_S = 21600
+DEFAULT_LEVEL = 1
+DEFAULT_MAX_BREACH_PROBABILITY = 0.01
+DEFAULT_COLD_START_S = 300
+DEFAULT_COST_PER_REPLICA_HOUR = 1.0
+DEFAULT_SCALE_DOWN_STABILISATION_S = 300
+DEFAULT_BASELINE = "ar:30"
+
+_REQUIRED = object()
+
+
+class InvalidSpec(HarmonyInputError):
+    """A HarmonyAutoscaler spec the operator cannot act on. `path` is the field at fault
+    (`spec.indicators[1].query`); the message is `path: problem`, one line."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class IndicatorSpec:
+    """One telemetry series: a name (the indicator's key in the TelemetryFrame), a PromQL query returning
+    one series, its hierarchy level (1 = service demand, 2 = compute/memory, 3 = I/O/network, ...) and
+    whether it is the demand the replicas are provisioned for."""
+
+    name: str
+    query: str
+    level: int = DEFAULT_LEVEL
+    demand: bool = False
+
+
+@dataclass(frozen=True)
+class ScaleTargetRef:
+    """The workload to scale; it must expose a scale subresource."""
+
+    api_version: str
+    kind: str
+    name: str
+
+
+@dataclass(frozen=True)
+class AutoscalerSpec:
+    """A validated HarmonyAutoscaler spec, in domain units (seconds, replicas, demand units).
+
+    capacity_per_replica: demand units one ready replica serves at the SLA limit, or None when it is learned
+    from observations (starting from a prior). model_baseline / model_checkpoint: exactly one is set.
+    """
+
+    target: ScaleTargetRef
+    min_replicas: int
+    max_replicas: int
+    mode: str
+    interval_s: int
+    indicators: tuple[IndicatorSpec, ...]
+    capacity_per_replica: float | None
+    max_breach_probability: float
+    cold_start_s: int
+    cost_per_replica_hour: float
+    scale_down_stabilisation_s: int
+    max_step_up: int | None
+    max_step_down: int | None
+    model_baseline: str | None
+    model_checkpoint: str | None
+    lookback_s: int
+    history_s: int
+
+    @property
+    def demand_indicator(self) -> IndicatorSpec:
+        """The indicator marked `demand: true` (parse_spec guarantees exactly one)."""
+        return next(i for i in self.indicators if i.demand)
+
+    @property
+    def cold_start_steps(self) -> int:
+        """Control intervals a new replica takes to become ready (rounded up): the forecast must cover them."""
+        return math.ceil(self.cold_start_s / self.interval_s)
+
+    def decision_settings(self) -> DecisionSettings:
+        """Bounds, steps, costs and the stabilisation window (in control intervals, rounded up, at least the
+        current decision) for `harmony.decision.decide.decide`.
+
+        Scale-ups are sized on the whole horizon (lead_steps 0), unlike the backtest's harmony policy, which
+        sizes them from the end of the cold start on: in the simulator a replica is ready exactly
+        coldStartSeconds after the request, while in a cluster the patch, scheduling and image pulls make
+        readiness earlier or later than the nominal cold start, so the live operator also covers the steps
+        before it (on the end-to-end replay, sizing from the end of the cold start left ready capacity at the
+        peak 0.68x sustained demand against 0.77x)."""
+        return DecisionSettings(
+            min_replicas=self.min_replicas,
+            max_replicas=self.max_replicas,
+            max_step_up=self.max_step_up,
+            max_step_down=self.max_step_down,
+            stabilisation_steps=max(1, math.ceil(self.scale_down_stabilisation_s / self.interval_s)),
+            cost_per_replica_hour=self.cost_per_replica_hour,
+            interval_s=float(self.interval_s),
+        )
+
+
+# --- field readers: each names the field path in its error -----------------------------------------------
+def _mapping(value: Any, path: str) -> Mapping:
+    if not isinstance(value, Mapping):
+        raise InvalidSpec(path, f"must be an object, got {type(value).__name__}")
+    return value
+
+
+def _known(obj: Mapping, path: str, fields: Sequence[str]) -> None:
+    # Typos (`maxReplica`) would otherwise fall back to defaults silently; the API server prunes them instead.
+    for key in obj:
+        if key not in fields:
+            raise InvalidSpec(f"{path}.{key}", f"unknown field; known: {', '.join(fields)}")
+
+
+def _field(obj: Mapping, key: str, path: str, default: Any = _REQUIRED) -> Any:
+    value = obj.get(key)
+    if value is None:
+        if default is _REQUIRED:
+            raise InvalidSpec(f"{path}.{key}", "required")
+        return default
+    return value
+
+
+def _int(obj: Mapping, key: str, path: str, default: Any = _REQUIRED, minimum: int | None = None,
+         maximum: int | None = None) -> int | None:
+    value = _field(obj, key, path, default)
+    if value is None:
+        return None
+    where = f"{path}.{key}"
+    # bool is an int in Python, not in the schema; an integral float (30.0) is what some JSON encoders send
+    if isinstance(value, bool) or not isinstance(value, int | float) or (
+            isinstance(value, float) and not value.is_integer()):
+        raise InvalidSpec(where, f"must be an integer, got {value!r}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise InvalidSpec(where, f"must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise InvalidSpec(where, f"must be <= {maximum}, got {value}")
+    return value
+
+
+def _number(obj: Mapping, key: str, path: str, default: Any = _REQUIRED, minimum: float | None = None,
+            exclusive_minimum: float | None = None, exclusive_maximum: float | None = None) -> float | None:
+    value = _field(obj, key, path, default)
+    if value is None:
+        return None
+    where = f"{path}.{key}"
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidSpec(where, f"must be a finite number, got {value!r}")
+    value = float(value)
+    if minimum is not None and value < minimum:
+        raise InvalidSpec(where, f"must be >= {minimum:g}, got {value:g}")
+    if exclusive_minimum is not None and value <= exclusive_minimum:
+        raise InvalidSpec(where, f"must be > {exclusive_minimum:g}, got {value:g}")
+    if exclusive_maximum is not None and value >= exclusive_maximum:
+        raise InvalidSpec(where, f"must be < {exclusive_maximum:g}, got {value:g}")
+    return value
+
+
+def _str(obj: Mapping, key: str, path: str, default: Any = _REQUIRED, max_length: int | None = None) -> str | None:
+    value = _field(obj, key, path, default)
+    if value is None:
+        return None
+    where = f"{path}.{key}"
+    if not isinstance(value, str):
+        raise InvalidSpec(where, f"must be a string, got {value!r}")
+    if not value.strip():
+        raise InvalidSpec(where, "must not be empty")
+    if max_length is not None and len(value) > max_length:
+        raise InvalidSpec(where, f"must be at most {max_length} characters, got {len(value)}")
+    return value
+
+
+def _bool(obj: Mapping, key: str, path: str, default: bool) -> bool:
+    value = _field(obj, key, path, default)
+    if not isinstance(value, bool):
+        raise InvalidSpec(f"{path}.{key}", f"must be true or false, got {value!r}")
+    return value
+
+
+# --- the spec ---------------------------------------------------------------------------------------------
+def _target(spec: Mapping) -> ScaleTargetRef:
+    path = "spec.scaleTargetRef"
+    ref = _mapping(_field(spec, "scaleTargetRef", "spec"), path)
+    _known(ref, path, ("apiVersion", "kind", "name"))
+    return ScaleTargetRef(_str(ref, "apiVersion", path, DEFAULT_API_VERSION), _str(ref, "kind", path),
+                          _str(ref, "name", path, max_length=253))
+
+
+def _indicators(spec: Mapping) -> tuple[IndicatorSpec, ...]:
+    items = _field(spec, "indicators", "spec")
+    if isinstance(items, str | bytes | Mapping) or not isinstance(items, Sequence):
+        raise InvalidSpec("spec.indicators", f"must be a list, got {type(items).__name__}")
+    if not 1 <= len(items) <= MAX_INDICATORS:
+        raise InvalidSpec("spec.indicators", f"needs 1 to {MAX_INDICATORS} indicators, got {len(items)}")
+    out: list[IndicatorSpec] = []
+    for k, raw in enumerate(items):
+        path = f"spec.indicators[{k}]"
+        item = _mapping(raw, path)
+        _known(item, path, ("name", "query", "level", "demand"))
+        name = _str(item, "name", path, max_length=63)
+        if not INDICATOR_NAME.match(name):
+            raise InvalidSpec(f"{path}.name", f"{name!r} must match {INDICATOR_NAME.pattern}")
+        if any(i.name == name for i in out):
+            raise InvalidSpec(f"{path}.name", f"duplicate indicator name {name!r}")
+        out.append(IndicatorSpec(name, _str(item, "query", path, max_length=4096),
+                                 _int(item, "level", path, DEFAULT_LEVEL, 1, MAX_LEVEL),
+                                 _bool(item, "demand", path, False)))
+    demand = [i.name for i in out if i.demand]
+    if len(demand) != 1:
+        raise InvalidSpec("spec.indicators",
+                          f"exactly one indicator must have demand: true, got {len(demand)} ({', '.join(demand)})")
+    return tuple(out)
+
+
+@lru_cache(maxsize=64)
+def _baseline_error(model: str) -> str | None:
+    """Why `model` is not a usable predictor spec, or None (cached: parse_spec runs on every reconcile)."""
+    try:
+        build_predictor(model, "spec.model.baseline")
+    except (HarmonyInputError, ValueError, TypeError) as exc:
+        return str(exc)
+    return None
+
+
+def _model(spec: Mapping) -> tuple[str | None, str | None]:
+    path = "spec.model"
+    model = _mapping(_field(spec, "model", "spec", {}), path)
+    _known(model, path, ("baseline", "checkpoint"))
+    baseline = _str(model, "baseline", path, None, max_length=256)
+    checkpoint = _str(model, "checkpoint", path, None, max_length=4096)
+    if baseline is not None and checkpoint is not None:
+        raise InvalidSpec(path, "set at most one of baseline and checkpoint")
+    if checkpoint is not None:
+        if not Path(checkpoint).is_file():
+            raise InvalidSpec(f"{path}.checkpoint", f"no file at {checkpoint!r} (is its volume mounted?)")
+        return None, checkpoint
+    baseline = baseline if baseline is not None else DEFAULT_BASELINE
+    error = _baseline_error(baseline.strip())
+    if error:
+        raise InvalidSpec(f"{path}.baseline", error)
+    return baseline.strip(), None
+
+
+SPEC_FIELDS = ("scaleTargetRef", "minReplicas", "maxReplicas", "mode", "intervalSeconds", "lookbackSeconds",
+               "historySeconds", "indicators", "capacityPerReplica", "sla", "costPerReplicaHour", "behavior", "model")
+
+
+def parse_spec(spec: Mapping) -> AutoscalerSpec:
+    """Validate a HarmonyAutoscaler `.spec` (a plain mapping, as kopf passes it) with the CRD's defaults.
+
+    Raises InvalidSpec naming the first field at fault.
+    """
+    spec = _mapping(spec, "spec")
+    _known(spec, "spec", SPEC_FIELDS)
+    target = _target(spec)
+    min_replicas = _int(spec, "minReplicas", "spec", DEFAULT_MIN_REPLICAS, minimum=0)
+    max_replicas = _int(spec, "maxReplicas", "spec", minimum=1)
+    if min_replicas > max_replicas:
+        raise InvalidSpec("spec.minReplicas", f"{min_replicas} exceeds spec.maxReplicas ({max_replicas})")
+    mode = _str(spec, "mode", "spec", DEFAULT_MODE)
+    if mode not in MODES:
+        raise InvalidSpec("spec.mode", f"must be one of {', '.join(MODES)}, got {mode!r}")
+    interval_s = _int(spec, "intervalSeconds", "spec", DEFAULT_INTERVAL_S, 1, 3600)
+    lookback_s = _int(spec, "lookbackSeconds", "spec", DEFAULT_LOOKBACK_S, 1, 604800)
+    history_s = _int(spec, "historySeconds", "spec", DEFAULT_HISTORY_S, 1, 2592000)
+    if lookback_s > history_s:
+        raise InvalidSpec("spec.lookbackSeconds", f"{lookback_s} exceeds spec.historySeconds ({history_s})")
+    indicators = _indicators(spec)
+    capacity = _number(spec, "capacityPerReplica", "spec", None, exclusive_minimum=0.0)
+
+    sla = _mapping(_field(spec, "sla", "spec", {}), "spec.sla")
+    _known(sla, "spec.sla", ("maxBreachProbability", "coldStartSeconds"))
+    max_breach = _number(sla, "maxBreachProbability", "spec.sla", DEFAULT_MAX_BREACH_PROBABILITY,
+                         exclusive_minimum=0.0, exclusive_maximum=1.0)
+    cold_start_s = _int(sla, "coldStartSeconds", "spec.sla", DEFAULT_COLD_START_S, 0, 86400)
+    cost = _number(spec, "costPerReplicaHour", "spec", DEFAULT_COST_PER_REPLICA_HOUR, minimum=0.0)
+
+    behavior = _mapping(_field(spec, "behavior", "spec", {}), "spec.behavior")
+    _known(behavior, "spec.behavior", ("scaleDownStabilizationSeconds", "maxScaleUpStep", "maxScaleDownStep"))
+    stabilisation_s = _int(behavior, "scaleDownStabilizationSeconds", "spec.behavior",
+                           DEFAULT_SCALE_DOWN_STABILISATION_S, 0, 86400)
+    step_up = _int(behavior, "maxScaleUpStep", "spec.behavior", None, minimum=1)
+    step_down = _int(behavior, "maxScaleDownStep", "spec.behavior", None, minimum=1)
+
+    baseline, checkpoint = _model(spec)
+    return AutoscalerSpec(
+        target=target, min_replicas=min_replicas, max_replicas=max_replicas, mode=mode, interval_s=interval_s,
+        indicators=indicators, capacity_per_replica=capacity, max_breach_probability=max_breach,
+        cold_start_s=cold_start_s, cost_per_replica_hour=cost, scale_down_stabilisation_s=stabilisation_s,
+        max_step_up=step_up, max_step_down=step_down, model_baseline=baseline, model_checkpoint=checkpoint,
+        lookback_s=lookback_s, history_s=history_s,
+    )
+
+
+def crd_manifest() -> dict:
+    """The HarmonyAutoscaler CustomResourceDefinition (a fresh dict each call: callers may change it)."""
+    with CRD_PATH.open(encoding="utf-8") as fh:
+        return yaml.safe_load(fh)

@@ -1,0 +1,36 @@
+"""Dataset sources behind one registry: `load_dataset(name, path=None, **options) -> TelemetryFrame`.
+
+One module per source; each defines `SOURCE`. Add a source by adding a module and a line below.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from harmony.errors import HarmonyInputError
+from harmony.telemetry.datasets import azure_llm, fisher, gentd26, synthetic, tabular
+from harmony.telemetry.datasets.base import DATASETS_ROOT, DatasetSource
+from harmony.telemetry.frame import TelemetryFrame
+
+SOURCES: dict[str, DatasetSource] = {
+    source.name: source
+    for source in (
+        fisher.SOURCE, gentd26.SOURCE, azure_llm.SOURCE, tabular.SOURCE_CSV, tabular.SOURCE_PARQUET,
+        synthetic.SOURCE,
+    )
+}
+
+
+def get_source(name: str) -> DatasetSource:
+    try:
+        return SOURCES[name]
+    except KeyError:
+        raise HarmonyInputError(f"unknown dataset {name!r} (--dataset); known: {', '.join(SOURCES)}") from None
+
+
+def load_dataset(name: str, path: str | Path | None = None, **options: Any) -> TelemetryFrame:
+    return get_source(name).load(path, **options)
+
+
+__all__ = ["DATASETS_ROOT", "SOURCES", "DatasetSource", "get_source", "load_dataset"]
