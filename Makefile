@@ -37,5 +37,10 @@ lint: setup
 	$(BIN)/ruff check src tests bench
 	$(BIN)/lint-imports
 
+# The built wheel, installed into a fresh venv (not editable, no test extra), run from outside the checkout.
+.PHONY: wheel-check
+wheel-check:
+	PYTHON='$(PYTHON)' bash scripts/check_wheel.sh
+
 clean:
 	rm -rf $(VENV) results .pytest_cache

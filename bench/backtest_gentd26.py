@@ -1,4 +1,4 @@
-"""Benchmark: harmony against the baseline autoscalers on bundled GenTD26 (issue 4's targets).
+"""Benchmark: harmony against the baseline autoscalers on bundled GenTD26, against the backtest targets.
 
 Cold start 5 minutes, SLA 1% of ticks breached, evaluated on the last 30% of the shipped span (never used
 for fitting or tuning). Prints the defaults table, each policy at the SLA (cheapest sweep setting within

@@ -1,6 +1,6 @@
 """Benchmark: decision latency of harmony.decision.decide.decide, one workload and 1,000 at once.
 
-Targets (issue 4): one workload under 5 ms, 1,000 workloads under 1 s, on 2 cores. Inputs are what the
+Targets: one workload under 5 ms, 1,000 workloads under 1 s, on 2 cores. Inputs are what the
 operator passes: 200 joint demand samples over a 6-step horizon (5-minute cold start at 1-minute steps)
 and capacity samples from the posterior, with the Beta-adapted risk level.
 

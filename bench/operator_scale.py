@@ -1,4 +1,4 @@
-"""Benchmark: one operator process handling N HarmonyAutoscalers at a 30 s interval (issue 5: 500 objects).
+"""Benchmark: one operator process handling N HarmonyAutoscalers at a 30 s interval (target: 500 objects).
 
 The kopf operator runs against the kmock Kubernetes emulator with a scripted telemetry source standing in
 for Prometheus (720-point histories, one demand indicator; the HTTP round trips to a real Prometheus are not

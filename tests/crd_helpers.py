@@ -153,7 +153,7 @@ INVALID_SPECS = [
     ("interval-zero", ("intervalSeconds",), 0, "spec.intervalSeconds"),
     ("interval-above-hour", ("intervalSeconds",), 3601, "spec.intervalSeconds"),
     ("lookback-zero", ("lookbackSeconds",), 0, "spec.lookbackSeconds"),
-    ("lookback-above-history", ("lookbackSeconds",), 30000, "spec.lookbackSeconds"),
+    ("lookback-above-history", ("lookbackSeconds",), 50000, "spec.lookbackSeconds"),
     ("history-zero", ("historySeconds",), 0, "spec.historySeconds"),
     ("indicators-empty", ("indicators",), [], "spec.indicators"),
     ("indicators-missing", ("indicators",), DELETE, "spec.indicators"),

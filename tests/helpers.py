@@ -2,10 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from typing import TypeVar
+
 import numpy as np
 import pandas as pd
 
 from harmony.telemetry.frame import Indicator, TelemetryFrame
+
+T = TypeVar("T")
+
+#: Arguments of a `harmony:` model spec for contract tests: a network and a training run a few hundred times
+#: smaller than the defaults (d_model 32, 4 heads, 4 flow layers, 40 epochs of batch 128), about a second
+#: on a CPU, yet a real train / calibrate / predict path (horizon 2, so longer horizons run recursively).
+TINY_HARMONY = "lookback=24+horizon=2+d_model=8+heads=2+flow_layers=2+quantiles=8+epochs=2+batch=128"
+
+
+async def poll_in_thread(check: Callable[[], T], timeout_s: float, done: Callable[[T], bool] = bool,
+                         every_s: float = 0.2) -> T:
+    """Call the blocking `check()` in a worker thread (the test's event loop keeps serving, e.g. the kmock
+    emulator) until `done(value)`, at most `timeout_s` seconds; returns that value, or the last one at the
+    deadline, for the caller's assertion to report. A wait on a condition, never on a fixed time."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        value = await asyncio.to_thread(check)
+        if done(value) or loop.time() > deadline:
+            return value
+        await asyncio.sleep(every_s)
 
 
 def make_frame(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import time
 
 import kmock
 import numpy as np
@@ -78,12 +79,52 @@ async def api_create(url: str, path: str, body: dict) -> dict:
     return await asyncio.to_thread(post)
 
 
-def add_deployment(k8s, name="llm-server", namespace="default", replicas=2) -> None:
+def add_deployment(k8s, name="llm-server", namespace="default", replicas=2, ready: int | None = None) -> None:
+    """A Deployment with `replicas` pods, `ready` of them Ready (default: all, a fleet in steady state). A
+    real Deployment omits status.readyReplicas while it is zero; so does this one."""
+    ready = replicas if ready is None else ready
+    status = {"replicas": replicas, **({"readyReplicas": ready} if ready else {})}
     k8s.objects[DEPLOYMENTS, namespace, name] = {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name, "namespace": namespace, "resourceVersion": "1"},
-        "spec": {"replicas": replicas}, "status": {"replicas": replicas},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}}}},
+        "status": status,
     }
+
+
+async def kubelet(k8s, cold_start_s: float, stop: asyncio.Event, name: str = "llm-server",
+                  namespace: str = "default", every_s: float = 0.05) -> None:
+    """The Deployment controller and kubelets, as far as a Deployment's status shows them, until `stop`:
+
+    - a scale-up creates pods at once (status.replicas rises) that become Ready `cold_start_s` later
+      (status.readyReplicas rises then);
+    - a scale-down removes pods at once, starting (not yet Ready) ones first, newest first, as the
+      ReplicaSet controller picks not-ready pods before ready ones; both counts fall together.
+
+    The same fleet model as the backtest simulator (harmony.backtest.simulator.Fleet), in wall-clock time."""
+    key = (DEPLOYMENTS, namespace, name)
+    status = obj(k8s, *key).get("status") or {}
+    ready = int(status.get("readyReplicas", 0))
+    now = time.monotonic()
+    starting = [now + cold_start_s] * max(int(status.get("replicas", 0)) - ready, 0)  # ready-at times, oldest first
+    while not stop.is_set():
+        want, now = int(obj(k8s, *key)["spec"]["replicas"]), time.monotonic()
+        if want > ready + len(starting):
+            starting += [now + cold_start_s] * (want - ready - len(starting))
+        elif want < ready + len(starting):
+            remove = ready + len(starting) - want
+            cancel = min(remove, len(starting))
+            starting = starting[:len(starting) - cancel]
+            ready -= remove - cancel
+        ready += sum(1 for t in starting if t <= now)
+        starting = [t for t in starting if t > now]
+        new = {"replicas": ready + len(starting), "readyReplicas": ready}
+        current = obj(k8s, *key).get("status") or {}
+        if {k: current.get(k, 0) for k in new} != new:
+            k8s.objects[key].patch({"status": new})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every_s)
 
 
 def add_peering(k8s, name="harmony") -> None:

@@ -34,6 +34,7 @@ COMMON = {
     *{("harmony.dev", "harmonyautoscalers", v) for v in ("get", "list", "watch", "patch")},
     *{("harmony.dev", "harmonyautoscalers/status", v) for v in ("get", "patch")},
     *{("apps", f"{r}/scale", v) for r in ("deployments", "statefulsets") for v in ("get", "patch")},
+    *{("apps", r, "get") for r in ("deployments", "statefulsets")},  # status.readyReplicas
     ("", "events", "create"),
 }
 CLUSTER_ONLY = {("", "namespaces", "list"), ("", "namespaces", "watch")}
@@ -145,6 +146,7 @@ def test_schema_rejects_bad_values(chart):
                 {"rbac": {"scope": "namespaced"}},  # namespaced needs watchNamespaces
                 {"replicaCount": 2},  # several replicas need peering
                 {"metrics": {"port": "9100"}},
+                {"liveness": {"port": 80}},  # below 1024: the operator runs as non-root
                 {"rbac": {"scaleTargets": [{"apiGroup": "*", "resources": ["deployments"]}]}},
                 {"rbac": {"scaleTargets": [{"apiGroup": "apps", "resources": ["*"]}]}},
                 {"unknownKey": True}):
@@ -152,6 +154,8 @@ def test_schema_rejects_bad_values(chart):
             chart.validate_schema(bad)
         with pytest.raises(helm.HelmError):
             chart.render(bad, name=RELEASE, namespace=NAMESPACE)
+    with pytest.raises(helm.HelmError, match="liveness.port must differ"):  # two servers cannot share a port
+        chart.render({"liveness": {"port": 9100}}, name=RELEASE, namespace=NAMESPACE)
 
 
 # --- RBAC ---------------------------------------------------------------------------------------------------
@@ -200,6 +204,16 @@ def test_scale_targets_follow_values(chart):
     scale = {p for p in perms if p[1].endswith("/scale")}
     assert scale == {("serving.example.com", "inferenceservices/scale", v) for v in ("get", "patch")}
     assert not {p for p in perms if p[0] == "apps"}
+    assert ("", "pods", "list") in perms  # readiness of a kind without readyReplicas: its pods
+    assert not {p for p in perms if p[0] == "serving.example.com" and not p[1].endswith("/scale")}
+    mixed = render(chart, {"rbac": {"scaleTargets": [
+        {"apiGroup": "apps", "resources": ["replicasets"]},
+        {"apiGroup": "serving.example.com", "resources": ["inferenceservices"]}]}})
+    (perms,) = granted(mixed).values()
+    assert {p for p in perms if p[0] == "apps"} == {("apps", "replicasets/scale", "get"),
+                                                  ("apps", "replicasets/scale", "patch"),
+                                                  ("apps", "replicasets", "get")}
+    assert ("", "pods", "list") in perms
 
 
 # --- the Deployment -----------------------------------------------------------------------------------------
@@ -226,13 +240,30 @@ def test_security_context(case):
     assert c["resources"]["requests"] and c["resources"]["limits"]
 
 
+def operator_defaults() -> dict[str, object]:
+    """`harmony operator run`'s option defaults, by flag."""
+    from harmony.cli.operator import operator_app
+
+    cmd = typer.main.get_command(operator_app)
+    cmd = getattr(cmd, "commands", {}).get("run", cmd)
+    return {opt: p.default for p in cmd.params for opt in p.opts}
+
+
 def test_probes_tmp_and_metrics_port(case):
+    from harmony.operator.health import LIVENESS_PATH, LIVENESS_PORT
+
     _, docs = case
     pod, c = container(docs)
-    (port,) = c["ports"]
-    assert port == {"name": "metrics", "containerPort": 9100, "protocol": "TCP"}
+    ports = {p["name"]: p for p in c["ports"]}
+    assert ports == {"metrics": {"name": "metrics", "containerPort": 9100, "protocol": "TCP"},
+                     "liveness": {"name": "liveness", "containerPort": LIVENESS_PORT, "protocol": "TCP"}}
+    # the probes ask kopf's liveness endpoint, on the operator's default port and path, not the exporter
+    defaults = operator_defaults()
+    assert (defaults["--liveness-port"], defaults["--metrics-port"]) == (LIVENESS_PORT, 9100)
+    args = dict(a.split("=", 1) for a in c["args"][2:] if "=" in a)
+    assert (args["--liveness-port"], args["--liveness-addr"]) == (str(LIVENESS_PORT), "0.0.0.0")
     for probe in ("livenessProbe", "readinessProbe"):
-        assert c[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+        assert c[probe]["httpGet"] == {"path": LIVENESS_PATH, "port": "liveness"}
     volumes = {v["name"]: v for v in pod["volumes"]}
     mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
     assert "emptyDir" in volumes[mounts["/tmp"]["name"]]

@@ -7,6 +7,7 @@ with a real server, and the end-to-end test joins them).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import threading
 import time
@@ -263,6 +264,19 @@ async def test_a_glob_namespace_serves_matching_namespaces_including_new_ones():
         assert [r for r in k8s if str(r.url).split("?")[0].endswith("/api/v1/namespaces")]
 
 
+PEERINGS = "kopf.dev/v1/clusterkopfpeerings"
+
+
+def peer_priorities(k8s, name="harmony") -> list[int]:
+    """Priorities of the operators whose keep-alive is in the peering object (kopf writes one entry each)."""
+    peers = obj(k8s, PEERINGS, None, name).get("status") or {}
+    return sorted(peer["priority"] for peer in peers.values() if peer)
+
+
+def decisions(k8s) -> int:
+    return status(k8s).get("posterior", {}).get("decisions", 0)
+
+
 async def test_peered_replicas_never_both_scale():
     async with cluster() as (k8s, url):
         add_peering(k8s)
@@ -271,13 +285,21 @@ async def test_peered_replicas_never_both_scale():
         leader = make_reconciler(url, ScriptedTelemetry(level=4.5))
         standby = make_reconciler(url, ScriptedTelemetry(level=9.5))
         shard = {"peering": "harmony"}
-        async with operator_thread(leader, url, OperatorSettings(**shard, priority=100)):
-            await eventually(lambda: replicas(k8s) >= 5)
-            # a second replica of the same shard joins (a rolling update, a scaled operator Deployment)
-            async with operator_thread(standby, url, OperatorSettings(**shard, priority=10)):
-                await asyncio.sleep(3.0)
-        assert leader.forecasters and not standby.forecasters  # the standby never reconciled
-        assert replicas(k8s) < 10  # the standby's higher demand never reached the Deployment
+        async with contextlib.AsyncExitStack() as outlives_leader:
+            async with operator_thread(leader, url, OperatorSettings(**shard, priority=100)):
+                await eventually(lambda: replicas(k8s) >= 5)
+                # a second replica of the same shard joins (a rolling update, a scaled operator Deployment) ...
+                await outlives_leader.enter_async_context(
+                    operator_thread(standby, url, OperatorSettings(**shard, priority=10)))
+                await eventually(lambda: peer_priorities(k8s) == [10, 100])  # ... and both keep-alives are in
+                # the leader steps 3 more times (1 s interval): an unpaused standby would have stepped as well
+                before = decisions(k8s)
+                await eventually(lambda: decisions(k8s) >= before + 3)
+                assert leader.forecasters and not standby.forecasters  # the standby never reconciled
+                assert replicas(k8s) < 10  # the standby's higher demand never reached the Deployment
+            # it was paused, not stuck: once the stopped leader has left the peering, the standby takes over
+            await eventually(lambda: peer_priorities(k8s) == [10])
+            await eventually(lambda: standby.forecasters and replicas(k8s) >= 10)
 
 
 async def test_peered_replicas_with_default_priorities_keep_one_working():
@@ -292,13 +314,14 @@ async def test_peered_replicas_with_default_priorities_keep_one_working():
         first, second = (operator_settings(None, None, "harmony", "127.0.0.1", 0, 4) for _ in range(2))
         rec_a = make_reconciler(url, ScriptedTelemetry(level=4.5))
         rec_b = make_reconciler(url, ScriptedTelemetry(level=4.5))
-        decisions = lambda: status(k8s).get("posterior", {}).get("decisions", 0)  # noqa: E731
         async with operator_thread(rec_a, url, first):
-            await eventually(lambda: decisions() >= 1)
+            await eventually(lambda: decisions(k8s) >= 1)
             async with operator_thread(rec_b, url, second):
-                await asyncio.sleep(3.0)  # both see each other (kopf's peering keep-alive)
-                before = decisions()
-                await eventually(lambda: decisions() >= before + 3)  # someone still works
+                # both keep-alives are in the peering object, so each sees the other, at distinct priorities
+                priorities = await eventually(lambda: len(peer_priorities(k8s)) == 2 and peer_priorities(k8s))
+                assert priorities == sorted((first.priority, second.priority)) and priorities[0] != priorities[1]
+                before = decisions(k8s)
+                await eventually(lambda: decisions(k8s) >= before + 3)  # someone still works
 
 
 async def test_an_api_error_is_counted_as_such_and_the_next_step_recovers():

@@ -1,6 +1,7 @@
 """End to end with real parts: a real Prometheus scrapes the replay exporter serving the bundled GenTD26
 trace (time-compressed), the kopf operator reads it over the HTTP API and scales a Deployment in the kmock
-Kubernetes emulator, whose pods become ready only after the cold start (a tiny kubelet stand-in below).
+Kubernetes emulator, whose pods become Ready only after the cold start (a kubelet stand-in,
+tests/operator_support.kubelet: status.replicas rises at once, status.readyReplicas a cold start later).
 
 As demand rises the operator scales up ahead of it; as it falls it scales down, but only after the
 stabilisation window.
@@ -27,6 +28,7 @@ from tests.operator_support import (
     api_permissions,
     cluster,
     eventually,
+    kubelet,
     make_reconciler,
     obj,
     operator,
@@ -42,26 +44,6 @@ RISE_ROW, FALL_ROW = 58, 236
 INITIAL_REPLICAS = 4
 COLD_START_S = 3
 STABILISATION_S = 10
-
-
-async def kubelet(k8s, cold_start_s: float, stop: asyncio.Event, name: str = "llm-server") -> None:
-    """Make status.replicas follow spec.replicas: new pods after `cold_start_s`, removals at once."""
-    pending: list[tuple[float, int]] = []
-    while not stop.is_set():
-        dep = obj(k8s, DEPLOYMENTS, "default", name)
-        want, have = dep["spec"]["replicas"], dep["status"]["replicas"]
-        now = time.monotonic()
-        if want < have:
-            k8s.objects[DEPLOYMENTS, "default", name].patch({"status": {"replicas": want}})
-            pending.clear()
-        elif want > have and not any(n == want for _, n in pending):
-            pending.append((now + cold_start_s, want))
-        for due, n in list(pending):
-            if due <= now:
-                current = obj(k8s, DEPLOYMENTS, "default", name)["spec"]["replicas"]
-                k8s.objects[DEPLOYMENTS, "default", name].patch({"status": {"replicas": min(n, current)}})
-                pending.remove((due, n))
-        await asyncio.sleep(0.1)
 
 
 async def test_operator_scales_ahead_of_rising_demand_and_down_after_stabilisation():
@@ -96,7 +78,7 @@ async def test_operator_scales_ahead_of_rising_demand_and_down_after_stabilisati
                     dep = obj(k8s, DEPLOYMENTS, "default", "llm-server")
                     target = obj(k8s, HA, "default", "llm").get("status", {}).get("recommendedReplicas", -1)
                     timeline.append((time.monotonic(), row, exporter.values_at(row)["gpu_busy"],
-                                     dep["spec"]["replicas"], dep["status"]["replicas"], target))
+                                     dep["spec"]["replicas"], dep["status"].get("readyReplicas", 0), target))
                     await asyncio.sleep(0.2)
 
             recorder = asyncio.create_task(record())
@@ -151,6 +133,7 @@ async def test_operator_scales_ahead_of_rising_demand_and_down_after_stabilisati
     # ... and nothing more than this run used, except what features it does not exercise need:
     not_exercised = {
         ("apps", "statefulsets/scale", "get"), ("apps", "statefulsets/scale", "patch"),  # StatefulSet targets
+        ("apps", "statefulsets", "get"),
         ("", "namespaces", "list"), ("", "namespaces", "watch"),  # kopf's observer for --namespace patterns
         ("harmony.dev", "harmonyautoscalers", "get"),  # kopf re-reads an object after a failed patch
         ("harmony.dev", "harmonyautoscalers/status", "get"),

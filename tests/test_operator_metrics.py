@@ -1,8 +1,11 @@
-"""The operator's metrics, scraped from the real HTTP server over loopback and parsed as Prometheus would."""
+"""The operator's metrics, scraped from the real HTTP server (prometheus_client's) over loopback and parsed as
+Prometheus would."""
 
 from __future__ import annotations
 
 import math
+import os
+import platform
 import urllib.error
 import urllib.request
 
@@ -10,6 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from harmony import __version__
 from harmony.operator.metrics import (
     DECISION_REASONS,
     DIRECTIONS,
@@ -38,22 +42,18 @@ EXPECTED = {
     "harmony_telemetry_age_seconds": ("gauge", set()),
 }
 OBJECT_LABELS = {"namespace", "autoscaler"}
-
-
-class Health:
-    def __init__(self) -> None:
-        self.ok = True
-
-    def __call__(self) -> bool:
-        return self.ok
+# families of the process, platform and GC collectors (prometheus_client's names)
+PROCESS = {"process_cpu_seconds", "process_resident_memory_bytes", "process_virtual_memory_bytes",
+           "process_start_time_seconds", "process_open_fds", "process_max_fds", "python_info",
+           "python_gc_objects_collected", "python_gc_objects_uncollectable", "python_gc_collections"}
 
 
 @pytest.fixture
 def served():
-    metrics, health = OperatorMetrics(), Health()
-    server, thread = serve(metrics, 0, health=health)
+    metrics = OperatorMetrics()
+    server, thread = serve(metrics, 0)
     base = f"http://127.0.0.1:{server.server_address[1]}"
-    yield metrics, health, base
+    yield metrics, base
     server.shutdown()
     server.server_close()
     thread.join(timeout=5)
@@ -93,7 +93,7 @@ def record(metrics: OperatorMetrics, namespace: str = "prod", autoscaler: str = 
 
 
 def test_every_metric_is_exported_with_its_labels(served):
-    metrics, _, base = served
+    metrics, base = served
     record(metrics)
     metrics.scale_event("prod", "llm-server", "up")
     metrics.telemetry_error("prod", "llm-server", "prometheus-unavailable")
@@ -138,7 +138,7 @@ def test_every_metric_is_exported_with_its_labels(served):
 
 
 def test_label_values_come_from_small_fixed_sets(served):
-    metrics, _, base = served
+    metrics, base = served
     record(metrics, reason="some new reason")
     metrics.telemetry_error("prod", "llm-server", "HTTP 500: <html>... a whole error page ...</html>")
     metrics.reconcile_failure("prod", "llm-server", "kaboom")
@@ -156,7 +156,7 @@ def test_label_values_come_from_small_fixed_sets(served):
 
 
 def test_missing_forecast_is_nan_not_the_last_value(served):
-    metrics, _, base = served
+    metrics, base = served
     record(metrics)
     record(metrics, forecast_quantiles={}, breach_probability=math.nan, observed_demand=math.nan,
            reason="hold-telemetry-stale")
@@ -168,7 +168,7 @@ def test_missing_forecast_is_nan_not_the_last_value(served):
 
 
 def test_forget_removes_only_that_objects_series(served):
-    metrics, _, base = served
+    metrics, base = served
     for name in ("a", "b"):
         record(metrics, autoscaler=name)
         metrics.scale_event("prod", name, "down")
@@ -188,51 +188,68 @@ def test_forget_removes_only_that_objects_series(served):
 
 
 def test_metric_names_follow_prometheus_conventions(served):
-    metrics, _, base = served
+    metrics, base = served
     record(metrics)
     metrics.set_autoscalers(1)
     families = scrape(base)
-    assert set(EXPECTED) | {"harmony_autoscalers"} == set(families)
-    for name, family in families.items():
-        assert name.startswith("harmony_"), name
+    harmony = {name: family for name, family in families.items() if name.startswith("harmony_")}
+    assert set(EXPECTED) | {"harmony_autoscalers", "harmony_build_info"} == set(harmony)
+    assert set(families) - set(harmony) == PROCESS  # nothing else beside them
+    for name, family in harmony.items():
         if family.type == "counter":
             assert {s.name for s in family.samples} <= {f"{name}_total", f"{name}_created"}, name
         else:
             assert not name.endswith("_total"), name
         if family.type == "histogram" or any(word in name for word in ("duration", "age", "latency")):
             assert name.endswith("_seconds"), name
+        allowed = {"version", "python"} if name == "harmony_build_info" else {
+            "namespace", "autoscaler", "quantile", "direction", "reason", "le"}
         for sample in family.samples:
-            assert set(sample.labels) <= {"namespace", "autoscaler", "quantile", "direction", "reason", "le"}
+            assert set(sample.labels) <= allowed, name
     buckets = [float(s.labels["le"]) for s in samples(families, "harmony_decision_duration_seconds_bucket")]
     assert buckets[0] == 0.001 and buckets[-2] == 10.0 and math.isinf(buckets[-1])
 
 
-def test_healthz_follows_the_health_check(served):
-    _, health, base = served
-    assert get(f"{base}/healthz")[0::2] == (200, "ok\n")
-    health.ok = False
-    assert get(f"{base}/healthz")[0::2] == (503, "unhealthy\n")
-    health.ok = True
-    assert get(f"{base}/healthz")[0] == 200
-    assert get(f"{base}/nothing-here")[0] == 404
+def test_process_metrics_and_build_info(served):
+    _, base = served
+    families = scrape(base)
+    (info,) = samples(families, "harmony_build_info")
+    assert (info.value, info.labels) == (1, {"version": __version__, "python": platform.python_version()})
+    assert families["harmony_build_info"].type == "gauge"
+    assert PROCESS <= set(families)
+    (rss,) = samples(families, "process_resident_memory_bytes")
+    assert rss.value > 1e6  # this process's memory, read from /proc
+    (fds,) = samples(families, "process_open_fds")
+    assert fds.value == pytest.approx(len(os.listdir("/proc/self/fd")), abs=10)
+    (python,) = samples(families, "python_info")
+    assert python.labels["version"] == platform.python_version()
 
 
-def test_a_failing_health_check_is_unhealthy():
-    def broken() -> bool:
-        raise RuntimeError("lost the API server")
+def test_process_collectors_can_be_left_to_a_registry_that_has_them():
+    registry = CollectorRegistry()
+    metrics = OperatorMetrics(registry, process_collectors=False)
+    record(metrics)
+    names = {m.name for m in registry.collect()}
+    assert not {n for n in names if n.startswith(("process_", "python_"))}
+    assert registry.get_sample_value("harmony_build_info", {"version": __version__,
+                                                            "python": platform.python_version()}) == 1
+    assert registry.get_sample_value("harmony_desired_replicas", {"namespace": "prod", "autoscaler": "llm-server"}) == 5
 
-    server, thread = serve(OperatorMetrics(), 0, health=broken)
-    try:
-        assert get(f"http://127.0.0.1:{server.server_address[1]}/healthz")[0::2] == (503, "unhealthy\n")
-    finally:
-        server.shutdown()
-        server.server_close()
-    thread.join(timeout=5)
-    assert not thread.is_alive()
+
+def test_name_filters_and_any_path_are_prometheus_clients_server(served):
+    metrics, base = served
+    record(metrics)
+    status, _, body = get(f"{base}/metrics?name[]=harmony_desired_replicas")
+    assert status == 200
+    names = {f.name for f in text_string_to_metric_families(body)}
+    assert names == {"harmony_desired_replicas"}
+    # health is not served here any more (kopf's liveness endpoint is): /healthz is just another scrape
+    status, _, body = get(f"{base}/healthz")
+    assert status == 200 and "harmony_build_info" in body and "unhealthy" not in body
 
 
 def test_openmetrics_on_request(served):
-    metrics, _, base = served
+    metrics, base = served
     record(metrics)
     status, content_type, body = get(f"{base}/metrics", accept="application/openmetrics-text; version=1.0.0")
     assert status == 200 and content_type.startswith("application/openmetrics-text")

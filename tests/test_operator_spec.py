@@ -18,6 +18,7 @@ from harmony.operator.spec import (
     ScaleTargetRef,
     parse_spec,
 )
+from tests.checkpoints import tiny_checkpoint
 from tests.crd_helpers import DELETE, INVALID_SPECS, load_example, with_change
 
 
@@ -34,7 +35,7 @@ def test_example_parses_to_what_it_states():
                     IndicatorSpec("gpu_utilisation", 'avg(DCGM_FI_DEV_GPU_UTIL{pod=~"llm-server-.*"})', 2, False)),
         capacity_per_replica=25.0, max_breach_probability=0.01, cold_start_s=300, cost_per_replica_hour=2.5,
         scale_down_stabilisation_s=300, max_step_up=4, max_step_down=1, model_baseline="ar:30",
-        model_checkpoint=None, lookback_s=3600, history_s=21600,
+        model_checkpoint=None, lookback_s=3600, history_s=43200,
     )
     assert spec.demand_indicator.name == "requests_per_second"
     assert spec.cold_start_steps == 10
@@ -93,13 +94,23 @@ def test_invalid_spec_is_a_harmony_input_error():
     assert isinstance(error, ValueError) and (error.path, error.problem) == ("spec.mode", "bad")
 
 
-def test_checkpoint_on_a_mounted_volume(tmp_path):
-    checkpoint = tmp_path / "harmony.ckpt"
-    checkpoint.write_bytes(b"weights")
+def test_checkpoint_on_a_mounted_volume_must_match_the_indicators(tmp_path):
+    names = tuple(i["name"] for i in example_spec()["indicators"])
+    checkpoint = tiny_checkpoint(tmp_path / "harmony.ckpt", names, (1, 2), interval_s=30)
     spec = parse_spec(with_change(example_spec(), ("model",), {"checkpoint": str(checkpoint)}))
     assert (spec.model_checkpoint, spec.model_baseline) == (str(checkpoint), None)
     with pytest.raises(InvalidSpec, match="no file"):
         parse_spec(with_change(example_spec(), ("model",), {"checkpoint": str(tmp_path)}))  # a directory
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(b"weights")
+    with pytest.raises(InvalidSpec, match=r"^spec.model.checkpoint: .* is not a harmony checkpoint"):
+        parse_spec(with_change(example_spec(), ("model",), {"checkpoint": str(junk)}))
+    swapped = with_change(example_spec(), ("indicators",), list(reversed(example_spec()["indicators"])))
+    with pytest.raises(InvalidSpec, match=r"^spec.indicators: .* was trained on indicators"):
+        parse_spec(with_change(swapped, ("model",), {"checkpoint": str(checkpoint)}))
+    with pytest.raises(InvalidSpec, match=r"^spec.intervalSeconds: .* interval of 30 s"):
+        parse_spec(with_change(with_change(example_spec(), ("intervalSeconds",), 60), ("model",),
+                               {"checkpoint": str(checkpoint)}))
 
 
 @pytest.mark.parametrize(("model", "baseline"), [
@@ -120,11 +131,16 @@ def test_optional_fields_and_lenient_types():
     assert spec.max_replicas == 16 and isinstance(spec.max_replicas, int)
 
 
-def test_decision_settings_map_the_spec():
-    settings = parse_spec(example_spec()).decision_settings()
+def test_control_settings_map_the_spec_as_the_backtest_builds_them():
+    spec = parse_spec(example_spec())
+    control = spec.control_settings()
+    settings = control.decision
+    cold = spec.cold_start_steps
     assert settings == DecisionSettings(min_replicas=2, max_replicas=16, max_step_up=4, max_step_down=1,
-                                        stabilisation_steps=10, cost_per_replica_hour=2.5, interval_s=30.0)
-    assert settings.lead_steps == 0  # live readiness is not exactly the nominal cold start: cover every step
+                                        stabilisation_steps=10, cost_per_replica_hour=2.5, interval_s=30.0,
+                                        lead_steps=max(cold - 1, 0))
+    assert control.horizon == cold + 1 and control.sla == spec.max_breach_probability
+    assert control.learn_capacity == (spec.capacity_per_replica is None)
     assert isinstance(settings.interval_s, float)
 
 
@@ -134,7 +150,7 @@ def test_decision_settings_map_the_spec():
 def test_stabilisation_window_rounds_up_to_whole_intervals(stabilisation_s, interval_s, steps):
     raw = with_change(with_change(example_spec(), ("behavior", "scaleDownStabilizationSeconds"), stabilisation_s),
                       ("intervalSeconds",), interval_s)
-    assert parse_spec(raw).decision_settings().stabilisation_steps == steps
+    assert parse_spec(raw).control_settings().decision.stabilisation_steps == steps
 
 
 @pytest.mark.parametrize(("cold_start_s", "interval_s", "steps"), [(300, 30, 10), (310, 30, 11), (0, 30, 0),

@@ -1,24 +1,35 @@
 """Backtests: every policy replayed on the same trace, the same split and the same forecasts.
 
-The first `train_fraction` of the span is history (forecasters are fitted on it, the static policy takes
-its peak from it); the rest is the evaluated span, never used for fitting or tuning. Sweeps vary each
-policy's own knob to trace its cost/breach curve, so policies are compared at a matched breach rate.
+The first `train_fraction` of the span comes before the evaluated span (the static policy takes its peak from
+it; the forecasts of its last rows start the run); the rest is the evaluated span, never used for tuning.
+Forecasting policies see what the operator would see: at each tick the telemetry window of `history_s`
+ending there, through the operator's forecasting adapter and refit cadence (`harmony.backtest.forecasts`).
+Sweeps vary each policy's own knob to trace its cost/breach curve, so policies are compared at a matched
+breach rate.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from harmony.backtest.forecasts import ReplayForecasts
 from harmony.backtest.policies import POLICIES, build_policy
 from harmony.backtest.policies.base import PolicySetup
 from harmony.backtest.simulator import SimulationResult, simulate
 from harmony.decision.demand import DemandDefinition, demand_of
 from harmony.decision.posteriors import CapacityPosterior
 from harmony.errors import HarmonyInputError
-from harmony.forecasting.adapter import DemandForecaster
+from harmony.forecasting.adapter import (
+    DEFAULT_HISTORY_S,
+    DEFAULT_LOOKBACK_S,
+    DEFAULT_SAMPLES,
+    REFIT_EVERY,
+    DemandForecaster,
+)
 from harmony.telemetry.frame import TelemetryFrame
 
 SUMMARY_COLUMNS = ["policy", "gpu_hours", "breach_rate", "unserved_fraction", "scaling_actions",
@@ -28,9 +39,11 @@ SUMMARY_COLUMNS = ["policy", "gpu_hours", "breach_rate", "unserved_fraction", "s
 @dataclass(frozen=True)
 class BacktestSettings:
     """cold_start_s: seconds before a requested replica serves. sla: target breach rate in (0, 1).
-    train_fraction: share of the span used as history. model: forecaster spec for forecasting policies.
-    lookback: forecaster context in steps. n_samples: forecast samples per decision. capacity_prior:
-    harmony's prior over the per-replica capacity (default: centred on the definition's capacity)."""
+    train_fraction: share of the span before the evaluated one. model: forecaster spec for forecasting
+    policies. lookback_s / history_s: the forecast's context and the telemetry window each decision reads
+    (the CRD's lookbackSeconds / historySeconds, same defaults). refit_every: decisions between refits of a
+    baseline (the operator's cadence). n_samples: forecast samples per decision. capacity_prior: harmony's
+    prior over the per-replica capacity (default: centred on the definition's capacity)."""
 
     cold_start_s: float = 300.0
     sla: float = 0.01
@@ -38,8 +51,10 @@ class BacktestSettings:
     max_replicas: int = 1000
     train_fraction: float = 0.7
     model: str = "ar:30"
-    lookback: int = 120
-    n_samples: int = 200
+    lookback_s: float = DEFAULT_LOOKBACK_S
+    history_s: float = DEFAULT_HISTORY_S
+    refit_every: int = REFIT_EVERY
+    n_samples: int = DEFAULT_SAMPLES
     seed: int = 0
     capacity_prior: CapacityPosterior | None = None  # harmony's prior belief (e.g. from `harmony calibrate`)
 
@@ -53,6 +68,10 @@ class BacktestSettings:
         if self.min_replicas > self.max_replicas:
             raise HarmonyInputError(
                 f"--min-replicas {self.min_replicas} is above --max-replicas {self.max_replicas}")
+        if not 0 < self.lookback_s <= self.history_s:
+            raise HarmonyInputError(f"--lookback-seconds must lie in (0, --history-seconds], got {self.lookback_s}")
+        if self.refit_every < 0:
+            raise HarmonyInputError(f"--refit-every must be >= 0, got {self.refit_every}")
         if not 0 < self.train_fraction < 1:
             raise HarmonyInputError(f"--train-fraction must lie in (0, 1), got {self.train_fraction}")
 
@@ -66,7 +85,7 @@ class Backtest:
     settings: BacktestSettings
     demand: np.ndarray = field(init=False)
     first_tick: int = field(init=False)
-    forecaster: DemandForecaster | None = field(init=False, default=None)
+    forecaster: ReplayForecasts | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         if len(self.frame.series) != 1:
@@ -96,13 +115,20 @@ class Backtest:
             first_tick=self.first_tick,
         )
 
-    def ensure_forecaster(self) -> DemandForecaster:
+    def ensure_forecaster(self) -> ReplayForecasts:
+        """The operator's forecasts, replayed: the same adapter over the same telemetry windows."""
         if self.forecaster is None:
-            horizon = self.setup().horizon
-            self.forecaster = DemandForecaster(self.settings.model, horizon, self.settings.lookback,
-                                               self.settings.n_samples, self.settings.seed)
-            self.forecaster.fit(self.frame, self.first_tick, self.definition.indicators)
-            self.forecaster.precompute(np.arange(self.first_tick - 1, len(self.demand)))
+            steps = self.frame.interval.total_seconds()
+            lookback = max(1, math.ceil(self.settings.lookback_s / steps))
+            history = max(1, math.ceil(self.settings.history_s / steps))
+            adapter = DemandForecaster(self.settings.model, self.setup().horizon, lookback, self.settings.n_samples,
+                                       self.settings.refit_every)
+            self.forecaster = ReplayForecasts(self.frame, self.definition.indicators, adapter, history,
+                                              self.first_tick, self.settings.seed)
+            if self.forecaster.demand_samples(self.first_tick - 1) is None:
+                raise HarmonyInputError(
+                    f"no forecast from the history before the evaluated span: "
+                    f"{self.forecaster.failures[self.first_tick - 1]} (--history-seconds, --lookback-seconds)")
         return self.forecaster
 
     def run(self, name: str, value: float | None = None) -> SimulationResult:

@@ -27,6 +27,7 @@ from harmony.cli.tables import duration, results_table
 from harmony.decision.demand import demand_definition
 from harmony.decision.posteriors import CapacityPosterior
 from harmony.errors import HarmonyInputError
+from harmony.forecasting.adapter import DEFAULT_HISTORY_S, DEFAULT_LOOKBACK_S, REFIT_EVERY
 from harmony.forecasting.predictors import build_predictor
 
 
@@ -43,7 +44,12 @@ def backtest(
     demand: Annotated[str | None, typer.Option(help="indicators summed as demand (default: dataset's)")] = None,
     series: Annotated[str | None, typer.Option(help="series to replay (default: the first)")] = None,
     model: Annotated[str, typer.Option(help="forecaster for forecasting policies, e.g. ar:30")] = "ar:30",
-    lookback: Annotated[int, typer.Option(help="forecaster context in steps")] = 120,
+    lookback_seconds: Annotated[float, typer.Option(help="forecast context, seconds (the CRD's lookbackSeconds)")
+                                ] = DEFAULT_LOOKBACK_S,
+    history_seconds: Annotated[float, typer.Option(help="telemetry each decision reads, seconds (historySeconds)")
+                               ] = DEFAULT_HISTORY_S,
+    refit_every: Annotated[int, typer.Option(help="decisions between refits of a baseline (0: fit once)")
+                           ] = REFIT_EVERY,
     train_fraction: Annotated[float, typer.Option(help="share of the span used as history")] = 0.7,
     sweep: Annotated[bool, typer.Option(help="trace each policy's cost/breach curve over its knob")] = False,
     max_gap: Annotated[int, typer.Option(help="interpolate telemetry gaps up to this many steps")] = 5,
@@ -61,7 +67,8 @@ def backtest(
     prior = read_capacity_prior(capacity_prior, definition.unit) if capacity_prior else None
     settings = BacktestSettings(cold_start_s=cold_start, sla=sla, min_replicas=min_replicas,
                                 max_replicas=max_replicas, train_fraction=train_fraction, model=model,
-                                lookback=lookback, seed=seed, capacity_prior=prior)
+                                lookback_s=lookback_seconds, history_s=history_seconds,
+                                refit_every=refit_every, seed=seed, capacity_prior=prior)
     if series is None:
         series = frame.series[0]
     frame = frame.select(series=[series]).trim()

@@ -41,6 +41,23 @@ app = typer.Typer(help="harmony: forecast GPU demand as a distribution and scale
 datasets_app = typer.Typer(help="Bundled and user-supplied telemetry datasets.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from harmony import __version__  # package metadata only: nothing heavy for --version
+
+        typer.echo(f"harmony {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                          help="print the version and exit")] = False,
+) -> None:
+    """harmony: forecast GPU demand as a distribution and scale ahead of it."""
+
+
 # --- datasets ---------------------------------------------------------------------------------------
 @datasets_app.command("list")
 def datasets_list() -> None:

@@ -1,4 +1,5 @@
-"""`harmony operator run`: the Kubernetes operator (kopf) with its Prometheus source and metrics exporter."""
+"""`harmony operator run`: the Kubernetes operator (kopf) with its Prometheus source, its metrics exporter
+(`--metrics-port`, /metrics) and kopf's liveness endpoint (`--liveness-port`, /healthz)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,14 @@ from kubernetes import client, config
 from harmony.cli.common import user_errors
 from harmony.errors import HarmonyInputError
 from harmony.operator.app import OperatorSettings, run, stale_after_s
+from harmony.operator.health import (
+    LIVENESS_ADDR,
+    LIVENESS_PATH,
+    LIVENESS_PORT,
+    Health,
+    HealthSettings,
+    liveness_endpoint,
+)
 from harmony.operator.kube import KubeClient
 from harmony.operator.metrics import OperatorMetrics, serve
 from harmony.operator.reconcile import Reconciler, ReconcileSettings
@@ -61,8 +70,10 @@ def kopf_login(cfg: client.Configuration):
 
 def operator_settings(namespace: list[str] | None, selector: list[str] | None, peering: str | None,
                       metrics_addr: str, metrics_port: int, workers: int,
-                      priority: int | None = None) -> OperatorSettings:
-    """The operator's settings from the command line's options (--selector items are KEY=VALUE).
+                      priority: int | None = None, liveness: str | None = None,
+                      health: HealthSettings | None = None) -> OperatorSettings:
+    """The operator's settings from the command line's options (--selector items are KEY=VALUE; liveness:
+    kopf's liveness endpoint URL, None for none).
 
     priority None: a random peering priority for this start. kopf pauses every peer that shares the highest
     priority (it cannot tell which should work), so replicas of one shard started with the same default
@@ -76,7 +87,8 @@ def operator_settings(namespace: list[str] | None, selector: list[str] | None, p
             raise HarmonyInputError(f"--selector {item!r} is not KEY=VALUE")
         labels[key] = value
     return OperatorSettings(namespaces=tuple(namespace or ()), selector=labels, peering=peering, priority=priority,
-                            metrics_addr=metrics_addr, metrics_port=metrics_port, workers=workers)
+                            metrics_addr=metrics_addr, metrics_port=metrics_port, liveness_endpoint=liveness,
+                            health=health if health is not None else HealthSettings(), workers=workers)
 
 
 def telemetry_source(prometheus: PrometheusClient):
@@ -84,9 +96,11 @@ def telemetry_source(prometheus: PrometheusClient):
 
     def fetch(spec: AutoscalerSpec, now: dt.datetime):
         steps = max(int(spec.history_s // spec.interval_s), 2)
-        ordered = sorted(spec.indicators, key=lambda i: not i.demand)  # the demand indicator first: its age is checked
-        return fetch_telemetry(prometheus, [(i.name, i.query, i.level) for i in ordered], end=now, steps=steps,
-                               step_s=spec.interval_s, stale_after_s=stale_after_s(spec.interval_s))
+        # in the spec's order (a trained model's order, checked when the spec is parsed); the demand
+        # indicator's freshness decides staleness
+        return fetch_telemetry(prometheus, [(i.name, i.query, i.level) for i in spec.indicators], end=now,
+                               steps=steps, step_s=spec.interval_s, stale_after_s=stale_after_s(spec.interval_s),
+                               demand=spec.demand_indicator.name)
 
     return fetch
 
@@ -106,8 +120,20 @@ def operator_run(
     bearer_token_file: Annotated[Path | None, typer.Option(help="bearer token for Prometheus")] = None,
     ca_file: Annotated[Path | None, typer.Option(help="CA bundle to verify Prometheus TLS")] = None,
     insecure_skip_verify: Annotated[bool, typer.Option(help="do not verify Prometheus TLS")] = False,
-    metrics_addr: Annotated[str, typer.Option(help="address of /metrics and /healthz")] = "0.0.0.0",
-    metrics_port: Annotated[int, typer.Option(help="port of /metrics and /healthz")] = 9100,
+    metrics_addr: Annotated[str, typer.Option(help="address of the Prometheus exporter (/metrics)")] = "0.0.0.0",
+    metrics_port: Annotated[int, typer.Option(help="port of the Prometheus exporter (/metrics)")] = 9100,
+    liveness_addr: Annotated[str, typer.Option(
+        help=f"address of kopf's liveness endpoint (GET {LIVENESS_PATH}: 200 and a JSON report of the "
+             "reconcile loop and Prometheus while steps progress, 500 when the loop is wedged)")] = LIVENESS_ADDR,
+    liveness_port: Annotated[int, typer.Option(
+        min=1, max=65535, help=f"port of the liveness endpoint ({LIVENESS_PATH})")] = LIVENESS_PORT,
+    stall_intervals: Annotated[float, typer.Option(
+        min=1.0, help="liveness fails once HarmonyAutoscalers are served and no reconcile step has finished for "
+                      "this many times their largest intervalSeconds (and at least --stall-min-seconds)")
+    ] = HealthSettings.stall_intervals,
+    stall_min_seconds: Annotated[float, typer.Option(
+        min=1.0, help="the least time without a finished step that fails liveness (seconds)")
+    ] = HealthSettings.stall_min_s,
     samples: Annotated[int, typer.Option(help="forecast samples per decision")] = 200,
     workers: Annotated[int, typer.Option(help="reconcile steps in flight at once (threads; steps wait on I/O)")] = 16,
     verbose: Annotated[bool, typer.Option(help="debug logging")] = False,
@@ -115,7 +141,12 @@ def operator_run(
     """Reconcile HarmonyAutoscalers: forecast from Prometheus, decide, scale (or recommend), report."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = operator_settings(namespace, selector, peering, metrics_addr, metrics_port, workers, priority)
+    if not verbose:  # a line or three per liveness/readiness probe otherwise; a failing probe still logs an error
+        for quiet in ("aiohttp.access", "kopf.activities.probe"):
+            logging.getLogger(quiet).setLevel(logging.WARNING)
+    health_settings = HealthSettings(stall_intervals=stall_intervals, stall_min_s=stall_min_seconds)
+    settings = operator_settings(namespace, selector, peering, metrics_addr, metrics_port, workers, priority,
+                                 liveness=liveness_endpoint(liveness_addr, liveness_port), health=health_settings)
     if bearer_token_file is not None and not bearer_token_file.is_file():
         raise HarmonyInputError(f"{bearer_token_file}: no such file (--bearer-token-file)")
     verify: bool | str = False if insecure_skip_verify else (str(ca_file) if ca_file else True)
@@ -124,8 +155,9 @@ def operator_run(
                                              verify_tls=verify))
     cfg = kube_configuration(kubeconfig)
     metrics = OperatorMetrics()
-    reconciler = Reconciler(KubeClient(client.ApiClient(cfg)), telemetry_source(prom), metrics,
-                            ReconcileSettings(n_samples=samples))
+    health = Health(health_settings)
+    reconciler = Reconciler(KubeClient(client.ApiClient(cfg)), health.watch_telemetry(telemetry_source(prom)),
+                            metrics, ReconcileSettings(n_samples=samples))
     server, _ = serve(metrics, metrics_port, metrics_addr)
 
     async def main() -> None:
@@ -133,9 +165,10 @@ def operator_run(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run(reconciler, settings, login=kopf_login(cfg), stop_flag=stop)
+        await run(reconciler, settings, login=kopf_login(cfg), stop_flag=stop, health=health)
 
     try:
         asyncio.run(main())
     finally:
         server.shutdown()
+        server.server_close()

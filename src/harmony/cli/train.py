@@ -83,6 +83,7 @@ def train(
     model.fit(scaler.transform_frame(split.train), scaler.transform_frame(split.validation))
     if rank_zero_only.rank != 0:
         return  # under DDP every process trains the same synchronised weights; rank 0 alone writes and reports
+    model.input_scaler = scaler if len(frame.series) == 1 else None  # one workload: served in data units
     model.metadata = {
         "dataset": dataset, "path": None if path is None else str(path), "series": list(frame.series),
         "series_scaler": scaler.to_dict(),

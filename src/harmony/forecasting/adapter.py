@@ -1,10 +1,15 @@
-"""Demand forecasts for policies: a fitted Predictor turned into samples of demand over the next steps.
+"""The forecasting adapter: a predictor turned into samples of demand over the decision's horizon.
 
-The predictor sees the dataset's indicators min-max scaled on the training rows (as in evaluation); its
-samples are scaled back and the demand indicators summed per sample, so the decision sees a joint
-distribution of demand over the horizon, in demand units. Forecasts only ever use rows at or before the
-decision tick; computing them for many ticks at once (folded into the predictor's series axis) changes
-nothing but the speed.
+One adapter serves the operator and the backtest alike. At every decision it receives the telemetry window
+the operator reads from Prometheus (`historySeconds` of rows ending at the decision tick; the backtest
+replays the same window from the trace) and returns joint samples of demand over the next `horizon` steps,
+in demand units. A baseline is refitted on that window every `refit_every` decisions (its residuals, hence
+its uncertainty, stay as recent as the window); a model that is costly to fit (`Predictor.refit` False,
+HARMONY) is fitted once, on its first window, or comes fitted from a checkpoint.
+
+The predictor sees its inputs min-max scaled by its own scaler (`Predictor.input_scaler`, fitted with it
+and saved in a checkpoint), never one refitted on whatever window arrives; the context carries the indicator
+names (checked against the predictor's schema), its end time and interval (calendar features).
 """
 
 from __future__ import annotations
@@ -16,21 +21,34 @@ from harmony.forecasting.predictors import Context, Predictor, build_predictor
 from harmony.forecasting.scaling import MinMaxScaler
 from harmony.telemetry.frame import TelemetryFrame
 
+#: Decisions between refits of a baseline (1: every decision; a ridge AR fit over a few hundred rows takes
+#: milliseconds, and refitting keeps its residuals as recent as the history window).
+REFIT_EVERY = 1
+#: Telemetry history each decision reads (seconds): the CRD's historySeconds default. Chosen on the gentd26
+#: validation span (the backtest's `--span validation`): with ar:30 at epsilon = SLA = 1%, 12 h of history
+#: gave 67.8 GPU-hours at 0% breached against 71.0 at 1.04% with 6 h (the context length did not matter).
+DEFAULT_HISTORY_S = 43200
+#: Context the forecast starts from (seconds): the CRD's lookbackSeconds default.
+DEFAULT_LOOKBACK_S = 3600
+#: Forecast samples per decision.
+DEFAULT_SAMPLES = 200
+
 
 def validation_rows(n: int, horizon: int, validation_fraction: float = 0.15) -> int:
     """Rows at the end of an n-row history held out as validation: the fraction, at least horizon + 1."""
     return max(int(n * validation_fraction), horizon + 1)
 
 
-def fit_scaled(spec: str, frame: TelemetryFrame, horizon: int,
-               validation_fraction: float = 0.15) -> tuple[Predictor, MinMaxScaler]:
-    """A predictor fitted on `frame` min-max scaled on its own rows; the last `validation_rows` of them are
-    the validation split its residuals come from."""
+def fit_scaled(spec: str, frame: TelemetryFrame, horizon: int, validation_fraction: float = 0.15) -> Predictor:
+    """A predictor fitted on `frame` min-max scaled on its own rows (the scaler kept as `predictor.input_scaler`);
+    the last `validation_rows` of them are the validation split its residuals come from."""
     n = len(frame)
     n_val = validation_rows(n, horizon, validation_fraction)
     scaler = MinMaxScaler.fit(frame)
     scaled = scaler.transform_frame(frame)
-    return build_predictor(spec).fit(scaled.slice(0, n - n_val), scaled.slice(n - n_val, n)), scaler
+    predictor = build_predictor(spec).fit(scaled.slice(0, n - n_val), scaled.slice(n - n_val, n))
+    predictor.input_scaler = scaler
+    return predictor
 
 
 def demand_of_samples(samples: np.ndarray, scaler: MinMaxScaler, positions: list[int]) -> np.ndarray:
@@ -39,97 +57,60 @@ def demand_of_samples(samples: np.ndarray, scaler: MinMaxScaler, positions: list
 
 
 class DemandForecaster:
-    """Fit once on the training part of a single-series frame, then forecast demand at any tick.
+    """One workload's forecasts of demand, refitted on the telemetry window on a fixed cadence.
 
-    model: a predictor spec (`ar:30`, `seasonal`, ...). horizon: steps ahead. lookback: context length.
+    model: a predictor spec (`ar:30`, `seasonal`, ...), or None with `predictor` a fitted one (a checkpoint).
+    horizon: steps ahead. lookback: context length in steps. refit_every: decisions between refits of a
+    baseline (0: never after the first fit).
     """
 
-    def __init__(self, model: str, horizon: int, lookback: int = 120, n_samples: int = 200, seed: int = 0,
-                 validation_fraction: float = 0.15) -> None:
-        self.spec, self.horizon, self.lookback = model, horizon, lookback
-        self.n_samples, self.seed = n_samples, seed
-        self.validation_fraction = validation_fraction
-        self.predictor: Predictor | None = None
-        self._scaled: np.ndarray | None = None
-        self._cache: dict[int, np.ndarray | None] = {}
-
-    def fit(self, frame: TelemetryFrame, train_rows: int, demand: tuple[str, ...]) -> DemandForecaster:
-        """Fit on rows [0, train_rows) of `frame` (one series); later rows are only ever used as context.
-        `demand`: the indicators summed into demand."""
-        if len(frame.series) != 1:
-            raise HarmonyInputError(f"backtests run one workload at a time; the frame has {len(frame.series)} series")
-        self.predictor, self._scaler = fit_scaled(self.spec, frame.slice(0, train_rows), self.horizon,
-                                                  self.validation_fraction)
-        self.lookback = max(self.lookback, self.predictor.min_context_steps)
-        self._scaled = self._scaler.transform(frame.values)
-        self._demand_pos = [frame.indicator_position(n) for n in demand]
-        self._cache = {}
-        return self
-
-    def precompute(self, ticks: np.ndarray) -> None:
-        """Forecast from every tick in `ticks` in one batched call (contexts end at each tick, inclusive)."""
-        todo = [int(t) for t in ticks if int(t) not in self._cache and t + 1 >= self.lookback]
-        for t in ticks:
-            if t + 1 < self.lookback:
-                self._cache[int(t)] = None  # not enough history: the policy treats it as stale telemetry
-        if not todo:
-            return
-        rows = np.asarray(todo)[None, :] + np.arange(-self.lookback + 1, 1)[:, None]  # [L, B]
-        ctx = self._scaled[rows][:, :, 0, :]  # [L, B, I]
-        usable = ~np.all(np.isnan(ctx), axis=0).any(axis=1)  # [B] every indicator seen at least once
-        batch = [t for t, ok in zip(todo, usable, strict=True) if ok]
-        for t, ok in zip(todo, usable, strict=True):
-            if not ok:
-                self._cache[t] = None
-        if batch:
-            fc = self.predictor.predict(Context(ctx[:, usable]), self.horizon, self.n_samples, self.seed)
-            # [n, H, B]; the one series' scaler broadcasts over the B folded ticks
-            demand = demand_of_samples(fc.samples, self._scaler, self._demand_pos)
-            for j, t in enumerate(batch):
-                self._cache[t] = demand[:, :, j]
-
-    def demand_samples(self, tick: int) -> np.ndarray | None:
-        """[n_samples, horizon] demand over ticks tick+1 .. tick+horizon, or None if it cannot be forecast."""
-        if tick not in self._cache:
-            self.precompute(np.array([tick]))
-        return self._cache[tick]
-
-
-class OnlineForecaster:
-    """Forecasts for a live workload: refit on the recent history every `refit_every` calls, forecast
-    from the newest `lookback` rows.
-
-    The predictor sees the window min-max scaled on the rows it was fitted on (the scaler is refitted
-    with it); samples are scaled back and the demand indicator(s) summed. A checkpointed model (a
-    Predictor already fitted) is used as is: pass it as `predictor` and `refit_every=0`.
-    """
-
-    def __init__(self, model: str | None, horizon: int, lookback: int, n_samples: int = 200, seed: int = 0,
-                 refit_every: int = 20, predictor: Predictor | None = None) -> None:
+    def __init__(self, model: str | None, horizon: int, lookback: int, n_samples: int = DEFAULT_SAMPLES,
+                 refit_every: int = REFIT_EVERY, predictor: Predictor | None = None) -> None:
         if model is None and predictor is None:
-            raise ValueError("OnlineForecaster needs a model spec or a fitted predictor")
+            raise ValueError("DemandForecaster needs a model spec or a fitted predictor")
+        if predictor is not None and predictor.input_scaler is None:
+            raise HarmonyInputError(f"{predictor.name}: a fitted predictor must carry the scaler of its training "
+                                    "data (input_scaler); this one has none")
         self.spec, self.horizon, self.lookback = model, horizon, lookback
-        self.n_samples, self.seed, self.refit_every = n_samples, seed, refit_every
+        self.n_samples, self.refit_every = n_samples, refit_every
         self.predictor = predictor
-        self.scaler: MinMaxScaler | None = None
         self.calls_since_fit = 0
 
-    def _fit(self, frame: TelemetryFrame) -> None:
-        n = len(frame)
+    @property
+    def refits(self) -> bool:
+        return self.spec is not None and (self.predictor is None or self.predictor.refit)
+
+    def _due(self) -> bool:
+        if self.spec is None:
+            return False
+        if self.predictor is None:
+            return True
+        return self.predictor.refit and self.refit_every > 0 and self.calls_since_fit >= self.refit_every
+
+    def fit(self, window: TelemetryFrame) -> None:
+        n = len(window)
         if n - validation_rows(n, self.horizon) < 2 * self.lookback:
-            raise HarmonyInputError(f"{n} rows of history are too few to fit {self.spec} with lookback {self.lookback}")
-        self.predictor, self.scaler = fit_scaled(self.spec, frame, self.horizon)
+            raise HarmonyInputError(
+                f"{n} rows of history are too few to fit {self.spec} with a lookback of {self.lookback} steps")
+        self.predictor = fit_scaled(self.spec, window, self.horizon)
         self.calls_since_fit = 0
 
-    def demand_samples(self, frame: TelemetryFrame, demand: tuple[str, ...], seed: int | None = None) -> np.ndarray:
-        """[n_samples, horizon] demand over the steps after the frame's last row."""
-        if self.spec is not None and (self.predictor is None or self.calls_since_fit >= self.refit_every):
-            self._fit(frame)
-        if self.scaler is None:
-            self.scaler = MinMaxScaler.fit(frame)
+    def demand_samples(self, window: TelemetryFrame, demand: tuple[str, ...], seed: int) -> np.ndarray:
+        """[n_samples, horizon] demand over the steps after the window's last row (one series)."""
+        if len(window.series) != 1:
+            raise HarmonyInputError(f"a forecast serves one workload; the window has {len(window.series)} series")
+        if self._due():
+            self.fit(window)
         self.calls_since_fit += 1
-        lookback = max(self.lookback, self.predictor.min_context_steps)
-        ctx = self.scaler.transform(frame.values[-lookback:])
-        fc = self.predictor.predict(Context(ctx), self.horizon, self.n_samples, self.seed if seed is None else seed)
-        pos = [frame.indicator_position(name) for name in demand]
-        return demand_of_samples(fc.samples, self.scaler, pos)[:, :, 0]
+        predictor = self.predictor
+        lookback = max(self.lookback, predictor.min_context_steps)
+        if len(window) < lookback:
+            raise HarmonyInputError(f"{len(window)} rows are fewer than the lookback of {lookback} steps")
+        recent = window.slice(len(window) - lookback, len(window))
+        ctx = predictor.input_scaler.transform(recent.values)
+        end = recent.index[-1:]
+        end = (end.tz_convert(None) if end.tz is not None else end).to_numpy(dtype="datetime64[ns]")  # UTC
+        context = Context(ctx, end, window.interval, window.indicator_names)
+        fc = predictor.predict(context, self.horizon, self.n_samples, seed)
+        positions = [window.indicator_position(name) for name in demand]
+        return demand_of_samples(fc.samples, predictor.input_scaler, positions)[:, :, 0]

@@ -1,10 +1,12 @@
 """The kopf operator: one daemon per HarmonyAutoscaler, reconciling every spec.intervalSeconds.
 
 `build_registry` wires the handlers to a Reconciler (its Kubernetes, Prometheus, metrics and clock
-boundaries chosen by the caller); `run` starts kopf with the sharding and peering settings and the
-metrics server. Several operator processes share work by sharding (`--namespace`, `--selector`) and, for
-replicas of one shard, by kopf peering: only the highest-priority peer runs handlers, so two replicas
-never scale the same workload.
+boundaries chosen by the caller) and to a Health: each daemon reports the steps it finishes, and two
+`kopf.on.probe` handlers answer kopf's liveness endpoint from it (harmony.operator.health: the endpoint
+fails when objects are served but no step finished for a while). `run` starts kopf with the sharding,
+peering and liveness settings; the CLI starts the metrics server beside it. Several operator processes
+share work by sharding (`--namespace`, `--selector`) and, for replicas of one shard, by kopf peering: only
+the highest-priority peer runs handlers, so two replicas never scale the same workload.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 
 import kopf
 
+from harmony.operator.health import Health, HealthSettings
 from harmony.operator.kube import GROUP, PLURAL, VERSION, ApiError
 from harmony.operator.reconcile import Reconciler
 from harmony.operator.state import parse_timestamp
@@ -32,11 +35,14 @@ class OperatorSettings:
     """namespaces: served namespaces (empty: cluster-wide). selector: label selector (key -> value) that
     picks this shard's objects. peering: kopf peering name shared by replicas of a shard (None:
     standalone, no peering objects needed). priority: this replica's peering priority (the highest active
-    peer works, the others stand by). metrics_addr / metrics_port: the exporter (/metrics, /healthz).
-    workers: reconcile steps in flight at once, each in a thread of its own pool. A step mostly waits on
-    Prometheus and the API server (a few ms of CPU against tens to hundreds of ms of round trips), so the
-    pool is sized for I/O, not for cores: asyncio's default pool (cores + 4 threads, shared with anything
-    else run in threads) would cap 500 objects on 2 cores at 6 steps in flight."""
+    peer works, the others stand by). metrics_addr / metrics_port: the exporter (/metrics), which the
+    caller serves (harmony.operator.metrics.serve). liveness_endpoint: kopf's liveness endpoint URL
+    (`health.liveness_endpoint()`, e.g. http://0.0.0.0:8080/healthz), None for none (the CLI always sets
+    one; tests and embedders choose). health: when the loop counts as wedged. workers: reconcile steps in
+    flight at once, each in a thread of its own pool. A step mostly waits on Prometheus and the API server
+    (a few ms of CPU against tens to hundreds of ms of round trips), so the pool is sized for I/O, not for
+    cores: asyncio's default pool (cores + 4 threads, shared with anything else run in threads) would cap
+    500 objects on 2 cores at 6 steps in flight."""
 
     namespaces: tuple[str, ...] = ()
     selector: Mapping[str, str] = field(default_factory=dict)
@@ -44,6 +50,8 @@ class OperatorSettings:
     priority: int = 0
     metrics_addr: str = "0.0.0.0"
     metrics_port: int = 9100
+    liveness_endpoint: str | None = None
+    health: HealthSettings = field(default_factory=HealthSettings)
     workers: int = 16
 
 
@@ -114,10 +122,12 @@ def shard_id(settings: OperatorSettings) -> str:
 
 def build_registry(reconciler: Reconciler, settings: OperatorSettings,
                    login: Callable[..., kopf.ConnectionInfo] | None = None,
-                   executor: concurrent.futures.Executor | None = None) -> kopf.OperatorRegistry:
+                   executor: concurrent.futures.Executor | None = None,
+                   health: Health | None = None) -> kopf.OperatorRegistry:
     """The kopf handlers of one operator process, bound to `reconciler`; steps run in `executor` (None:
-    asyncio's default pool)."""
+    asyncio's default pool) and are reported to `health` (None: a fresh one with `settings.health`)."""
     registry = kopf.OperatorRegistry()
+    health = health if health is not None else Health(settings.health)
     labels = dict(settings.selector) or None
 
     if login is not None:
@@ -141,6 +151,21 @@ def build_registry(reconciler: Reconciler, settings: OperatorSettings,
             # suffice (listing and watching Namespace objects is cluster-scoped); kopf scans only for globs.
             settings.scanning.disabled = True
 
+    # kopf's liveness endpoint answers the handlers' results as JSON; one raising makes it answer 500.
+    # PERMANENT: kopf would otherwise retry a failing probe handler after a backoff, holding the probe.
+    @kopf.on.probe(id="reconcile", registry=registry, errors=kopf.ErrorsMode.PERMANENT)
+    def reconcile_progress(**_) -> dict:
+        report = health.loop()
+        if not report.healthy:
+            raise kopf.PermanentError(
+                f"wedged: {report.served_objects} HarmonyAutoscalers served, no reconcile step finished for "
+                f"{report.waiting_s:.0f}s (limit {report.stall_after_s:.0f}s, {report.failed_steps} failed)")
+        return report.as_dict()
+
+    @kopf.on.probe(id="prometheus", registry=registry, errors=kopf.ErrorsMode.PERMANENT)
+    def prometheus_reachability(**_) -> dict:
+        return health.telemetry().as_dict()  # reported, never failed: stale telemetry holds, by design
+
     active: set[str] = set()
     started = time.monotonic()  # a daemon starting within one interval of this belongs to the startup set
 
@@ -148,6 +173,7 @@ def build_registry(reconciler: Reconciler, settings: OperatorSettings,
     async def autoscale(stopped: kopf.DaemonStopped, name: str, namespace: str, uid: str, meta: Mapping,
                         spec: Mapping, status: Mapping, **_) -> None:
         active.add(uid)
+        health.serving(uid, _interval_s(spec))
         reconciler.metrics.set_autoscalers(len(active))
         own: dict | None = None
         try:
@@ -156,13 +182,17 @@ def build_registry(reconciler: Reconciler, settings: OperatorSettings,
             await _pause(stopped, delay)
             while not stopped:
                 began = time.monotonic()
+                health.serving(uid, _interval_s(spec))  # the spec may have changed the interval
                 current = _newer(own, status)
                 try:
                     outcome = await asyncio.get_running_loop().run_in_executor(
                         executor, reconciler.reconcile, namespace, name, uid, meta.get("generation"), dict(spec),
                         current)
                     own = outcome.status if outcome.error is None else own
+                    # progress even with outcome.error: the step ran and put the object's fault on its status
+                    health.step_finished()
                 except Exception as exc:  # one object's failure must not stop its daemon or others
+                    health.step_failed()
                     log.exception("%s/%s: reconcile failed", namespace, name)
                     reconciler.metrics.reconcile_failure(
                         namespace, name, "api-error" if isinstance(exc, ApiError) else type(exc).__name__)
@@ -171,6 +201,7 @@ def build_registry(reconciler: Reconciler, settings: OperatorSettings,
                 await _pause(stopped, _interval_s(spec) - (time.monotonic() - began))
         finally:
             active.discard(uid)
+            health.stopped(uid)
             reconciler.metrics.set_autoscalers(len(active))
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, labels=labels, optional=True)
@@ -181,10 +212,12 @@ def build_registry(reconciler: Reconciler, settings: OperatorSettings,
 
 
 async def run(reconciler: Reconciler, settings: OperatorSettings, login: Callable | None = None,
-              stop_flag: asyncio.Event | None = None, ready_flag: asyncio.Event | None = None) -> None:
-    """Run the operator until `stop_flag` is set (or forever)."""
+              stop_flag: asyncio.Event | None = None, ready_flag: asyncio.Event | None = None,
+              health: Health | None = None) -> None:
+    """Run the operator until `stop_flag` is set (or forever), with kopf's liveness endpoint at
+    `settings.liveness_endpoint` (if any) answering from `health` (None: a fresh one)."""
     executor = concurrent.futures.ThreadPoolExecutor(max(1, settings.workers), thread_name_prefix="harmony-reconcile")
-    registry = build_registry(reconciler, settings, login, executor)
+    registry = build_registry(reconciler, settings, login, executor, health)
     try:
         await kopf.operator(
             registry=registry,
@@ -193,6 +226,7 @@ async def run(reconciler: Reconciler, settings: OperatorSettings, login: Callabl
             standalone=settings.peering is None,
             peering_name=settings.peering,
             priority=settings.priority,
+            liveness_endpoint=settings.liveness_endpoint,
             stop_flag=stop_flag,
             ready_flag=ready_flag,
         )

@@ -1,9 +1,14 @@
-"""The Kubernetes side of the operator: scale subresources, status writes and Events, as plain JSON requests.
+"""The Kubernetes side of the operator: scale subresources, readiness, status writes and Events, as plain JSON
+requests.
 
 One small wrapper (`KubeClient`) so the reconciler depends on four operations, not on a client's API
 surface; tests point it at the kmock emulator. The scale subresource is reached generically
 (`/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}/scale`), so Deployments, StatefulSets and any
 custom resource with a scale subresource work alike; the plural comes from API discovery.
+
+Ready replicas are counted as the HPA counts them, not taken from the scale's status.replicas (which
+includes pods still starting): apps/v1 workloads report status.readyReplicas on the object itself; any
+other kind's pods are found by the scale's status.selector and counted by their Ready condition.
 
 Connection, TLS and credentials (refreshed tokens included) come from the official client's ApiClient, but
 requests go through its REST layer as plain JSON, not its typed API classes: those validate every call's
@@ -30,6 +35,10 @@ PLURAL = "harmonyautoscalers"
 KIND = "HarmonyAutoscaler"
 MERGE_PATCH = "application/merge-patch+json"
 
+# Kinds whose own status carries readyReplicas (kept by their controller from the pods' Ready condition).
+# Read from the object, one GET; any other kind costs a pod list.
+READY_REPLICAS_KINDS = frozenset({("apps", "Deployment"), ("apps", "StatefulSet"), ("apps", "ReplicaSet")})
+
 
 class ApiError(Exception):
     """The API server answered with an error status (or not at all)."""
@@ -49,11 +58,19 @@ class Conflict(Exception):
 
 @dataclass(frozen=True)
 class Scale:
-    """A target's scale subresource: desired replicas (spec), observed replicas (status), version."""
+    """A target's replica counts, read together by `KubeClient.get_scale`.
+
+    replicas: desired (the scale's spec.replicas): what a scale write compares against.
+    observed_replicas: pods that exist (the scale's status.replicas), starting ones included.
+    resource_version: the scale's, the precondition of the next write.
+    ready_replicas: pods Ready now (status.readyReplicas, or Ready pods matching status.selector): the
+    capacity actually serving, the count breaches and capacity are learned from. None when the target
+    offers no way to tell (no readyReplicas and no selector in its scale subresource)."""
 
     replicas: int
     observed_replicas: int
     resource_version: str | None
+    ready_replicas: int | None = None
 
 
 class KubeClient:
@@ -107,21 +124,51 @@ class KubeClient:
                 raise TargetNotFound(f"kind {kind} is not served by {api_version}")
         return group, version, self._plurals[key]
 
-    def _scale_path(self, api_version: str, kind: str, namespace: str, name: str) -> str:
+    def _object_path(self, api_version: str, kind: str, namespace: str, name: str) -> str:
         group, version, plural = self._plural(api_version, kind)
-        return f"/apis/{_q(group)}/{_q(version)}/namespaces/{_q(namespace)}/{_q(plural)}/{_q(name)}/scale"
+        return f"/apis/{_q(group)}/{_q(version)}/namespaces/{_q(namespace)}/{_q(plural)}/{_q(name)}"
 
-    def get_scale(self, api_version: str, kind: str, namespace: str, name: str) -> Scale:
+    def _scale_path(self, api_version: str, kind: str, namespace: str, name: str) -> str:
+        return self._object_path(api_version, kind, namespace, name) + "/scale"
+
+    def _get_target(self, path: str, kind: str, namespace: str, name: str) -> dict:
         try:
-            obj = self._request("GET", self._scale_path(api_version, kind, namespace, name))
+            return self._request("GET", path)
         except ApiError as exc:
             if exc.status == 404:
                 raise TargetNotFound(f"{kind} {namespace}/{name} not found") from None
             raise
+
+    def get_scale(self, api_version: str, kind: str, namespace: str, name: str) -> Scale:
+        """The target's scale subresource, and its ready replicas (`ready_replicas`)."""
+        obj = self._get_target(self._scale_path(api_version, kind, namespace, name), kind, namespace, name)
         spec, status = obj.get("spec") or {}, obj.get("status") or {}
         replicas = int(spec.get("replicas", 0) or 0)
         version_tag = (obj.get("metadata") or {}).get("resourceVersion")
-        return Scale(replicas, int(status.get("replicas", replicas) or 0), version_tag)
+        ready = self.get_ready_replicas(api_version, kind, namespace, name, status.get("selector"))
+        return Scale(replicas, int(status.get("replicas", replicas) or 0), version_tag, ready)
+
+    def get_ready_replicas(self, api_version: str, kind: str, namespace: str, name: str,
+                           selector: str | None) -> int | None:
+        """Ready replicas of the target, as the HPA counts them: status.readyReplicas of an apps/v1
+        Deployment, StatefulSet or ReplicaSet; for any other kind, its Ready pods, found by `selector` (the
+        scale subresource's status.selector). None when neither exists."""
+        group = api_version.rpartition("/")[0]
+        if (group, kind) in READY_REPLICAS_KINDS:
+            target = self._get_target(self._object_path(api_version, kind, namespace, name), kind, namespace, name)
+            # readyReplicas is omitted while it is zero (omitempty): absent means none ready
+            return int((target.get("status") or {}).get("readyReplicas", 0) or 0)
+        if not selector:
+            # An empty selector would match every pod in the namespace: readiness is unknown, not everything.
+            return None
+        return self.count_ready_pods(namespace, selector)
+
+    def count_ready_pods(self, namespace: str, selector: str) -> int:
+        """Pods in `namespace` matching the label selector `selector` (its string form, as a scale's
+        status.selector holds it) whose Ready condition is True, not being deleted and not finished: the
+        pods the HPA counts as ready (replica_calculator.go, groupPods)."""
+        found = self._request("GET", f"/api/v1/namespaces/{_q(namespace)}/pods?labelSelector={_q(selector)}")
+        return sum(1 for pod in found.get("items") or [] if _pod_ready(pod))
 
     def set_scale(self, api_version: str, kind: str, namespace: str, name: str, replicas: int,
                   resource_version: str | None) -> None:
@@ -163,6 +210,18 @@ class KubeClient:
         self._request("POST", f"/api/v1/namespaces/{_q(namespace)}/events", body, "application/json")
 
 
+def _pod_ready(pod: dict) -> bool:
+    """A pod serving now: Ready condition True; neither terminating (deletionTimestamp set: it is draining
+    and leaves the endpoints) nor finished (Succeeded/Failed: it serves nothing, whatever its conditions
+    last said)."""
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    status = pod.get("status") or {}
+    if status.get("phase") in ("Succeeded", "Failed"):
+        return False
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+
+
 def _q(segment: str) -> str:
-    """One URL path segment, percent-encoded."""
+    """One URL path segment or query value, percent-encoded."""
     return quote(str(segment), safe="")

@@ -1,4 +1,4 @@
-"""The operator's Prometheus metrics, and one HTTP server for `/metrics` and `/healthz`.
+"""The operator's Prometheus metrics, and their HTTP server (prometheus_client's own).
 
 Conventions (DESIGN.md, "Operator"): names start with `harmony_`, values are in base units (seconds,
 replicas, demand units, probabilities), counters end in `_total`. Labels are `namespace` and `autoscaler`
@@ -6,24 +6,35 @@ replicas, demand units, probabilities), counters end in `_total`. Labels are `na
 `reason` in the sets below; a reason outside its set is exported as `other`, so an unexpected error text can
 never explode the number of series.
 
+Beside them the registry holds the process collectors (`process_*`: CPU, memory, open files, start time;
+`python_info`; `python_gc_*`) and `harmony_build_info{version, python}` = 1, so a dashboard can tell which
+release runs and whether it leaks.
+
 The registry is a parameter (its own by default), so tests and several operators in one process do not
 collide on the global one.
 """
 
 from __future__ import annotations
 
-import logging
 import math
+import platform
 import threading
-from collections.abc import Callable, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Mapping
+from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.exposition import choose_encoder
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    start_http_server,
+)
 
+from harmony import __version__
 from harmony.decision import decide as dec
-
-log = logging.getLogger("harmony.operator.metrics")
 
 QUANTILES = (0.1, 0.5, 0.9, 0.99)
 DIRECTIONS = ("up", "down")
@@ -48,11 +59,20 @@ def _known(reason: str, allowed: tuple[str, ...]) -> str:
 
 
 class OperatorMetrics:
-    """The `harmony_*` metrics of one operator process, in `registry` (a fresh one by default)."""
+    """The `harmony_*` metrics of one operator process, in `registry` (a fresh one by default), and with
+    `process_collectors` the process, platform and GC collectors (leave them out on a registry that has
+    them already, such as prometheus_client's global one)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *, process_collectors: bool = True) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
+        if process_collectors:
+            ProcessCollector(registry=r)
+            PlatformCollector(registry=r)
+            GCCollector(registry=r)
+        self.build_info = Gauge("harmony_build_info", "The running harmony release (value 1).", ("version", "python"),
+                                registry=r)
+        self.build_info.labels(__version__, platform.python_version()).set(1)
         self.recommended = Gauge("harmony_recommended_replicas",
                                  "Risk-optimal replica count before step and stabilisation rules (for HPA/KEDA).",
                                  OBJECT, registry=r)
@@ -166,45 +186,9 @@ class OperatorMetrics:
         self.autoscalers.set(n)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    metrics: OperatorMetrics
-    health: Callable[[], bool]
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-        path = self.path.split("?", 1)[0]
-        if path == "/metrics":
-            encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-            self._reply(200, encoder(self.metrics.registry), content_type)
-        elif path == "/healthz":
-            try:
-                healthy = bool(self.health())
-            except Exception:  # a failing check is an unhealthy process, not a crashed endpoint
-                log.exception("health check failed")
-                healthy = False
-            self._reply(200 if healthy else 503, b"ok\n" if healthy else b"unhealthy\n", "text/plain; charset=utf-8")
-        else:
-            self._reply(404, b"not found: try /metrics or /healthz\n", "text/plain; charset=utf-8")
-
-    def _reply(self, code: int, body: bytes, content_type: str) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 (the base class's signature)
-        log.debug("%s " + format, self.address_string(), *args)
-
-
-def serve(metrics: OperatorMetrics, port: int, addr: str = "127.0.0.1",
-          health: Callable[[], bool] = lambda: True) -> tuple[ThreadingHTTPServer, threading.Thread]:
-    """Serve `/metrics` (text exposition, OpenMetrics on request) and `/healthz` (200 "ok" when `health()`
-    is true, else 503 "unhealthy") from a daemon thread. Port 0 picks a free port (`server.server_address`).
-    Stop with `server.shutdown()`, then `server.server_close()` to release the socket."""
-    handler = type("HarmonyMetricsHandler", (_Handler,), {"metrics": metrics, "health": staticmethod(health)})
-    server = ThreadingHTTPServer((addr, port), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="harmony-metrics",
-                              daemon=True)
-    thread.start()
-    return server, thread
+def serve(metrics: OperatorMetrics, port: int, addr: str = "127.0.0.1") -> tuple[WSGIServer, threading.Thread]:
+    """Serve `metrics.registry` with prometheus_client's own server (text exposition; OpenMetrics on request;
+    `?name[]=` filters) from a daemon thread. Port 0 picks a free port (`server.server_address`). Stop with
+    `server.shutdown()`, then `server.server_close()` to release the socket. Health is not served here: it
+    is kopf's liveness endpoint (harmony.operator.health)."""
+    return start_http_server(port, addr, registry=metrics.registry)

@@ -23,8 +23,9 @@ from typing import Any
 
 import yaml
 
-from harmony.decision.decide import DecisionSettings
+from harmony.decision.step import ControlSettings, cold_start_steps_of
 from harmony.errors import HarmonyInputError
+from harmony.forecasting.adapter import DEFAULT_HISTORY_S, DEFAULT_LOOKBACK_S  # shared with the backtest
 from harmony.forecasting.predictors import build_predictor
 
 CRD_PATH = Path(str(files("harmony.operator") / "crd" / "harmonyautoscaler.yaml"))
@@ -39,8 +40,6 @@ DEFAULT_API_VERSION = "apps/v1"
 DEFAULT_MIN_REPLICAS = 1
 DEFAULT_MODE = "Recommend"
 DEFAULT_INTERVAL_S = 30
-DEFAULT_LOOKBACK_S = 3600
-DEFAULT_HISTORY_S = 21600
 DEFAULT_LEVEL = 1
 DEFAULT_MAX_BREACH_PROBABILITY = 0.01
 DEFAULT_COLD_START_S = 300
@@ -116,27 +115,17 @@ class AutoscalerSpec:
     @property
     def cold_start_steps(self) -> int:
         """Control intervals a new replica takes to become ready (rounded up): the forecast must cover them."""
-        return math.ceil(self.cold_start_s / self.interval_s)
+        return cold_start_steps_of(self.cold_start_s, self.interval_s)
 
-    def decision_settings(self) -> DecisionSettings:
-        """Bounds, steps, costs and the stabilisation window (in control intervals, rounded up, at least the
-        current decision) for `harmony.decision.decide.decide`.
-
-        Scale-ups are sized on the whole horizon (lead_steps 0), unlike the backtest's harmony policy, which
-        sizes them from the end of the cold start on: in the simulator a replica is ready exactly
-        coldStartSeconds after the request, while in a cluster the patch, scheduling and image pulls make
-        readiness earlier or later than the nominal cold start, so the live operator also covers the steps
-        before it (on the end-to-end replay, sizing from the end of the cold start left ready capacity at the
-        peak 0.68x sustained demand against 0.77x)."""
-        return DecisionSettings(
-            min_replicas=self.min_replicas,
-            max_replicas=self.max_replicas,
-            max_step_up=self.max_step_up,
-            max_step_down=self.max_step_down,
-            stabilisation_steps=max(1, math.ceil(self.scale_down_stabilisation_s / self.interval_s)),
-            cost_per_replica_hour=self.cost_per_replica_hour,
-            interval_s=float(self.interval_s),
-        )
+    def control_settings(self) -> ControlSettings:
+        """The control step's settings (`harmony.decision.step.ControlSettings.build`, as the backtest builds
+        them): bounds, steps, cost, the stabilisation window, the SLA and whether capacity is learned."""
+        return ControlSettings.build(
+            sla=self.max_breach_probability, interval_s=float(self.interval_s), cold_start_s=float(self.cold_start_s),
+            min_replicas=self.min_replicas, max_replicas=self.max_replicas,
+            stabilisation_s=float(self.scale_down_stabilisation_s), max_step_up=self.max_step_up,
+            max_step_down=self.max_step_down, cost_per_replica_hour=self.cost_per_replica_hour,
+            learn_capacity=self.capacity_per_replica is None)
 
 
 # --- field readers: each names the field path in its error -----------------------------------------------
@@ -264,6 +253,40 @@ def _baseline_error(model: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=16)
+def load_checkpoint(path: str, mtime_ns: int):
+    """The fitted predictor in a checkpoint file (cached per path and modification time: parse_spec runs on
+    every reconcile, and a new file at the same path is picked up)."""
+    from harmony.forecasting.predictors.harmony import HarmonyPredictor  # torch loads only for checkpoints
+
+    return HarmonyPredictor.load(path)
+
+
+def checkpoint_predictor(path: str):
+    return load_checkpoint(path, Path(path).stat().st_mtime_ns)
+
+
+def _check_checkpoint(checkpoint: str, indicators: Sequence[IndicatorSpec], interval_s: int) -> None:
+    """A checkpoint serves only the inputs it was trained on: the same indicators in the same order, at the
+    same interval, with the scaler of its training data."""
+    field = "spec.model.checkpoint"
+    try:
+        predictor = checkpoint_predictor(checkpoint)
+    except HarmonyInputError as exc:
+        raise InvalidSpec(field, str(exc)) from None
+    trained = predictor.schema.indicators
+    names = tuple(i.name for i in indicators)
+    if names != trained:
+        raise InvalidSpec("spec.indicators", f"{checkpoint} was trained on indicators {list(trained)} in this "
+                          f"order; spec.indicators names {list(names)}")
+    if predictor.schema.interval is not None and predictor.schema.interval.total_seconds() != interval_s:
+        raise InvalidSpec("spec.intervalSeconds", f"{checkpoint} was trained at an interval of "
+                          f"{predictor.schema.interval.total_seconds():g} s, not {interval_s}")
+    if predictor.input_scaler is None:
+        raise InvalidSpec(field, f"{checkpoint} holds no scaler for one workload's data (trained on several "
+                          "series): train it on the workload's own series")
+
+
 def _model(spec: Mapping) -> tuple[str | None, str | None]:
     path = "spec.model"
     model = _mapping(_field(spec, "model", "spec", {}), path)
@@ -325,6 +348,8 @@ def parse_spec(spec: Mapping) -> AutoscalerSpec:
     step_down = _int(behavior, "maxScaleDownStep", "spec.behavior", None, minimum=1)
 
     baseline, checkpoint = _model(spec)
+    if checkpoint is not None:
+        _check_checkpoint(checkpoint, indicators, interval_s)
     return AutoscalerSpec(
         target=target, min_replicas=min_replicas, max_replicas=max_replicas, mode=mode, interval_s=interval_s,
         indicators=indicators, capacity_per_replica=capacity, max_breach_probability=max_breach,

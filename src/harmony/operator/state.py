@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 
 from harmony.decision.posteriors import BreachPosterior, CapacityPosterior
+from harmony.decision.step import ControllerState
 
 READY = "Ready"
 FORECAST_READY = "ForecastReady"
@@ -21,40 +21,30 @@ ABLE_TO_SCALE = "AbleToScale"
 SCALING_LIMITED = "ScalingLimited"
 
 
-@dataclass(frozen=True)
-class AutoscalerState:
-    """Posteriors, the stabilisation window's recent targets (None: fresh start) and a decision count."""
+def restore(posterior: Mapping | None) -> ControllerState | None:
+    """The controller state kept in `status.posterior`, or None when absent or unreadable (the caller then
+    starts from priors: an unreadable blob, edited by hand or from an older version, must not fail the step)."""
+    if not posterior:
+        return None
+    try:
+        recent = posterior.get("recentTargets")
+        return ControllerState(
+            CapacityPosterior.from_dict(posterior["capacity"]),
+            BreachPosterior.from_dict(posterior["breaches"]),
+            None if not recent else np.asarray([recent], dtype=int),
+            int(posterior.get("decisions", 0)),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
 
-    capacity: CapacityPosterior
-    breaches: BreachPosterior
-    recent_targets: np.ndarray | None
-    decisions: int = 0
 
-    @classmethod
-    def restore(cls, posterior: Mapping | None, capacity: float, capacity_relative_sd: float,
-                sla: float) -> AutoscalerState:
-        """From `status.posterior`, or fresh priors (capacity centred on `capacity`) when absent or unreadable."""
-        try:
-            if posterior:
-                recent = posterior.get("recentTargets")
-                return cls(
-                    CapacityPosterior.from_dict(posterior["capacity"]),
-                    BreachPosterior.from_dict(posterior["breaches"]),
-                    None if not recent else np.asarray([recent], dtype=int),
-                    int(posterior.get("decisions", 0)),
-                )
-        except (KeyError, TypeError, ValueError):
-            pass  # an unreadable blob (edited by hand, older version): start from priors rather than fail
-        return cls(CapacityPosterior.prior(capacity, relative_sd=capacity_relative_sd), BreachPosterior.prior(sla),
-                   None, 0)
-
-    def to_status(self) -> dict:
-        return {
-            "capacity": self.capacity.to_dict(),
-            "breaches": self.breaches.to_dict(),
-            "recentTargets": [] if self.recent_targets is None else [int(v) for v in self.recent_targets[0]],
-            "decisions": self.decisions,
-        }
+def to_status(state: ControllerState) -> dict:
+    return {
+        "capacity": state.capacity.to_dict(),
+        "breaches": state.breaches.to_dict(),
+        "recentTargets": [] if state.recent_targets is None else [int(v) for v in state.recent_targets[0]],
+        "decisions": state.decisions,
+    }
 
 
 TIMESTAMP = "%Y-%m-%dT%H:%M:%SZ"  # how status times are written (Kubernetes' RFC 3339, to the second)

@@ -221,11 +221,13 @@ def fetch_telemetry(
     *,
     series: str = "0",
     max_gap_steps: int = 3,
+    demand: str | None = None,
 ) -> TelemetryWindow:
     """Fetch `steps` points per indicator ending at `end` (floored to the step) into a TelemetryFrame.
 
-    indicators: (name, PromQL query, hierarchy level); the first is the demand indicator whose freshness
-    decides staleness. Each query runs once over the grid floor(end) - (steps - 1) * step .. floor(end),
+    indicators: (name, PromQL query, hierarchy level), in the order the frame keeps (a trained model's order);
+    `demand` names the indicator whose freshness decides staleness (default: the first). Each query runs
+    once over the grid floor(end) - (steps - 1) * step .. floor(end),
     grid-aligned so that consecutive fetches see the same timestamps. Interior gaps of up to
     `max_gap_steps` steps are interpolated (`TelemetryFrame.fill_gaps`); longer ones stay NaN.
 
@@ -268,12 +270,16 @@ def fetch_telemetry(
     for i, (name, _query, _level) in enumerate(indicators):
         if not observed[:, i].any():
             return TelemetryWindow(frame, True, f"telemetry-missing: {name}")
-    last = index[int(np.flatnonzero(observed[:, 0])[-1])]
+    names = [name for name, _query, _level in indicators]
+    if demand is not None and demand not in names:
+        raise HarmonyInputError(f"demand indicator {demand!r} is not among the indicators {names}")
+    d = names.index(demand) if demand is not None else 0
+    last = index[int(np.flatnonzero(observed[:, d])[-1])]
     age_s = (end_ts - last).total_seconds()
     filled, gaps = frame.fill_gaps(max_gap_steps)
     if age_s > stale_after_s:
         # Old demand numbers would scale for a load that may be long gone: hold instead.
-        reason = f"telemetry-stale: newest {indicators[0][0]} sample is {age_s:.1f}s old (limit {stale_after_s:g}s)"
+        reason = f"telemetry-stale: newest {names[d]} sample is {age_s:.1f}s old (limit {stale_after_s:g}s)"
         return TelemetryWindow(filled, True, reason, tuple(gaps))
     return TelemetryWindow(filled, False, "ok", tuple(gaps))
 

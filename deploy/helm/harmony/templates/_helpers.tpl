@@ -51,6 +51,8 @@ app.kubernetes.io/part-of: harmony
 {{/*
 The RBAC rules of the operator, for one scope ("cluster" or "namespaced"): exactly what
 src/harmony/operator/kube.py and kopf need, no wildcards. tests/test_helm_chart.py holds the same table.
+Ready replicas: get on apps targets themselves (status.readyReplicas); list pods only when a scale target
+of another group is listed (its pods' Ready condition, as the HPA counts them).
 */}}
 {{- define "harmony.rules" -}}
 {{- $root := index . 0 }}
@@ -63,14 +65,32 @@ src/harmony/operator/kube.py and kopf need, no wildcards. tests/test_helm_chart.
 - apiGroups: [harmony.dev]
   resources: [harmonyautoscalers/status]
   verbs: [get, patch]
+{{- $podTargets := false }}
 {{- range $root.Values.rbac.scaleTargets }}
-# Scale subresources of the targets (the targets themselves are never read).
+# Scale subresources of the targets.
 - apiGroups: [{{ .apiGroup | quote }}]
   resources:
   {{- range .resources }}
     - {{ printf "%s/scale" . }}
   {{- end }}
   verbs: [get, patch]
+{{- if eq .apiGroup "apps" }}
+# Ready replicas of apps targets: status.readyReplicas of the object itself.
+- apiGroups: [apps]
+  resources:
+  {{- range .resources }}
+    - {{ . }}
+  {{- end }}
+  verbs: [get]
+{{- else }}
+{{- $podTargets = true }}
+{{- end }}
+{{- end }}
+{{- if $podTargets }}
+# Ready replicas of other targets: their pods' Ready condition, found by the scale's status.selector.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
 {{- end }}
 # Events on HarmonyAutoscalers (the operator's and kopf's).
 - apiGroups: [""]

@@ -10,11 +10,14 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from harmony.errors import HarmonyInputError
-from harmony.forecasting.adapter import DemandForecaster
+
+if TYPE_CHECKING:
+    from harmony.backtest.forecasts import ReplayForecasts
 
 
 @dataclass(frozen=True)
@@ -23,7 +26,7 @@ class PolicySetup:
 
     train_demand: demand over the training rows (before the evaluated span), in demand units.
     capacity_per_replica: demand one ready replica serves. interval_s: tick length. cold_start_s: delay
-    before a requested replica is ready. sla: target breach rate. forecaster: fitted on the training rows
+    before a requested replica is ready. sla: target breach rate. forecaster: the operator's forecasts replayed
     (policies that forecast use it). future_demand: demand from the first evaluated tick on, given ONLY
     to the oracle (perfect foresight, the lower bound).
     """
@@ -35,7 +38,7 @@ class PolicySetup:
     min_replicas: int
     max_replicas: int
     sla: float
-    forecaster: DemandForecaster | None = None
+    forecaster: ReplayForecasts | None = None
     future_demand: np.ndarray | None = None
     first_tick: int = 0
 
@@ -98,7 +101,7 @@ class Policy(ABC):
         return int(np.clip(replicas, self.setup.min_replicas, self.setup.max_replicas))
 
 
-def require_forecaster(setup: PolicySetup, name: str) -> DemandForecaster:
+def require_forecaster(setup: PolicySetup, name: str) -> ReplayForecasts:
     if setup.forecaster is None:
         raise HarmonyInputError(f"policy {name!r} needs a forecaster (--model)")
     return setup.forecaster

@@ -84,7 +84,8 @@ def _score_models(
         model = build_predictor(spec).fit(train, validation)
         context_len = max(lookback, model.min_context_steps)
         win = make_windows(frame, values, origins, context_len, horizon)
-        forecast = model.predict(Context(win.contexts, win.end_time, frame.interval), horizon, n_samples, seed)
+        context = Context(win.contexts, win.end_time, frame.interval, frame.indicator_names)
+        forecast = model.predict(context, horizon, n_samples, seed)
         n_origins, n_series = win.targets.shape[1:3]
         samples = forecast.samples.reshape(n_samples, horizon, n_origins, n_series, -1)
         point = forecast.point_forecast.reshape(horizon, n_origins, n_series, -1)

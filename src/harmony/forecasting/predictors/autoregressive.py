@@ -45,6 +45,7 @@ class AutoRegressive(Predictor):
         return self.p
 
     def fit(self, train: TelemetryFrame, validation: TelemetryFrame | None = None) -> AutoRegressive:
+        self.remember(train)
         if len(train) <= self.p + 1:
             raise HarmonyInputError(f"{self.name} needs more than {self.p + 1} training rows, got {len(train)}")
         X, y = _lagged(train.values, self.p)

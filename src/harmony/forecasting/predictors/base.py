@@ -26,11 +26,13 @@ class Context:
     end_time: [series] datetime64[ns], the timestamp of each series' last row (models with calendar
         features use it; evaluation folds many windows into the series axis, each with its own end).
     interval: the step between rows.
+    indicators: the indicator names of the last axis, in order (checked against the predictor's schema).
     """
 
     values: np.ndarray
     end_time: np.ndarray | None = None
     interval: pd.Timedelta | None = None
+    indicators: tuple[str, ...] | None = None
 
     @property
     def lookback(self) -> int:
@@ -51,11 +53,54 @@ class Context:
         return flat.ffill().bfill().to_numpy(copy=True).reshape(v.shape)
 
 
+@dataclass(frozen=True)
+class InputSchema:
+    """What a predictor was fitted on: indicator names in order, their levels, and the interval."""
+
+    indicators: tuple[str, ...]
+    levels: tuple[int, ...]
+    interval: pd.Timedelta | None
+
+    @classmethod
+    def of(cls, frame: TelemetryFrame) -> InputSchema:
+        return cls(tuple(frame.indicator_names), tuple(frame.levels), frame.interval)
+
+    def check(self, context: Context, who: str) -> None:
+        """Refuse a context whose indicators or interval differ from the training ones, naming the first."""
+        if context.indicators is not None and tuple(context.indicators) != self.indicators:
+            given = tuple(context.indicators)
+            for i in range(max(len(given), len(self.indicators))):
+                want = self.indicators[i] if i < len(self.indicators) else None
+                got = given[i] if i < len(given) else None
+                if want != got:
+                    raise HarmonyInputError(
+                        f"{who} was trained on indicators {list(self.indicators)}; the context's indicator "
+                        f"{i + 1} is {got!r} where {want!r} was trained")
+        if (context.interval is not None and self.interval is not None
+                and pd.Timedelta(context.interval) != pd.Timedelta(self.interval)):
+            raise HarmonyInputError(
+                f"{who} was trained at an interval of {self.interval}; the context's interval is {context.interval}")
+
+
 class Predictor(ABC):
-    """fit(train, validation) then predict(context, horizon, n_samples, seed) -> Forecast."""
+    """fit(train, validation) then predict(context, horizon, n_samples, seed) -> Forecast.
+
+    A fitted predictor carries what it was trained with: `schema` (indicator names in order, levels,
+    interval; set by `remember`) and `input_scaler`, the scaler from data units into the space it was
+    fitted in (set by whoever scaled its training data; a checkpoint saves it).
+    `refit`: whether refitting at every decision is cheap (baselines) or not (HARMONY: fitted once, or
+    loaded from a checkpoint).
+    """
 
     #: short registry name, e.g. "ar"
     name: str = "predictor"
+    refit: bool = True
+    schema: InputSchema | None = None
+    input_scaler = None  # harmony.forecasting.scaling.MinMaxScaler: data units -> the fitted space
+
+    def remember(self, train: TelemetryFrame) -> None:
+        """Record the training frame's schema (every `fit` calls this)."""
+        self.schema = InputSchema.of(train)
 
     @property
     def min_context_steps(self) -> int:
@@ -74,8 +119,12 @@ class Predictor(ABC):
     def _check_context(self, context: Context, n_indicators: int) -> np.ndarray:
         if context.values.ndim != 3:
             raise ValueError(f"context must be [lookback, series, indicators], got {context.values.shape}")
+        if self.schema is not None:
+            self.schema.check(context, self.name)
         if context.values.shape[2] != n_indicators:
-            raise ValueError(f"context has {context.values.shape[2]} indicators, model was fitted on {n_indicators}")
+            raise HarmonyInputError(
+                f"{self.name}: the context has {context.values.shape[2]} indicators, the model was fitted on "
+                f"{n_indicators}")
         if context.lookback < self.min_context_steps:
             raise HarmonyInputError(
                 f"{self.name} needs a context of at least {self.min_context_steps} steps, got {context.lookback}"

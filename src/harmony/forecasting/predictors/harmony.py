@@ -27,7 +27,7 @@ from harmony.errors import HarmonyInputError
 from harmony.forecasting.forecast import Forecast
 from harmony.forecasting.models.network import HarmonyConfig, HarmonyNetwork
 from harmony.forecasting.models.tokens import calendar_features
-from harmony.forecasting.predictors.base import Context, Predictor
+from harmony.forecasting.predictors.base import Context, InputSchema, Predictor
 from harmony.forecasting.scaling import MinMaxScaler
 from harmony.forecasting.training import TrainingReport, TrainingSettings, train_network, training_windows
 from harmony.telemetry.frame import Indicator, TelemetryFrame
@@ -65,6 +65,7 @@ class HarmonyPredictor(Predictor):
     # -- fit -----------------------------------------------------------------------------------------
     def fit(self, train: TelemetryFrame, validation: TelemetryFrame | None = None) -> HarmonyPredictor:
         if self.from_checkpoint:
+            self.schema.check(Context(train.values[:0], None, train.interval, train.indicator_names), self.name)
             if train.indicator_names != tuple(ind.name for ind in self.indicators):
                 raise HarmonyInputError(
                     f"{self.name}: checkpoint indicators {[i.name for i in self.indicators]} differ from the "
@@ -84,6 +85,7 @@ class HarmonyPredictor(Predictor):
             raise HarmonyInputError(f"{self.name}: {exc}") from None
         self.network, self.report = train_network(config, *windows, self.settings)
         self.indicators, self.interval = tuple(train.indicators), train.interval
+        self.remember(train)
         return self
 
     # -- predict -------------------------------------------------------------------------------------
@@ -93,7 +95,9 @@ class HarmonyPredictor(Predictor):
         values = self._check_context(context, len(self.indicators))[-self.lookback:]  # [L, S, I]
         x = torch.from_numpy(np.moveaxis(self.scaler.transform(values), 1, 0).astype(np.float32))  # [S, L, I]
         interval = context.interval if context.interval is not None else self.interval
-        generator = torch.Generator().manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**63))
+        # seed None: fresh entropy, drawn without touching torch's (or numpy's) global generators
+        generator = torch.Generator().manual_seed(
+            int(seed) if seed is not None else int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> 1))
         with torch.inference_mode():  # no autograd bookkeeping at all (cheaper than no_grad)
             samples = self._paths(x, context, interval, horizon, n_samples, generator)
         samples = self.scaler.inverse(np.moveaxis(samples.numpy().astype(np.float64), 2, 1))  # [n, h, S, I]
@@ -148,6 +152,7 @@ class HarmonyPredictor(Predictor):
             "settings": asdict(self.settings),
             "report": None if self.report is None else self.report.to_dict(),
             "metadata": self.metadata,
+            "input_scaler": None if self.input_scaler is None else self.input_scaler.to_dict(),
         }, path)
         return path
 
@@ -178,6 +183,9 @@ class HarmonyPredictor(Predictor):
         model.interval = None if state["interval"] is None else pd.Timedelta(state["interval"])
         model.report = None if state["report"] is None else TrainingReport(**state["report"])
         model.metadata = state["metadata"]
+        model.input_scaler = _input_scaler(state)
+        model.schema = InputSchema(tuple(i.name for i in model.indicators), tuple(i.level for i in model.indicators),
+                                   model.interval)
         model.from_checkpoint = True
         return model
 
@@ -185,6 +193,21 @@ class HarmonyPredictor(Predictor):
         """The same (unfitted) predictor with some training settings changed."""
         self.settings = replace(self.settings, **changes)
         return self
+
+
+def _input_scaler(state: dict) -> MinMaxScaler | None:
+    """The scaler from data units into the space the checkpoint was trained in: saved with it, or (older
+    checkpoints of `harmony train`) the per-series scaler of its metadata when it was trained on one series.
+    None when the checkpoint cannot say (trained on several series, each scaled apart): it then serves only
+    callers that scale their contexts themselves, as the evaluation protocols do."""
+    if state.get("input_scaler"):
+        return MinMaxScaler.from_dict(state["input_scaler"])
+    series = (state.get("metadata") or {}).get("series_scaler")
+    if series:
+        scaler = MinMaxScaler.from_dict(series)
+        if scaler.data_min.shape[0] == 1:
+            return scaler
+    return None
 
 
 def _flag(text: str) -> bool:

@@ -42,6 +42,7 @@ class SeasonalNaive(Predictor):
         return self.season_steps or 1
 
     def fit(self, train: TelemetryFrame, validation: TelemetryFrame | None = None) -> SeasonalNaive:
+        self.remember(train)
         if self.season_steps is None:  # one day of steps
             self.season_steps = max(1, int(pd.Timedelta("1D") / train.interval))
         if len(train) < self.season_steps:
@@ -108,6 +109,7 @@ class RecentWindow(Predictor):
         return self.steps or 1
 
     def fit(self, train: TelemetryFrame, validation: TelemetryFrame | None = None) -> RecentWindow:
+        self.remember(train)
         self._indicators = train.values.shape[2]
         return self
 

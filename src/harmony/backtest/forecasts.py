@@ -1,0 +1,58 @@
+"""Forecasts for the backtest's policies, made as the operator makes them.
+
+At tick t the operator reads `historySeconds` of telemetry ending at t from Prometheus and hands that window
+to its forecasting adapter (refitting a baseline every `refit_every` decisions), seeded with the decision
+count. `ReplayForecasts` replays exactly that from the trace: the same adapter class, the same window, the
+same cadence and seeds, so a backtest figure describes the loop the operator runs. Forecasts are cached per
+tick and shared by every policy and sweep setting of one backtest (all see the same telemetry).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from harmony.errors import HarmonyInputError
+from harmony.forecasting.adapter import DemandForecaster
+from harmony.telemetry.frame import TelemetryFrame
+
+
+class ReplayForecasts:
+    """Demand samples at any tick of `frame` (one series) from the window the operator would have read.
+
+    forecaster: the adapter (fresh: it is refitted on the windows as in the operator). demand: indicators
+    summed as demand. history_steps: rows per window (historySeconds / interval). first_tick: the first
+    evaluated tick; the decision made after tick t is decision number t - first_tick + 1 (the warm decision
+    on the history, at first_tick - 1, is number 0), which seeds its forecast as the operator seeds it.
+    """
+
+    def __init__(self, frame: TelemetryFrame, demand: tuple[str, ...], forecaster: DemandForecaster,
+                 history_steps: int, first_tick: int, seed: int = 0) -> None:
+        if len(frame.series) != 1:
+            raise HarmonyInputError(f"backtests run one workload at a time; the frame has {len(frame.series)} series")
+        self.frame, self.demand, self.forecaster = frame, tuple(demand), forecaster
+        self.history_steps, self.first_tick, self.seed = int(history_steps), int(first_tick), int(seed)
+        self.failures: dict[int, str] = {}  # tick -> why no forecast (the policy held, as the operator would)
+        self._cache: dict[int, np.ndarray | None] = {}
+
+    def window(self, tick: int) -> TelemetryFrame:
+        return self.frame.slice(max(0, tick + 1 - self.history_steps), tick + 1)
+
+    def demand_samples(self, tick: int) -> np.ndarray | None:
+        """[n_samples, horizon] demand over ticks tick+1 .. tick+horizon, or None where the operator would
+        have had no forecast (too little history, a window with an indicator never observed)."""
+        if tick not in self._cache:
+            self._compute_through(tick)
+        return self._cache[tick]
+
+    def _compute_through(self, tick: int) -> None:
+        # forecasts are made in tick order from the first one asked for: a refit cadence counts decisions
+        start = max(self._cache, default=self.first_tick - 2) + 1
+        for t in range(min(start, tick), tick + 1):
+            if t in self._cache:
+                continue
+            decision = t - self.first_tick + 1
+            try:
+                self._cache[t] = self.forecaster.demand_samples(self.window(t), self.demand, self.seed + decision)
+            except HarmonyInputError as exc:
+                self.failures[t] = str(exc)
+                self._cache[t] = None
