@@ -27,11 +27,12 @@ def time_decide(workloads: int, samples: int, horizon: int, repeats: int, rng: n
     current = rng.integers(1, 60, size=workloads)
     settings = DecisionSettings(min_replicas=1, max_replicas=200, stabilisation_steps=5, max_step_down=4)
     recent = None
+    risk = np.full(workloads, 0.01)  # the step's adapted level, one per workload
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
         capacity = capacity_post.sample_mean(samples, rng)
-        risk = breach_post.effective_risk(0.01)
+        breach_post = breach_post.update(np.zeros(workloads))  # the step's learning, as in each decision
         decision, recent = decide(demand, capacity, current, risk, settings, recent)
         times.append(time.perf_counter() - started)
     return np.array(times)

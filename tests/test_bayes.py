@@ -38,18 +38,18 @@ def test_capacity_posterior_concentrates_on_the_truth_and_round_trips():
         CapacityPosterior.prior(0.0)
 
 
-def test_breach_posterior_tightens_and_relaxes_within_bounds():
+def test_breach_posterior_estimates_the_realised_rate_with_forgetting():
     target = 0.01
     quiet = BreachPosterior.prior(target)
     for _ in range(500):
         quiet = quiet.update(np.array([0.0]))
-    assert quiet.effective_risk(target)[0] == pytest.approx(5 * target)  # relaxed, but bounded
+    assert quiet.mean[0] < 0.1 * target  # the prior is forgotten
     noisy = BreachPosterior.prior(target)
     for _ in range(50):
         noisy = noisy.update(np.array([1.0]))
-    assert noisy.effective_risk(target)[0] == pytest.approx(0.25 * target)  # tightened, bounded
+    assert noisy.mean[0] > 0.4
     steady = BreachPosterior.prior(target)
-    assert steady.effective_risk(target)[0] == pytest.approx(target)
+    assert steady.mean[0] == pytest.approx(target)
     # NaN means no observation: nothing changes
     same = steady.update(np.array([np.nan]))
     np.testing.assert_allclose([same.a, same.b], [steady.a, steady.b])

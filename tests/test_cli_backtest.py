@@ -8,7 +8,7 @@ from harmony.cli.main import app
 
 runner = CliRunner()
 SUMMARY = ["policy", "gpu_hours", "breach_rate", "unserved_fraction", "scaling_actions", "mean_utilisation",
-           "oracle_ratio"]
+           "oracle_ratio", "unknown_ticks"]
 
 
 def run(*args):
@@ -22,7 +22,7 @@ def test_backtest_writes_summary_plots_and_a_self_contained_report(tmp_path):
     assert result.exit_code == 0, result.output
     summary = pd.read_csv(out / "summary.csv")
     assert list(summary.columns) == SUMMARY
-    assert len(summary) == 7
+    assert len(summary) == 9 and (summary["unknown_ticks"] == 0).all()
     oracle = summary[summary["policy"] == "oracle"].iloc[0]
     assert oracle["oracle_ratio"] == 1.0 and oracle["breach_rate"] == 0.0
     static = summary[summary["policy"].str.startswith("static")].iloc[0]
@@ -32,8 +32,26 @@ def test_backtest_writes_summary_plots_and_a_self_contained_report(tmp_path):
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 2 and "http" not in page
     sweep = pd.read_csv(out / "sweep.csv")
-    assert set(sweep["policy"]) == {"harmony", "hpa", "keda", "static", "predictive", "quantile"}
+    assert set(sweep["policy"]) == {"harmony", "harmony-via-hpa", "hpa", "keda", "kpa", "static", "predictive",
+                                    "quantile"}
+    assert "unknown_ticks" in page
     assert "at the SLA" in result.output
+
+
+def test_a_gap_longer_than_max_gap_is_held_and_reported_as_unknown(tmp_path):
+    qps = [50.0 + 30.0 * ((i // 20) % 2) for i in range(400)]
+    qps[300:330] = [float("nan")] * 30  # in the evaluated span (the last 30%), longer than --max-gap 5
+    csv = tmp_path / "gappy.csv"
+    pd.DataFrame({"timestamp": pd.date_range("2024-01-01", periods=400, freq="1min"), "qps": qps}).to_csv(
+        csv, index=False)
+    out = tmp_path / "bt"
+    result = run("backtest", "--dataset", "csv", "--path", csv, "--demand", "qps", "--capacity", 10,
+                 "--policies", "hpa,keda,kpa,static,oracle", "--max-gap", 5, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "30 of 120 evaluated ticks have no demand" in result.output
+    summary = pd.read_csv(out / "summary.csv")
+    assert (summary["unknown_ticks"] == 30).all()
+    assert "30 evaluated ticks have no demand" in (out / "report.html").read_text()
 
 
 def test_backtest_on_another_dataset_with_explicit_demand(tmp_path):

@@ -186,14 +186,13 @@ MINIMAL = {
 }
 
 # CRD default path -> how to read the value parse_spec chose when the field is absent (containers map to
-# the values of their defaulted children, so their defaults must be empty or carry the child's default)
+# the values of their defaulted children, so their defaults must be empty or carry the child's default).
+# lookbackSeconds and historySeconds have no CRD default: parse_spec derives them from intervalSeconds.
 DEFAULT_READERS = {
     "spec.scaleTargetRef.apiVersion": lambda s: s.target.api_version,
     "spec.minReplicas": lambda s: s.min_replicas,
     "spec.mode": lambda s: s.mode,
     "spec.intervalSeconds": lambda s: s.interval_s,
-    "spec.lookbackSeconds": lambda s: s.lookback_s,
-    "spec.historySeconds": lambda s: s.history_s,
     "spec.indicators[].level": lambda s: s.indicators[1].level,
     "spec.indicators[].demand": lambda s: s.indicators[1].demand,
     "spec.sla": lambda s: {},

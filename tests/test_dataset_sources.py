@@ -21,6 +21,7 @@ import pytest
 
 from harmony.errors import HarmonyInputError
 from harmony.telemetry.datasets import DATASETS_ROOT, SOURCES, get_source
+from harmony.telemetry.datasets.alibaba_lora import FILE_NAME as LORA_FILE
 from harmony.telemetry.datasets.azure_llm import FILE_NAME as AZURE_FILE
 from harmony.telemetry.datasets.gentd26 import FILES as GENTD26_FILES
 from harmony.telemetry.datasets.gentd26 import TIME as GENTD26_TIME
@@ -77,6 +78,26 @@ def azure_slice(folder: Path) -> Path:
     return out
 
 
+def servegen_slice(folder: Path) -> Path:
+    """Four m-large clients' first two days in the upstream layout (`m-large/chunk-<id>-trace.csv`, no header,
+    six columns): the override has fewer steps, and the upstream reader is the one exercised."""
+    out = folder / "servegen" / "m-large"
+    out.mkdir(parents=True)
+    rows = pd.read_csv(DATASETS_ROOT / "servegen" / "m-large.csv.gz", dtype={"client": str})
+    for client in ("0", "1", "2", "61"):
+        part = rows[(rows["client"] == client) & (rows["t_seconds"] < 2 * 86400)]
+        part = part.drop(columns="client").assign(pattern="", param1=0, param2=0)
+        part.to_csv(out / f"chunk-{client}-trace.csv", index=False, header=False)
+    return out.parent
+
+
+def lora_slice(folder: Path) -> Path:
+    """The bundled log's first 2,000 requests under another name: the series is named after the file."""
+    out = folder / "slice.csv"
+    pd.read_csv(DATASETS_ROOT / "alibaba-lora" / f"{LORA_FILE}.gz", nrows=2000).to_csv(out, index=False)
+    return out
+
+
 def synthetic_folder(folder: Path) -> Path:
     return folder  # the generator reads nothing: any existing path gives the same data
 
@@ -100,6 +121,8 @@ CASES: dict[str, Case] = {
     "fisher": Case(write=fisher_slice, override_series=("container1", "container3")),
     "gentd26": Case({"interval": "5min"}, write=gentd26_slice, override_series=("gentd26",)),
     "azure-llm": Case({"interval": "1min"}, write=azure_slice, override_series=("slice",)),
+    "servegen": Case({"clients": "top:3"}, write=servegen_slice, override_series=("m-large",)),
+    "alibaba-lora": Case({"interval": "10min"}, write=lora_slice, override_series=("slice",)),
     "csv": Case(TABULAR_OPTIONS, needs_path=True, write=write_csv, override_series=("a", "b")),
     "parquet": Case(TABULAR_OPTIONS, needs_path=True, write=write_parquet, override_series=("a", "b")),
     "synthetic": Case({"series": 2, "steps": 60, "seed": 1}),

@@ -31,17 +31,30 @@ def test_the_peak_over_the_horizon_counts():
     assert n[0] == 7
 
 
-def test_scale_up_is_sized_on_the_steps_a_new_replica_can_serve():
-    """lead_steps=2: replicas requested now serve from step 3 of 4 on; a spike before then cannot be helped."""
+def test_the_constraint_is_per_tick_not_on_the_peak_of_the_path():
+    """Each of 4 steps breaches in a different 5% of the samples: every tick's breach probability is 5%,
+    while 20% of the paths breach somewhere. At risk 5% the per-tick count suffices (what an SLA on the
+    share of breached ticks counts); a bound on the path's peak would have bought the spikes too."""
+    demand = np.full((1, 100, 4), 2.0)
+    for h in range(4):
+        demand[0, 5 * h:5 * h + 5, h] = 10.0
+    cap = np.ones((1, 100))
+    assert risk_optimal_replicas(demand, cap, np.array([0.05]))[0] == 2
+    assert D.breach_probability(demand, cap, np.array([2]))[0] == pytest.approx(0.05)
+    assert risk_optimal_replicas(demand, cap, np.array([0.04]))[0] == 10
+
+
+def test_scale_up_is_sized_on_the_tick_a_new_replica_starts_to_serve():
+    """lead_steps=2: replicas requested now serve from step 3 of 4 (index 2) on; a spike before then cannot
+    be helped, and one after it is the next decision's to buy (its own first served tick)."""
     settings = DecisionSettings(min_replicas=1, max_replicas=50, stabilisation_steps=1, lead_steps=2)
+    for spike_at, expected, reason in ((0, 3, D.STEADY), (2, 9, D.SCALE_UP), (3, 3, D.STEADY)):
+        demand = np.full((1, 20, 4), 3.0)
+        demand[0, :, spike_at] = 9.0
+        dec, _ = decide(demand, np.ones((1, 20)), np.array([3]), 0.01, settings)
+        assert (dec.replicas[0], dec.reason[0]) == (expected, reason), spike_at
     early = np.full((1, 20, 4), 3.0)
-    early[0, :, 0] = 9.0  # a spike at the next step only
-    dec, _ = decide(early, np.ones((1, 20)), np.array([3]), 0.01, settings)
-    assert dec.replicas[0] == 3 and dec.reason[0] == D.STEADY
-    late = np.full((1, 20, 4), 3.0)
-    late[0, :, 3] = 9.0  # the same spike when the new replicas would be ready
-    dec, _ = decide(late, np.ones((1, 20)), np.array([3]), 0.01, settings)
-    assert dec.replicas[0] == 9 and dec.reason[0] == D.SCALE_UP
+    early[0, :, 0] = 9.0
     # without a lead the early spike is bought too (the whole horizon counts for both directions)
     whole = DecisionSettings(min_replicas=1, max_replicas=50, stabilisation_steps=1)
     assert decide(early, np.ones((1, 20)), np.array([3]), 0.01, whole)[0].replicas[0] == 9
@@ -147,3 +160,20 @@ def test_settings_are_validated():
         DecisionSettings(max_step_up=0)
     with pytest.raises(ValueError, match=r"must be \[W, n, H\]"):
         decide(np.ones((2, 3)), np.ones((1, 3)), np.array([1]), 0.01, DecisionSettings())
+
+
+def test_scale_to_zero_and_wake_a_cold_start_ahead_of_forecast_demand():
+    """min_replicas 0: an idle forecast releases every replica (once the stabilisation window allows), and
+    demand forecast for the first tick a replica requested now could serve wakes the workload now."""
+    settings = DecisionSettings(min_replicas=0, max_replicas=20, stabilisation_steps=1, lead_steps=3)
+    idle = np.zeros((1, 100, 5))
+    dec, _ = decide(idle, np.ones((1, 100)), np.array([2]), 0.01, settings)
+    assert (dec.replicas[0], dec.reason[0]) == (0, D.SCALE_DOWN)
+    rising = np.zeros((1, 100, 5))
+    rising[0, :, 3:] = 1.5  # demand arrives exactly when a replica requested now is ready
+    dec, _ = decide(rising, np.ones((1, 100)), np.array([0]), 0.01, settings)
+    assert (dec.replicas[0], dec.reason[0]) == (2, D.SCALE_UP)
+    later = np.zeros((1, 100, 5))
+    later[0, :, 4:] = 1.5  # one tick later: the next decision wakes it, in time
+    dec, _ = decide(later, np.ones((1, 100)), np.array([0]), 0.01, settings)
+    assert dec.replicas[0] == 0

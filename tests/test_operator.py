@@ -426,3 +426,18 @@ async def test_command_line_options_reach_the_operator_settings_and_the_kopf_log
     login = kopf_login(kube_configuration(kubeconfig))()
     assert login.server == "https://127.0.0.1:6443" and login.insecure
     assert login.token == "secret"  # kopf's watch authenticates as the client does
+
+
+async def test_min_replicas_zero_scales_to_zero_when_idle_and_wakes_on_demand():
+    """Scale to zero end to end: an idle workload is released to 0 replicas (after the stabilisation
+    window), and demand brings it back; the Deployment's missing readyReplicas at zero reads as 0 ready."""
+    telemetry = ScriptedTelemetry(level=0.0, noise=0.0)
+    async with cluster() as (k8s, url):
+        add_deployment(k8s, replicas=2)
+        add_autoscaler(k8s, minReplicas=0, behavior={"scaleDownStabilizationSeconds": 2})
+        rec = make_reconciler(url, telemetry)
+        async with operator(rec, url):
+            await eventually(lambda: replicas(k8s) == 0, timeout=30)
+            assert condition(status(k8s), "ScalingLimited")["status"] == "False"
+            telemetry.level, telemetry.noise = 3.0, 0.05
+            await eventually(lambda: replicas(k8s) >= 3, timeout=30)

@@ -167,3 +167,17 @@ def test_demand_indicator_is_the_marked_one_wherever_it_sits():
     spec = parse_spec(raw)
     assert spec.indicators[1].demand and spec.demand_indicator is spec.indicators[1]
     assert [i.level for i in spec.indicators] == [2, 1]
+
+
+@pytest.mark.parametrize(("interval_s", "lookback_s", "history_s"), [
+    (30, 3600, 43200), (60, 7200, 86400), (600, 72000, 864000), (3600, 432000, 2592000),
+])
+def test_history_and_lookback_default_to_a_number_of_intervals(interval_s, lookback_s, history_s):
+    """A model needs rows, not seconds: 120 intervals of context and 1440 of history (at most 30 days)."""
+    raw = with_change(with_change(with_change(example_spec(), ("intervalSeconds",), interval_s),
+                                  ("lookbackSeconds",), DELETE), ("historySeconds",), DELETE)
+    raw = with_change(raw, ("sla", "coldStartSeconds"), interval_s)
+    spec = parse_spec(raw)
+    assert (spec.lookback_s, spec.history_s) == (lookback_s, history_s)
+    short = parse_spec(with_change(raw, ("historySeconds",), interval_s * 10))
+    assert short.lookback_s == interval_s * 10  # a short history caps the default context

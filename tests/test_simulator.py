@@ -74,3 +74,15 @@ def test_missing_demand_is_neither_a_breach_nor_counted():
     assert res.breaches.sum() == 9 and res.breach_rate == pytest.approx(1.0)
     with pytest.raises(ValueError, match="first_tick"):
         simulate(Scripted({}), demand, 0, setup())
+
+
+def test_a_30_tick_gap_is_unknown_not_a_breach_and_counted():
+    demand = np.full(80, 3.0)
+    demand[40:70] = np.nan  # a gap longer than any fill limit, inside the evaluated span
+    res = simulate(Scripted({}, initial=2), demand, 10, setup())
+    assert res.unknown_ticks == 30 and res.summary()["unknown_ticks"] == 30
+    assert res.observed.sum() == 40
+    assert res.breaches.sum() == 40 and res.breach_rate == pytest.approx(1.0)  # 3 > 2 ready on every known tick
+    assert res.gpu_hours == pytest.approx(70 * 2 / 60)  # unknown ticks still cost their replicas
+    assert res.mean_utilisation == pytest.approx(2.0 / 2.0)  # served over paid on the known ticks only
+    assert res.unserved_fraction == pytest.approx(40 * 1.0 / (40 * 3.0))

@@ -5,6 +5,9 @@ to its forecasting adapter (refitting a baseline every `refit_every` decisions),
 count. `ReplayForecasts` replays exactly that from the trace: the same adapter class, the same window, the
 same cadence and seeds, so a backtest figure describes the loop the operator runs. Forecasts are cached per
 tick and shared by every policy and sweep setting of one backtest (all see the same telemetry).
+
+The operator's staleness rule applies too (`harmony.telemetry.prometheus.stale_after_s`): a window whose
+newest demand sample is older than three intervals gives no forecast, and the step holds.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import numpy as np
 from harmony.errors import HarmonyInputError
 from harmony.forecasting.adapter import DemandForecaster
 from harmony.telemetry.frame import TelemetryFrame
+from harmony.telemetry.prometheus import stale_after_s
 
 
 class ReplayForecasts:
@@ -33,6 +37,9 @@ class ReplayForecasts:
         self.history_steps, self.first_tick, self.seed = int(history_steps), int(first_tick), int(seed)
         self.failures: dict[int, str] = {}  # tick -> why no forecast (the policy held, as the operator would)
         self._cache: dict[int, np.ndarray | None] = {}
+        positions = [frame.indicator_position(name) for name in self.demand]
+        self._seen = np.isfinite(frame.values[:, 0, positions]).all(axis=1)  # [T] demand known at the row
+        self._stale_steps = stale_after_s(frame.interval.total_seconds()) / frame.interval.total_seconds()
 
     def window(self, tick: int) -> TelemetryFrame:
         return self.frame.slice(max(0, tick + 1 - self.history_steps), tick + 1)
@@ -51,6 +58,12 @@ class ReplayForecasts:
             if t in self._cache:
                 continue
             decision = t - self.first_tick + 1
+            seen = np.flatnonzero(self._seen[max(0, t + 1 - self.history_steps):t + 1])
+            newest = seen[-1] + max(0, t + 1 - self.history_steps) if seen.size else None
+            if newest is None or t - newest > self._stale_steps:
+                self.failures[t] = "telemetry-stale: no recent demand sample"
+                self._cache[t] = None
+                continue
             try:
                 self._cache[t] = self.forecaster.demand_samples(self.window(t), self.demand, self.seed + decision)
             except HarmonyInputError as exc:

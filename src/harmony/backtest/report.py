@@ -1,7 +1,7 @@
 """Backtest reports: PNG plots and one self-contained HTML page (images embedded, no external assets).
 
 - `capacity.png`: demand against ready capacity over the evaluated span, one panel per policy, breaches
-  marked.
+  marked, unknown ticks (no demand: telemetry gaps) shaded and counted in the panel's title.
 - `cost_breach.png` (with a sweep): each policy's GPU-hours against its breach rate over its knob, the SLA
   target as a vertical line.
 """
@@ -32,7 +32,12 @@ def plot_capacity(results: list[SimulationResult], path: Path, unit: str) -> Pat
                 label="provisioned")
         breach = res.breaches
         ax.scatter(t[breach], res.demand[breach], color="tab:red", s=10, zorder=3, label="breach")
-        ax.set_title(f"{res.policy}: {res.gpu_hours:.1f} GPU-h, breach rate {100 * res.breach_rate:.2f}%",
+        unknown = ~res.observed
+        if unknown.any():
+            ax.fill_between(t, 0, 1, where=unknown, step="post", color="grey", alpha=0.25, lw=0,
+                            transform=ax.get_xaxis_transform(), label="unknown (no demand)")
+        gaps = f", {res.unknown_ticks} unknown ticks" if res.unknown_ticks else ""
+        ax.set_title(f"{res.policy}: {res.gpu_hours:.1f} GPU-h, breach rate {100 * res.breach_rate:.2f}%{gaps}",
                      fontsize=9, loc="left")
         ax.set_ylabel(unit, fontsize=8)
     axes[0, 0].legend(fontsize=7, loc="upper right", ncols=4)

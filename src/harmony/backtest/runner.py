@@ -24,16 +24,16 @@ from harmony.decision.demand import DemandDefinition, demand_of
 from harmony.decision.posteriors import CapacityPosterior
 from harmony.errors import HarmonyInputError
 from harmony.forecasting.adapter import (
-    DEFAULT_HISTORY_S,
-    DEFAULT_LOOKBACK_S,
     DEFAULT_SAMPLES,
     REFIT_EVERY,
     DemandForecaster,
+    default_history_s,
+    default_lookback_s,
 )
 from harmony.telemetry.frame import TelemetryFrame
 
 SUMMARY_COLUMNS = ["policy", "gpu_hours", "breach_rate", "unserved_fraction", "scaling_actions",
-                   "mean_utilisation", "oracle_ratio"]
+                   "mean_utilisation", "oracle_ratio", "unknown_ticks"]
 
 
 @dataclass(frozen=True)
@@ -41,9 +41,10 @@ class BacktestSettings:
     """cold_start_s: seconds before a requested replica serves. sla: target breach rate in (0, 1).
     train_fraction: share of the span before the evaluated one. model: forecaster spec for forecasting
     policies. lookback_s / history_s: the forecast's context and the telemetry window each decision reads
-    (the CRD's lookbackSeconds / historySeconds, same defaults). refit_every: decisions between refits of a
-    baseline (the operator's cadence). n_samples: forecast samples per decision. capacity_prior: harmony's
-    prior over the per-replica capacity (default: centred on the definition's capacity)."""
+    (the CRD's lookbackSeconds / historySeconds; None: their defaults for the trace's interval).
+    refit_every: decisions between refits of a baseline (the operator's cadence). n_samples: forecast
+    samples per decision. capacity_prior: harmony's prior over the per-replica capacity (default: centred on
+    the definition's capacity)."""
 
     cold_start_s: float = 300.0
     sla: float = 0.01
@@ -51,8 +52,8 @@ class BacktestSettings:
     max_replicas: int = 1000
     train_fraction: float = 0.7
     model: str = "ar:30"
-    lookback_s: float = DEFAULT_LOOKBACK_S
-    history_s: float = DEFAULT_HISTORY_S
+    lookback_s: float | None = None  # None: the operator's default for the trace's interval
+    history_s: float | None = None
     refit_every: int = REFIT_EVERY
     n_samples: int = DEFAULT_SAMPLES
     seed: int = 0
@@ -68,8 +69,13 @@ class BacktestSettings:
         if self.min_replicas > self.max_replicas:
             raise HarmonyInputError(
                 f"--min-replicas {self.min_replicas} is above --max-replicas {self.max_replicas}")
-        if not 0 < self.lookback_s <= self.history_s:
-            raise HarmonyInputError(f"--lookback-seconds must lie in (0, --history-seconds], got {self.lookback_s}")
+        if self.lookback_s is not None and not self.lookback_s > 0:
+            raise HarmonyInputError(f"--lookback-seconds must be positive, got {self.lookback_s}")
+        if self.history_s is not None and not self.history_s > 0:
+            raise HarmonyInputError(f"--history-seconds must be positive, got {self.history_s}")
+        if self.lookback_s is not None and self.history_s is not None and self.lookback_s > self.history_s:
+            raise HarmonyInputError(f"--lookback-seconds {self.lookback_s:g} exceeds --history-seconds "
+                                    f"{self.history_s:g}")
         if self.refit_every < 0:
             raise HarmonyInputError(f"--refit-every must be >= 0, got {self.refit_every}")
         if not 0 < self.train_fraction < 1:
@@ -118,9 +124,11 @@ class Backtest:
     def ensure_forecaster(self) -> ReplayForecasts:
         """The operator's forecasts, replayed: the same adapter over the same telemetry windows."""
         if self.forecaster is None:
-            steps = self.frame.interval.total_seconds()
-            lookback = max(1, math.ceil(self.settings.lookback_s / steps))
-            history = max(1, math.ceil(self.settings.history_s / steps))
+            step_s = self.frame.interval.total_seconds()
+            history_s = self.settings.history_s or default_history_s(step_s)
+            lookback_s = self.settings.lookback_s or min(default_lookback_s(step_s), history_s)
+            lookback = max(1, math.ceil(lookback_s / step_s))
+            history = max(1, math.ceil(history_s / step_s))
             adapter = DemandForecaster(self.settings.model, self.setup().horizon, lookback, self.settings.n_samples,
                                        self.settings.refit_every)
             self.forecaster = ReplayForecasts(self.frame, self.definition.indicators, adapter, history,
@@ -133,11 +141,16 @@ class Backtest:
 
     def run(self, name: str, value: float | None = None) -> SimulationResult:
         policy = build_policy(name, value)
-        if name == "harmony" and self.settings.capacity_prior is not None:
-            policy.capacity_prior = self.settings.capacity_prior
+        if takes_sla(name) and self.settings.capacity_prior is not None:
+            policy.capacity_prior = self.settings.capacity_prior  # harmony's step, alone or through the HPA
         if policy.needs_forecaster:
             self.ensure_forecaster()
         return simulate(policy, self.demand, self.first_tick, self.setup(future=policy.needs_future))
+
+
+def takes_sla(name: str) -> bool:
+    """Policies whose knob is the target breach probability (harmony's step): run at the SLA by default."""
+    return POLICIES[name].knob == "epsilon"
 
 
 def summarise(results: list[SimulationResult], oracle: SimulationResult) -> list[dict]:
@@ -151,13 +164,14 @@ def summarise(results: list[SimulationResult], oracle: SimulationResult) -> list
 
 def run_policies(backtest: Backtest, names: list[str],
                  progress: Callable[[str], None] | None = None) -> tuple[list[SimulationResult], list[dict]]:
-    """Each named policy at its default knob (harmony at the SLA), plus the oracle for the ratio."""
+    """Each named policy at its default knob (harmony and harmony-via-hpa at the SLA), plus the oracle for
+    the ratio."""
     results = []
     oracle = None
     for name in names:
         if progress:
             progress(name)
-        value = backtest.settings.sla if name == "harmony" else None
+        value = backtest.settings.sla if takes_sla(name) else None
         res = backtest.run(name, value)
         results.append(res)
         if name == "oracle":

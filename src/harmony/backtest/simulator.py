@@ -9,6 +9,10 @@ Timing, per tick t of the evaluated span:
 Cost counts every requested replica, starting or ready (a starting GPU pod holds its GPU). Before the first
 evaluated tick each policy makes one decision on the training history, served warm (all ready), so every
 policy starts from its own steady state.
+
+A tick with missing demand (NaN: a telemetry gap longer than the fill limit) is unknown: neither a breach
+nor a tick served, so it is left out of the breach rate, the unserved demand and the utilisation, and
+counted in `unknown_ticks`; its replicas still cost GPU-hours. Policies see it as NaN and hold.
 """
 
 from __future__ import annotations
@@ -41,12 +45,19 @@ class SimulationResult:
 
     @property
     def observed(self) -> np.ndarray:
-        return ~np.isnan(self.demand)
+        """[T] True where demand is known; the other ticks are unknown (neither breach nor not)."""
+        return np.isfinite(self.demand)
+
+    @property
+    def unknown_ticks(self) -> int:
+        """Ticks of the evaluated span without demand (telemetry gaps): not judged, not in the breach rate."""
+        return int((~self.observed).sum())
 
     @property
     def breaches(self) -> np.ndarray:
         """[T] True where demand exceeded ready capacity (missing demand is no breach and not counted)."""
-        return self.observed & (np.nan_to_num(self.demand) > self.ready * self.capacity_per_replica + 1e-9)
+        known = np.where(self.observed, self.demand, 0.0)
+        return self.observed & (known > self.ready * self.capacity_per_replica + 1e-9)
 
     @property
     def breach_rate(self) -> float:
@@ -54,7 +65,7 @@ class SimulationResult:
 
     @property
     def unserved_fraction(self) -> float:
-        d = np.nan_to_num(self.demand)
+        d = np.where(self.observed, self.demand, 0.0)
         unserved = np.maximum(d - self.ready * self.capacity_per_replica, 0.0).sum()
         return float(unserved / max(d.sum(), 1e-12))
 
@@ -64,10 +75,10 @@ class SimulationResult:
 
     @property
     def mean_utilisation(self) -> float:
-        """Served demand over provisioned capacity: how much of what is paid for does work."""
-        d = np.nan_to_num(self.demand)
-        served = np.minimum(d, self.ready * self.capacity_per_replica).sum()
-        paid = (self.provisioned * self.capacity_per_replica).sum()
+        """Served demand over provisioned capacity on the known ticks: how much of what is paid for does work."""
+        known = self.observed
+        served = np.minimum(self.demand[known], self.ready[known] * self.capacity_per_replica).sum()
+        paid = (self.provisioned[known] * self.capacity_per_replica).sum()
         return float(served / paid) if paid > 0 else 0.0
 
     def summary(self) -> dict:
@@ -78,6 +89,7 @@ class SimulationResult:
             "unserved_fraction": self.unserved_fraction,
             "scaling_actions": self.scaling_actions,
             "mean_utilisation": self.mean_utilisation,
+            "unknown_ticks": self.unknown_ticks,
             "decision_ms_p50": float(np.median(self.decision_seconds) * 1000),
         }
 

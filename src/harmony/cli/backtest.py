@@ -27,8 +27,10 @@ from harmony.cli.tables import duration, results_table
 from harmony.decision.demand import demand_definition
 from harmony.decision.posteriors import CapacityPosterior
 from harmony.errors import HarmonyInputError
-from harmony.forecasting.adapter import DEFAULT_HISTORY_S, DEFAULT_LOOKBACK_S, REFIT_EVERY
+from harmony.forecasting.adapter import DEFAULT_HISTORY_STEPS, DEFAULT_LOOKBACK_STEPS, REFIT_EVERY
 from harmony.forecasting.predictors import build_predictor
+
+AT_SLA_COLUMNS = ["policy", "knob", "value", "gpu_hours", "breach_rate", "oracle_ratio", "meets_sla", "unknown_ticks"]
 
 
 @user_errors
@@ -44,10 +46,12 @@ def backtest(
     demand: Annotated[str | None, typer.Option(help="indicators summed as demand (default: dataset's)")] = None,
     series: Annotated[str | None, typer.Option(help="series to replay (default: the first)")] = None,
     model: Annotated[str, typer.Option(help="forecaster for forecasting policies, e.g. ar:30")] = "ar:30",
-    lookback_seconds: Annotated[float, typer.Option(help="forecast context, seconds (the CRD's lookbackSeconds)")
-                                ] = DEFAULT_LOOKBACK_S,
-    history_seconds: Annotated[float, typer.Option(help="telemetry each decision reads, seconds (historySeconds)")
-                               ] = DEFAULT_HISTORY_S,
+    lookback_seconds: Annotated[float | None, typer.Option(
+        help=f"forecast context, seconds (the CRD's lookbackSeconds; default {DEFAULT_LOOKBACK_STEPS} intervals)")
+    ] = None,
+    history_seconds: Annotated[float | None, typer.Option(
+        help=f"telemetry each decision reads, seconds (historySeconds; default {DEFAULT_HISTORY_STEPS} intervals)")
+    ] = None,
     refit_every: Annotated[int, typer.Option(help="decisions between refits of a baseline (0: fit once)")
                            ] = REFIT_EVERY,
     train_fraction: Annotated[float, typer.Option(help="share of the span used as history")] = 0.7,
@@ -58,12 +62,24 @@ def backtest(
     out: Annotated[Path | None, typer.Option(help="folder for summary.csv, PNG plots and report.html")] = None,
     option: OptionOpt = None,
     interval: IntervalOpt = None,
+    suite: Annotated[bool, typer.Option(help="run the suite instead: every shipped trace, every policy, intervals")
+                     ] = False,
+    quick: Annotated[bool, typer.Option(help="with --suite: the aggregate traces only, no per-client series")
+                     ] = False,
+    clients: Annotated[int, typer.Option(help="with --suite: ServeGen's largest clients per model (0: none)")
+                       ] = 20,
 ) -> None:
     """GPU-hours, breach rate, unserved demand, scaling actions and utilisation per policy."""
+    if suite:
+        from harmony.cli import suite as suite_cli
+
+        suite_cli.run(sla, out, quick, clients)
+        return
     names = parse_policies(policies)
     build_predictor(model, "--model")  # an unknown --model fails before any work
-    frame = load_frame(dataset, path, dataset_options(option, interval=interval))
-    definition = demand_definition(dataset, demand, capacity, frame)
+    options = dataset_options(option, interval=interval)
+    frame = load_frame(dataset, path, options)
+    definition = demand_definition(dataset, demand, capacity, frame, options=options)
     prior = read_capacity_prior(capacity_prior, definition.unit) if capacity_prior else None
     settings = BacktestSettings(cold_start_s=cold_start, sla=sla, min_replicas=min_replicas,
                                 max_replicas=max_replicas, train_fraction=train_fraction, model=model,
@@ -93,11 +109,14 @@ def backtest(
         curve, at_sla = sweep_policies(bt, [n for n in names if n != "oracle"], step) if sweep else ([], [])
     console.print(results_table(f"{dataset}: policies at their defaults (harmony at the SLA)", rows,
                                 SUMMARY_COLUMNS))
+    unknown = rows[0]["unknown_ticks"] if rows else 0
+    if unknown:
+        console.print(f"{unknown} of {len(span)} evaluated ticks have no demand (gaps over --max-gap {max_gap}): "
+                      "unknown, neither breach nor not; policies reading the tick held their count there")
     if sweep:
         console.print(results_table(
             f"at the SLA: each policy's cheapest setting with breach rate <= {100 * sla:g}% "
-            "(meets_sla False: none did; its safest setting shown)",
-            at_sla, ["policy", "knob", "value", "gpu_hours", "breach_rate", "oracle_ratio", "meets_sla"]))
+            "(meets_sla False: none did; its safest setting shown)", at_sla, AT_SLA_COLUMNS))
     if out is not None:
         write_outputs(out, dataset, definition.unit, sla, results, rows, curve, at_sla)
 
@@ -131,8 +150,10 @@ def write_outputs(out: Path, dataset: str, unit: str, sla: float, results, rows,
         pd.DataFrame(at_sla).to_csv(out / "at_sla.csv", index=False)
         oracle = [r for r in rows if r["policy"] == "oracle"]
         images.append(plot_cost_breach(curve + oracle, sla, out / "cost_breach.png"))
-        sections.append(("At the SLA target", at_sla,
-                         ["policy", "knob", "value", "gpu_hours", "breach_rate", "oracle_ratio", "meets_sla"]))
+        sections.append(("At the SLA target", at_sla, AT_SLA_COLUMNS))
+    unknown = rows[0]["unknown_ticks"] if rows else 0
     write_html(out / "report.html", f"harmony backtest: {dataset}",
-               f"SLA {100 * sla:g}% of ticks; GPU-hours count every requested replica.", sections, images)
+               f"SLA {100 * sla:g}% of ticks; GPU-hours count every requested replica. {unknown} evaluated "
+               f"ticks have no demand (unknown_ticks: telemetry gaps, neither breach nor not, left out of the "
+               f"breach rate; policies reading the tick held their count there).", sections, images)
     console.print(f"wrote {out}/summary.csv, {', '.join(p.name for p in images)}, report.html")

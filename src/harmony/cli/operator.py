@@ -17,7 +17,7 @@ from kubernetes import client, config
 
 from harmony.cli.common import user_errors
 from harmony.errors import HarmonyInputError
-from harmony.operator.app import OperatorSettings, run, stale_after_s
+from harmony.operator.app import OperatorSettings, run
 from harmony.operator.health import (
     LIVENESS_ADDR,
     LIVENESS_PATH,
@@ -30,7 +30,7 @@ from harmony.operator.kube import KubeClient
 from harmony.operator.metrics import OperatorMetrics, serve
 from harmony.operator.reconcile import Reconciler, ReconcileSettings
 from harmony.operator.spec import AutoscalerSpec
-from harmony.telemetry.prometheus import PrometheusClient, PrometheusConfig, fetch_telemetry
+from harmony.telemetry.prometheus import PrometheusClient, PrometheusConfig, fetch_telemetry, stale_after_s
 
 operator_app = typer.Typer(help="The Kubernetes operator.", no_args_is_help=True)
 

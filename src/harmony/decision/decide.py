@@ -1,15 +1,19 @@
 """SLA-constrained replica decisions from forecast samples: pure functions, vectorised over workloads.
 
-Stage 2 of HARMONY (DESIGN.md, "Decision"). For each workload w, with joint samples of demand over the
-next horizon D[w, i, h] (covering the cold-start lead time plus one control interval) and of the
-per-replica capacity c[w, i]:
+Stage 2 of HARMONY (DESIGN.md, "Decision"; the derivation is in docs/decision.md). For each workload w, with
+joint samples of demand over the next horizon D[w, i, h] (the cold start in steps plus one control interval)
+and of the per-replica capacity c[w, i]:
 
-    breach_probability(n) = P(max_h D_h > n * c)
+    breach_probability(n, steps) = max over h in steps of P(D_h > n * c)
 
-The risk-optimal count is the smallest n whose breach probability is at most the effective risk level;
-among that count and a few above it, the cheapest by expected cost (replica-hours) plus a penalty on
-expected unserved demand wins (with no penalty this is the smallest safe count). Conservative rules then
-turn the target into the count to set now, each commented where it is applied.
+the per-tick breach probability at the ticks a decision controls, which is what an SLA on the share of
+breached ticks counts. A scale-up requested now serves from the end of its cold start (step `lead_steps`),
+and that tick is the one this decision alone controls (the next decision controls the one after), so a
+scale-up is sized on that step; a scale-down takes effect at once and a removed replica is back only a cold
+start after the next decision asks for it, so a smaller count must keep every step of the horizon within the
+risk level. The risk-optimal count is the smallest n meeting that; among it and a few above it, the cheapest
+by expected cost (replica-hours) plus a penalty on expected unserved demand wins (with no penalty, the
+smallest). Conservative rules then turn the target into the count to set now, each commented where applied.
 
 No I/O, no clock, no Kubernetes: arrays and dataclasses in, arrays and dataclasses out.
 """
@@ -83,29 +87,34 @@ class Decision:
 
 
 def replicas_needed(demand: np.ndarray, capacity: np.ndarray) -> np.ndarray:
-    """[W, n] replicas each joint sample needs to cover its peak: max_h D_h / c."""
-    return np.max(demand, axis=2) / capacity
+    """[W, n, H] replicas each joint sample needs at each step: D_h / c."""
+    return demand / capacity[:, :, None]
 
 
 def breach_probability(demand: np.ndarray, capacity: np.ndarray, replicas: np.ndarray) -> np.ndarray:
-    """[W] P(max_h D_h > replicas * c), estimated over the joint samples."""
-    return (replicas_needed(demand, capacity) > np.asarray(replicas)[:, None]).mean(axis=1)
+    """[W] the largest per-step breach probability max_h P(D_h > replicas * c) over the given steps."""
+    exceed = replicas_needed(demand, capacity) > np.asarray(replicas)[:, None, None]
+    return exceed.mean(axis=1).max(axis=1)
 
 
-def risk_optimal_replicas(demand: np.ndarray, capacity: np.ndarray, risk: np.ndarray) -> np.ndarray:
-    """[W] the smallest integer n >= 0 with P(max_h D_h > n c) <= risk.
+def step_replicas(demand: np.ndarray, capacity: np.ndarray, risk: np.ndarray) -> np.ndarray:
+    """[W, H] per step h, the smallest integer n >= 0 with P(D_h > n c) <= risk.
 
-    With N samples at most k = floor(risk * N) may exceed n, so n must reach the (k+1)-th largest need:
-    n = ceil(need_desc[k]). Exact for the empirical distribution, O(N) per workload (np.partition).
+    With N samples at most k = floor(risk * N) may exceed n, so n must reach the (k+1)-th largest need at
+    that step: n = ceil(need_desc[k]). Exact for the empirical distribution, O(N) per workload and step.
     """
     need = replicas_needed(demand, capacity)
     n_samples = need.shape[1]
     k = np.clip(np.floor(np.asarray(risk, dtype=np.float64) * n_samples + 1e-9).astype(int), 0, n_samples - 1)
-    # the (k+1)-th largest is the (N-1-k)-th smallest
-    order = n_samples - 1 - k
+    order = n_samples - 1 - k  # the (k+1)-th largest is the (N-1-k)-th smallest
     part = np.partition(need, np.unique(order), axis=1)
-    kth = part[np.arange(need.shape[0]), order]
+    kth = part[np.arange(need.shape[0]), order]  # [W, H]
     return np.maximum(np.ceil(kth - 1e-9), 0).astype(int)
+
+
+def risk_optimal_replicas(demand: np.ndarray, capacity: np.ndarray, risk: np.ndarray) -> np.ndarray:
+    """[W] the smallest integer n >= 0 whose per-tick breach probability is at most `risk` at every step."""
+    return step_replicas(demand, capacity, risk).max(axis=1)
 
 
 def expected_unserved(demand: np.ndarray, capacity: np.ndarray, replicas: np.ndarray) -> np.ndarray:
@@ -171,13 +180,14 @@ def decide(
     safe_demand = np.where(np.isfinite(demand), demand, 0.0)
     safe_capacity = np.where(np.isfinite(capacity) & (capacity > 0), capacity, 1.0)
 
-    # Two risk-optimal counts: `whole` keeps the breach probability within the risk over every horizon step
-    # (what a scale-down must satisfy: removed replicas take a cold start to come back); `served` only over
-    # the steps a replica requested now would serve (what a scale-up can change). served <= whole.
+    # Two risk-optimal counts: `whole` keeps the per-tick breach probability within the risk at every step of
+    # the horizon (what a scale-down must satisfy: a removed replica is back only a cold start after the next
+    # decision asks for it); `served` at the step a replica requested now starts to serve, the one tick this
+    # decision alone controls (what a scale-up can change: later ticks are the next decisions').
     lead = min(settings.lead_steps, demand.shape[2] - 1)
     whole = tie_break(safe_demand, safe_capacity, risk_optimal_replicas(safe_demand, safe_capacity, risk), settings)
     if lead > 0:
-        late = safe_demand[:, :, lead:]
+        late = safe_demand[:, :, lead:lead + 1]
         served = tie_break(late, safe_capacity, risk_optimal_replicas(late, safe_capacity, risk), settings)
         # up to `served` when short of it; down to `whole` when above it; in between, the current count
         target = np.where(served > current, served, np.where(whole < current, whole, current))

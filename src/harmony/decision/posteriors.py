@@ -119,19 +119,6 @@ class BreachPosterior:
     def mean(self) -> np.ndarray:
         return self.a / (self.a + self.b)
 
-    def effective_risk(self, target: float, min_factor: float = 0.25, max_factor: float = 5.0) -> np.ndarray:
-        """The risk level decisions should use so that the realised breach rate lands on `target`.
-
-        epsilon_eff = target * (target / posterior mean breach rate), clipped to
-        [min_factor * target, max_factor * target] and to at most 0.5. Breaching more often than promised
-        tightens the risk level (up to 4x by default); breaching far less relaxes it, at most 5x: decisions
-        bound the probability that the *peak* over the whole cold-start horizon exceeds capacity, which
-        overstates the per-tick breach rate an SLA counts, so relaxing needs that room; the bound keeps one
-        quiet period from making the controller reckless.
-        """
-        factor = np.clip(target / np.maximum(self.mean, 1e-12), min_factor, max_factor)
-        return np.minimum(target * factor, 0.5)
-
     def to_dict(self) -> dict:
         return {"a": self.a.tolist(), "b": self.b.tolist(), "forgetting": self.forgetting}
 

@@ -5,13 +5,24 @@ the loop the operator runs: the same learning rule, the same stale-telemetry rul
 
 Per decision:
   1. learn from the tick just observed (`learn`): a breach or not, judged as the SLA counts it (observed
-     demand above READY replicas x the capacity believed per replica), updates the breach-rate posterior;
-     a learned capacity (none declared) moves up when the ready replicas evidently served more per replica
-     than believed. Nothing is learned before the first decision (no count of ours was in force) nor from
-     missing demand.
+     demand above READY replicas x the capacity believed per replica), updates the breach-rate posterior
+     (Beta, the estimate reported in status and metrics) and the effective risk level; a learned capacity
+     (none declared) moves up when the ready replicas evidently served more per replica than believed.
+     Nothing is learned before the first decision (no count of ours was in force) nor from missing demand.
   2. decide (`harmony.decision.decide.decide`): capacity samples from the Normal-Inverse-Gamma posterior, the
-     effective risk level from the Beta posterior of the realised breach rate, and the conservative rules.
-     No demand samples (telemetry missing or stale, or the forecast failed) hold the current count.
+     effective risk level, and the conservative rules. No demand samples (telemetry missing or stale, or the
+     forecast failed) hold the current count.
+
+The effective risk level alpha follows the realised breaches by adaptive conformal inference (Gibbs and
+Candes, "Adaptive conformal inference under distribution shift", NeurIPS 2021), in log space:
+
+    log alpha <- log alpha + gain * (sla - breached) / sla        clipped to [sla * MIN, MAX]
+
+Every tick without a breach raises alpha by the factor e^gain, every breach lowers it by e^(gain (1 - sla) /
+sla); the two balance exactly when breaches happen at the rate `sla`, and since log alpha stays bounded the
+long-run share of breached ticks converges to the SLA whatever the forecaster's calibration: over T ticks it
+lies within sla * log(MAX / (sla * MIN)) / (gain T) of it. A forecast that is too wide (over-safe) is relaxed,
+one too narrow tightened, without a model of why.
   3. the new state: the posteriors, the stabilisation window's recent targets and the decision count.
 
 Pure: arrays and dataclasses in and out, no clock, no I/O; the caller passes the random generator
@@ -35,6 +46,12 @@ DEFAULT_STABILISATION_S = 300.0
 DECLARED_CAPACITY_RELATIVE_SD = 0.05
 #: Prior spread of a learned capacity's first guess, relative to it (a guess from the fleet's peak).
 LEARNED_CAPACITY_RELATIVE_SD = 0.5
+#: Step size of the risk adaptation (log space, per tick; see the module docstring).
+RISK_GAIN = 0.01
+#: The effective risk level stays within [RISK_MIN_FACTOR x SLA, RISK_MAX]: never certainty (a forecast's
+#: tail cannot justify it), never a coin flip per tick.
+RISK_MIN_FACTOR = 0.05
+RISK_MAX = 0.5
 
 
 @dataclass(frozen=True)
@@ -45,7 +62,8 @@ class ControlSettings:
     sla: the target breach rate (the share of ticks with demand above ready capacity), epsilon.
     horizon: forecast steps a decision covers (the cold start in steps plus one control interval).
     learn_capacity: True when no capacity per replica is declared, so the step learns it.
-    adapt_risk: move the risk level with the realised breach rate (the Beta posterior), else use `sla`.
+    adapt_risk: move the risk level with the realised breaches (adaptive conformal inference), else `sla`.
+    risk_gain: the adaptation's step size in log space per tick.
     """
 
     decision: DecisionSettings
@@ -53,12 +71,14 @@ class ControlSettings:
     horizon: int
     learn_capacity: bool = False
     adapt_risk: bool = True
+    risk_gain: float = RISK_GAIN
 
     @classmethod
     def build(cls, *, sla: float, interval_s: float, cold_start_s: float, min_replicas: int, max_replicas: int,
               stabilisation_s: float = DEFAULT_STABILISATION_S, max_step_up: int | None = None,
               max_step_down: int | None = None, cost_per_replica_hour: float = 1.0,
-              learn_capacity: bool = False, adapt_risk: bool = True) -> ControlSettings:
+              learn_capacity: bool = False, adapt_risk: bool = True,
+              risk_gain: float = RISK_GAIN) -> ControlSettings:
         """Settings from the quantities a user states (seconds, counts), converted to control intervals once.
 
         A scale-up is sized on the forecast steps a replica requested now can serve, from the end of its
@@ -77,7 +97,7 @@ class ControlSettings:
             interval_s=float(interval_s),
             lead_steps=max(cold_start_steps - 1, 0),
         )
-        return cls(decision, float(sla), cold_start_steps + 1, learn_capacity, adapt_risk)
+        return cls(decision, float(sla), cold_start_steps + 1, learn_capacity, adapt_risk, float(risk_gain))
 
 
 def cold_start_steps_of(cold_start_s: float, interval_s: float) -> int:
@@ -88,12 +108,18 @@ def cold_start_steps_of(cold_start_s: float, interval_s: float) -> int:
 @dataclass(frozen=True)
 class ControllerState:
     """Capacity (NIG) and breach-rate (Beta) posteriors, the stabilisation window's recent targets
-    ([1, k]; None: fresh start) and the number of decisions made."""
+    ([1, k]; None: fresh start), the number of decisions made and the effective risk level (None: the SLA)."""
 
     capacity: CapacityPosterior
     breaches: BreachPosterior
     recent_targets: np.ndarray | None = None
     decisions: int = 0
+    risk: float | None = None
+
+    def risk_level(self, settings: ControlSettings) -> float:
+        if not settings.adapt_risk or self.risk is None or not math.isfinite(self.risk):
+            return settings.sla
+        return self.risk
 
     @classmethod
     def fresh(cls, capacity: float, sla: float, learned: bool = False) -> ControllerState:
@@ -153,7 +179,17 @@ def learn(state: ControllerState, obs: Observation, settings: ControlSettings) -
     if settings.learn_capacity and ready > 0 and obs.demand / ready > capacity_mean:
         # replicas evidently served more per replica than believed (a declared capacity is never moved)
         capacity = capacity.update(np.array([[obs.demand / ready]]))
-    return ControllerState(capacity, breaches, state.recent_targets, state.decisions), breached
+    risk = adapt_risk(state.risk_level(settings), breached, settings)
+    return ControllerState(capacity, breaches, state.recent_targets, state.decisions, risk), breached
+
+
+def adapt_risk(risk: float, breached: bool, settings: ControlSettings) -> float:
+    """One step of the log-space adaptive conformal update (module docstring)."""
+    if not settings.adapt_risk:
+        return settings.sla
+    step = settings.risk_gain * (settings.sla - float(breached)) / settings.sla
+    bounded = math.exp(min(max(math.log(risk) + step, math.log(settings.sla * RISK_MIN_FACTOR)), math.log(RISK_MAX)))
+    return float(bounded)
 
 
 def step(state: ControllerState, demand_samples: np.ndarray | None, obs: Observation, settings: ControlSettings,
@@ -164,9 +200,8 @@ def step(state: ControllerState, demand_samples: np.ndarray | None, obs: Observa
     stale = demand_samples is None
     samples = np.full((2, settings.horizon), np.nan) if stale else np.asarray(demand_samples, dtype=np.float64)
     capacity = state.capacity.sample_mean(samples.shape[0], rng)
-    risk = (state.breaches.effective_risk(settings.sla) if settings.adapt_risk
-            else np.array([settings.sla], dtype=np.float64))
-    decision, recent = decide(samples[None], capacity, np.array([obs.replicas]), risk, settings.decision,
-                              state.recent_targets, np.array([stale]))
-    new_state = ControllerState(state.capacity, state.breaches, recent, state.decisions + 1)
-    return StepResult(decision, new_state, float(risk[0]), stale, breached)
+    risk = state.risk_level(settings)
+    decision, recent = decide(samples[None], capacity, np.array([obs.replicas]), np.array([risk]),
+                              settings.decision, state.recent_targets, np.array([stale]))
+    new_state = ControllerState(state.capacity, state.breaches, recent, state.decisions + 1, risk)
+    return StepResult(decision, new_state, risk, stale, breached)

@@ -24,12 +24,27 @@ from harmony.telemetry.frame import TelemetryFrame
 #: Decisions between refits of a baseline (1: every decision; a ridge AR fit over a few hundred rows takes
 #: milliseconds, and refitting keeps its residuals as recent as the history window).
 REFIT_EVERY = 1
-#: Telemetry history each decision reads (seconds): the CRD's historySeconds default. Chosen on the gentd26
-#: validation span (the backtest's `--span validation`): with ar:30 at epsilon = SLA = 1%, 12 h of history
-#: gave 67.8 GPU-hours at 0% breached against 71.0 at 1.04% with 6 h (the context length did not matter).
-DEFAULT_HISTORY_S = 43200
-#: Context the forecast starts from (seconds): the CRD's lookbackSeconds default.
-DEFAULT_LOOKBACK_S = 3600
+#: Telemetry history each decision reads, in control intervals: the CRD's historySeconds default is this many
+#: intervals (12 h at 30 s, 24 h at 1 minute, 10 days at 10 minutes), as a baseline needs rows, not seconds.
+#: Chosen on validation spans: on gentd26 (1 minute) 12 h of history beat 6 h (harmony at its default:
+#: 67.8 GPU-hours at 0% breached against 71.0 at 1.04%), and on ServeGen (10 minutes) 12 h, 72 rows, left
+#: ar:30 so narrow that harmony breached 7.1% of ticks on m-large against 1.2% with 7 days.
+DEFAULT_HISTORY_STEPS = 1440
+#: Context the forecast starts from, in control intervals (the CRD's lookbackSeconds default).
+DEFAULT_LOOKBACK_STEPS = 120
+#: The CRD's bounds on historySeconds and lookbackSeconds.
+MAX_HISTORY_S = 2592000
+MAX_LOOKBACK_S = 604800
+
+
+def default_history_s(interval_s: float) -> int:
+    """historySeconds when none is given: DEFAULT_HISTORY_STEPS intervals, within the CRD's bound."""
+    return int(min(DEFAULT_HISTORY_STEPS * interval_s, MAX_HISTORY_S))
+
+
+def default_lookback_s(interval_s: float) -> int:
+    """lookbackSeconds when none is given: DEFAULT_LOOKBACK_STEPS intervals, within the CRD's bound."""
+    return int(min(DEFAULT_LOOKBACK_STEPS * interval_s, MAX_LOOKBACK_S))
 #: Forecast samples per decision.
 DEFAULT_SAMPLES = 200
 

@@ -232,9 +232,3 @@ async def run(reconciler: Reconciler, settings: OperatorSettings, login: Callabl
         )
     finally:
         executor.shutdown(wait=False, cancel_futures=True)  # a step still running finishes on its own
-
-
-def stale_after_s(interval_s: float) -> float:
-    """Telemetry whose newest demand sample is older than three intervals is stale: a scrape may miss
-    once or twice, a third miss means the source is gone."""
-    return max(3.0 * interval_s, 3.0)

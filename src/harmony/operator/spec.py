@@ -25,7 +25,12 @@ import yaml
 
 from harmony.decision.step import ControlSettings, cold_start_steps_of
 from harmony.errors import HarmonyInputError
-from harmony.forecasting.adapter import DEFAULT_HISTORY_S, DEFAULT_LOOKBACK_S  # shared with the backtest
+from harmony.forecasting.adapter import (  # shared with the backtest
+    MAX_HISTORY_S,
+    MAX_LOOKBACK_S,
+    default_history_s,
+    default_lookback_s,
+)
 from harmony.forecasting.predictors import build_predictor
 
 CRD_PATH = Path(str(files("harmony.operator") / "crd" / "harmonyautoscaler.yaml"))
@@ -326,8 +331,10 @@ def parse_spec(spec: Mapping) -> AutoscalerSpec:
     if mode not in MODES:
         raise InvalidSpec("spec.mode", f"must be one of {', '.join(MODES)}, got {mode!r}")
     interval_s = _int(spec, "intervalSeconds", "spec", DEFAULT_INTERVAL_S, 1, 3600)
-    lookback_s = _int(spec, "lookbackSeconds", "spec", DEFAULT_LOOKBACK_S, 1, 604800)
-    history_s = _int(spec, "historySeconds", "spec", DEFAULT_HISTORY_S, 1, 2592000)
+    # defaults in control intervals (a model needs rows, whatever the interval), as the backtest's
+    history_s = _int(spec, "historySeconds", "spec", default_history_s(interval_s), 1, MAX_HISTORY_S)
+    lookback_s = _int(spec, "lookbackSeconds", "spec", min(default_lookback_s(interval_s), history_s), 1,
+                      MAX_LOOKBACK_S)
     if lookback_s > history_s:
         raise InvalidSpec("spec.lookbackSeconds", f"{lookback_s} exceeds spec.historySeconds ({history_s})")
     indicators = _indicators(spec)

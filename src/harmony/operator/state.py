@@ -33,6 +33,7 @@ def restore(posterior: Mapping | None) -> ControllerState | None:
             BreachPosterior.from_dict(posterior["breaches"]),
             None if not recent else np.asarray([recent], dtype=int),
             int(posterior.get("decisions", 0)),
+            _risk(posterior.get("risk")),
         )
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
@@ -44,7 +45,15 @@ def to_status(state: ControllerState) -> dict:
         "breaches": state.breaches.to_dict(),
         "recentTargets": [] if state.recent_targets is None else [int(v) for v in state.recent_targets[0]],
         "decisions": state.decisions,
+        **({} if state.risk is None else {"risk": state.risk}),
     }
+
+
+def _risk(value: object) -> float | None:
+    """The effective risk level kept in status: a probability in (0, 1), else None (start from the SLA)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+        return None
+    return float(value)
 
 
 TIMESTAMP = "%Y-%m-%dT%H:%M:%SZ"  # how status times are written (Kubernetes' RFC 3339, to the second)

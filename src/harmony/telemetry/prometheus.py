@@ -211,6 +211,12 @@ class TelemetryWindow:
     gaps: tuple[Gap, ...] = ()
 
 
+def stale_after_s(interval_s: float) -> float:
+    """Telemetry whose newest demand sample is older than three intervals is stale: a scrape may miss once
+    or twice, a third miss means the source is gone. The operator and the backtest's replay apply it alike."""
+    return max(3.0 * interval_s, 3.0)
+
+
 def fetch_telemetry(
     client: PrometheusClient,
     indicators: Sequence[tuple[str, str, int]],

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from harmony.backtest.policies.base import Observation, Policy, PolicySetup
 from harmony.backtest.policies.harmony import Harmony
+from harmony.backtest.policies.harmony_via_hpa import HarmonyViaHPA
 from harmony.backtest.policies.hpa import HPA
 from harmony.backtest.policies.keda import KEDA
+from harmony.backtest.policies.kpa import KPA
 from harmony.backtest.policies.oracle import Oracle
 from harmony.backtest.policies.predictive import Predictive
 from harmony.backtest.policies.quantile import Quantile
@@ -16,7 +18,7 @@ from harmony.backtest.policies.static import Static
 from harmony.errors import HarmonyInputError
 
 POLICIES: dict[str, type[Policy]] = {
-    cls.name: cls for cls in (Harmony, HPA, KEDA, Static, Predictive, Quantile, Oracle)
+    cls.name: cls for cls in (Harmony, HarmonyViaHPA, HPA, KEDA, KPA, Static, Predictive, Quantile, Oracle)
 }
 
 

@@ -3,6 +3,10 @@
 `start(setup)` once with what a policy may know before the evaluated span; `decide(observation)` once per
 tick with only the past, returning the replica count to set. One knob per policy (its own sensitivity
 parameter) is what a sweep varies to trace the policy's cost/breach curve.
+
+A tick whose demand is missing (NaN: a gap in the telemetry longer than the fill limit) never raises: a
+policy that reads the current tick holds the count in force (`Policy.hold`), as its original does when its
+metric query returns nothing.
 """
 
 from __future__ import annotations
@@ -71,6 +75,17 @@ class Observation:
     def demand(self) -> float:
         return float(self.demand_history[-1])
 
+    @property
+    def warm(self) -> bool:
+        """The simulator's warm decision on the training history (no evaluated tick yet): it sizes the
+        steady state the run starts from, served warm."""
+        return self.breached is None
+
+    @property
+    def missing(self) -> bool:
+        """No usable demand at this tick (NaN or infinite): the policy's metric is unavailable."""
+        return not math.isfinite(self.demand)
+
 
 class Policy(ABC):
     """An autoscaling policy. Subclasses set `name`, `knob` (the swept parameter), `default` and `sweep`."""
@@ -99,6 +114,10 @@ class Policy(ABC):
 
     def clamp(self, replicas: float) -> int:
         return int(np.clip(replicas, self.setup.min_replicas, self.setup.max_replicas))
+
+    def hold(self, obs: Observation) -> int:
+        """The count in force, kept on a tick without telemetry (never scale on data one does not have)."""
+        return self.clamp(obs.replicas)
 
 
 def require_forecaster(setup: PolicySetup, name: str) -> ReplayForecasts:

@@ -10,7 +10,13 @@ Faithful to the controller's algorithm (pkg/controller/podautoscaler, replica_ca
 - Default scale-up policies: per 15 s period, add at most max(100%, 4 pods). The controller syncs every
   15 s; one tick of telemetry gives one new metric value, and the unready-pod rule blocks further
   scale-ups on the same value, so one rate-limited step per tick is what the HPA does here.
+- No metric (a tick without telemetry): the controller cannot compute a proposal (ScalingActive False,
+  FailedGetResourceMetric), records no recommendation and leaves the scale alone.
 Knob: target utilisation.
+
+The rules shared with the HPA-driven baselines live here once: `within_tolerance`, `per_pod_replicas`
+(the calculator of External and Object metrics with an AverageValue target, used by keda and
+harmony-via-hpa) and `Behavior` (stabilisation window and scale-up policies).
 """
 
 from __future__ import annotations
@@ -24,9 +30,55 @@ TOLERANCE = 0.1
 STABILISATION_S = 300.0
 
 
+def within_tolerance(ratio: float) -> bool:
+    """The HPA's tolerance band (`--horizontal-pod-autoscaler-tolerance`, 0.1): a usage ratio this close to
+    1 changes nothing, so metric noise does not flap the count. Same float test as the controller's
+    `math.Abs(1.0-usageRatio) > c.tolerance`."""
+    return abs(1.0 - ratio) <= TOLERANCE
+
+
+def per_pod_replicas(usage_total: float, target_per_pod: float, current: int) -> int:
+    """GetExternalPerPodMetricReplicas / GetObjectPerPodMetricReplicas: an External or Object metric with an
+    AverageValue target. ratio = usage / (target x current), current being the scale's status replicas
+    (every pod, ready or not); outside the tolerance desired = ceil(usage / target), whatever `current` is."""
+    if current > 0 and within_tolerance(usage_total / (target_per_pod * current)):
+        return current
+    return math.ceil(usage_total / target_per_pod - 1e-9)
+
+
 def rate_limited_up(current: int, desired: int) -> int:
     """Default HPA scale-up policies: max(+100%, +4 pods) per period."""
     return min(desired, max(2 * current, current + 4))
+
+
+class Behavior:
+    """The HPA's `behavior` at its defaults, for one HPA (it keeps the recommendations of the window).
+
+    Scale-down: stabilizationWindowSeconds 300, the count is the highest recommendation of the window
+    (stabilizeRecommendationWithBehaviors); scale-down policy 100% per 15 s, so no further limit.
+    Scale-up: stabilizationWindowSeconds 0; policies max(100%, 4 pods) per 15 s (selectPolicy Max).
+    """
+
+    def __init__(self, interval_s: float, stabilisation_s: float = STABILISATION_S) -> None:
+        # recommendations newer than now - window: the current one and those of the ticks before it
+        window = max(1, math.ceil(stabilisation_s / interval_s - 1e-9))
+        self.recommendations: deque[int] = deque(maxlen=window)
+
+    def apply(self, desired: int, current: int, warm: bool = False) -> int:
+        """The count the HPA sets for the replica calculator's `desired` with `current` in force.
+
+        warm: the simulator's warm decision on the training history, which sizes the steady state the run
+        starts from. An HPA that has been running on the workload sits at its recommendation, so neither
+        the rate limit nor the window applies to it (from min replicas, max(+100%, +4) would start every
+        HPA-driven policy several replicas short: breaches that belong to no policy)."""
+        self.recommendations.append(desired)
+        if warm:
+            return desired
+        if desired < current:
+            return min(max(self.recommendations), current)  # highest recommendation of the window
+        if desired > current:
+            return rate_limited_up(current, desired)
+        return desired
 
 
 class HPA(Policy):
@@ -37,8 +89,11 @@ class HPA(Policy):
 
     def start(self, setup: PolicySetup) -> None:
         super().start(setup)
-        window = max(1, math.ceil(STABILISATION_S / setup.interval_s))
-        self.recommendations: deque[int] = deque(maxlen=window)
+        self.behavior = Behavior(setup.interval_s)
+
+    @property
+    def recommendations(self) -> deque[int]:
+        return self.behavior.recommendations
 
     def recommend(self, usage_total: float, obs: Observation, per_pod_target: float) -> int:
         """The replica calculator for a total usage and a per-pod target (same units)."""
@@ -49,7 +104,7 @@ class HPA(Policy):
             # nothing serving: the HPA scales towards the usage, no ratio to take
             return max(math.ceil(usage_total / per_pod_target), current)
         ratio = usage_total / (ready * per_pod_target)
-        if abs(ratio - 1.0) <= TOLERANCE:
+        if within_tolerance(ratio):
             return current
         if ratio > 1.0 and unready > 0:
             # unready pods count as 0% usage for a scale-up
@@ -60,14 +115,11 @@ class HPA(Policy):
         return math.ceil(ratio * ready)
 
     def decide(self, obs: Observation) -> int:
+        if obs.missing:
+            return self.hold(obs)  # no metric: no proposal, no recommendation recorded, the scale is left alone
         setup = self.setup
         return self.clamp(self.behave(self.recommend(obs.demand, obs, self.value * setup.capacity_per_replica), obs))
 
     def behave(self, desired: int, obs: Observation) -> int:
         """The HPA's behavior section: scale-down stabilisation, then the scale-up rate limit."""
-        self.recommendations.append(desired)
-        if desired < obs.replicas:
-            return min(max(self.recommendations), obs.replicas)  # highest recommendation of the window
-        if desired > obs.replicas:
-            return rate_limited_up(obs.replicas, desired)
-        return desired
+        return self.behavior.apply(desired, obs.replicas, warm=obs.warm)

@@ -20,11 +20,14 @@ class Predictive(Policy):
     needs_forecaster = True
 
     def decide(self, obs: Observation) -> int:
+        if obs.missing:
+            return self.hold(obs)  # no current demand: target tracking has no metric, and scale-in needs it
         setup = self.setup
         cap = setup.capacity_per_replica
         reactive = math.ceil(obs.demand * self.value / cap)  # target tracking on current demand
         samples = require_forecaster(setup, self.name).demand_samples(obs.tick)
-        if samples is None:
+        # point forecast of the peak over the horizon
+        forecast_peak = float(samples.mean(axis=0).max()) if samples is not None else math.nan
+        if not math.isfinite(forecast_peak):
             return self.clamp(max(reactive, obs.replicas))  # no forecast: never scale in on missing data
-        forecast_peak = float(samples.mean(axis=0).max())  # point forecast of the peak over the horizon
         return self.clamp(max(reactive, math.ceil(forecast_peak * self.value / cap)))

@@ -21,8 +21,12 @@ class Quantile(Policy):
     needs_forecaster = True
 
     def decide(self, obs: Observation) -> int:
+        if obs.missing:
+            return self.hold(obs)  # missing telemetry: hold, as harmony's stale rule does
         samples = require_forecaster(self.setup, self.name).demand_samples(obs.tick)
         if samples is None:
-            return obs.replicas  # hold on missing data
+            return self.hold(obs)  # no forecast: hold
         peak = float(np.quantile(samples.max(axis=1), self.value))
+        if not math.isfinite(peak):
+            return self.hold(obs)  # a forecast with missing values: hold
         return self.clamp(math.ceil(peak / self.setup.capacity_per_replica))

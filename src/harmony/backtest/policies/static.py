@@ -1,7 +1,7 @@
 """Static peak provisioning: the training history's peak demand times a headroom, never changed.
 
 What an over-provisioned GPU fleet does today (the GenTD26 trace: ~109 pods for ~10 GPUs busy).
-Knob: headroom.
+It reads no telemetry after the start, so a tick without telemetry changes nothing. Knob: headroom.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ class Static(Policy):
 
     def start(self, setup: PolicySetup) -> None:
         super().start(setup)
-        peak = float(np.nanmax(setup.train_demand))
+        finite = np.asarray(setup.train_demand, dtype=float)
+        finite = finite[np.isfinite(finite)]
+        peak = float(finite.max()) if finite.size else 0.0  # no training demand at all: the fewest replicas
         self.replicas = self.clamp(math.ceil(peak * self.value / setup.capacity_per_replica))
 
     def decide(self, obs: Observation) -> int:
