@@ -22,11 +22,14 @@ test: setup
 
 demo: setup
 	$(BIN)/harmony backtest --dataset gentd26 --policies all --cold-start 300 --sla 0.01 --sweep \
-		--out results/backtest-gentd26
+		--out results/backtest-gentd26 --force
+	# a fast subset of the suite (bench/backtest_suite.py runs all of it): three traces, every policy, intervals
+	$(BIN)/harmony backtest --suite --traces gentd26,servegen-m-large,servegen-m-mid --sla 0.01 \
+		--out results/suite --force
 
 evaluate: setup
 	$(BIN)/harmony evaluate --dataset fisher --protocol harmony --lookback 72 \
-		--models ar,ar-gauss,seasonal,last --out results/fisher_harmony_l72.csv
+		--models ar,ar-gauss,seasonal,last --out results/fisher_harmony_l72.csv --force
 
 bench: setup
 	$(BIN)/python bench/fisher_baselines.py

@@ -9,7 +9,8 @@ span itself, labelled as such). Breach rates and GPU-hours with 90% block-bootst
 intervals of harmony minus each rival; the targets at harmony's default knob. Also reachable as
 `harmony backtest --suite`.
 
-    .venv/bin/python bench/backtest_suite.py [--quick] [--clients 20] [--sla 0.01] [--out docs/results]
+    .venv/bin/python bench/backtest_suite.py [--quick] [--clients 20] [--traces gentd26,...] [--sla 0.01]
+        [--out docs/results]
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--sla", type=float, default=0.01)
     parser.add_argument("--out", type=Path, default=Path("results/suite"))
+    parser.add_argument("--traces", default=None, help="only these aggregate traces, comma-separated")
     args = parser.parse_args()
     started = time.perf_counter()
-    suite_cli.run(args.sla, args.out, args.quick, args.clients)
+    suite_cli.run(args.sla, args.out, args.quick, args.clients, args.traces)
     console.print(f"suite took {time.perf_counter() - started:.0f} s")
 
 

@@ -155,6 +155,9 @@ INVALID_SPECS = [
     ("lookback-zero", ("lookbackSeconds",), 0, "spec.lookbackSeconds"),
     ("lookback-above-history", ("lookbackSeconds",), 50000, "spec.lookbackSeconds"),
     ("history-zero", ("historySeconds",), 0, "spec.historySeconds"),
+    # 400000 s at the example's 30 s interval: 13333 points per range query, above Prometheus' 11000
+    ("history-over-prometheus-points", ("historySeconds",), 400000, "spec.historySeconds"),
+    ("history-over-points-at-one-second", ("intervalSeconds",), 1, "spec.historySeconds"),  # 43200 points
     ("indicators-empty", ("indicators",), [], "spec.indicators"),
     ("indicators-missing", ("indicators",), DELETE, "spec.indicators"),
     ("indicator-name-digit", ("indicators", 0, "name"), "1rps", "spec.indicators[0].name"),
@@ -170,6 +173,7 @@ INVALID_SPECS = [
     ("no-demand-indicator", ("indicators", 0, "demand"), False, "spec.indicators"),
     ("capacity-zero", ("capacityPerReplica",), 0, "spec.capacityPerReplica"),
     ("capacity-negative", ("capacityPerReplica",), -3.0, "spec.capacityPerReplica"),
+    ("capacity-below-floor", ("capacityPerReplica",), 1e-12, "spec.capacityPerReplica"),
     ("breach-probability-zero", ("sla", "maxBreachProbability"), 0, "spec.sla.maxBreachProbability"),
     ("breach-probability-one", ("sla", "maxBreachProbability"), 1, "spec.sla.maxBreachProbability"),
     ("breach-probability-percent", ("sla", "maxBreachProbability"), 5.0, "spec.sla.maxBreachProbability"),

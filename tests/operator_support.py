@@ -197,17 +197,33 @@ def make_reconciler(url: str, telemetry, **settings) -> Reconciler:
 
 
 class Emulator(kmock.KubernetesEmulator):
-    """The kmock emulator, optionally without its request log, for long runs with many objects.
+    """The kmock emulator, refusing what it answers as refused, and optionally without its request log.
 
-    kmock keeps every request it has served (tests assert on them) and matches each new request against
-    its reactions by filtering that whole log, so a request costs time proportional to the requests served
-    before it: quadratic over a run (at 500 objects, 90% of the process's time after a minute). With
-    `log_requests` False a request leaves the log once served, so only requests in flight are scanned."""
+    Refused writes. kmock 0.8 applies a write (PATCH, PUT) to its stored object, and tells watchers
+    MODIFIED, before it looks for the reaction that answers it: a write a test answers with 409 or 500
+    is applied all the same, so a test of a refused write passes whether the client retried or not. An API
+    server writes nothing it refuses. Here a write is answered first, by the test's reactions or else by
+    kmock's own (`_serve_update`, which writes, then returns the written object), and applied only when the
+    answer is a success: an error status, or an exception, leaves the object and its watchers untouched.
+
+    Request log. kmock keeps every request it has served (tests assert on them) and matches each new
+    request against its reactions by filtering that whole log, so a request costs time proportional to the
+    requests served before it: quadratic over a run (at 500 objects, 90% of the process's time after a
+    minute). With `log_requests` False a request leaves the log once served, so only requests in flight
+    are scanned.
+
+    kmock has no public hook for either; this reaches its `_lock`, `_objects`, `_buses` and `_requests`."""
 
     log_requests: bool = True
 
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self._unwritten: set[int] = set()  # ids of write requests answered but not yet applied
+
     async def _handle(self, request):
         try:
+            if request.resource is not None and request.action == kmock.action.UPDATE and request.name is not None:
+                return await self._answer_then_write(request)
             return await super()._handle(request)
         finally:
             if not self.log_requests:
@@ -216,6 +232,49 @@ class Emulator(kmock.KubernetesEmulator):
                     if log[i] is request:
                         del log[i]
                         break
+
+    async def _answer_then_write(self, request):
+        key = (request.resource, request.namespace, request.name)
+        async with self._lock:
+            if key not in self._objects or self._objects[key].deleted:
+                raise kmock.KubernetesObjectNotFoundError()
+        self._unwritten.add(id(request))
+        try:
+            # the reactions alone, without KubernetesEmulator._handle's write ahead of them
+            response = await kmock.RawHandler._handle(self, request)
+            if response.status < 400 and id(request) in self._unwritten:
+                await self._write(request)  # a test's reaction answered success: the write happens
+        finally:
+            self._unwritten.discard(id(request))
+        await self._release(key)
+        return response
+
+    async def _serve_update(self, request):
+        """kmock's own answer to a write (no test reaction took it): a success, so write, then answer."""
+        if id(request) in self._unwritten:
+            await self._write(request)
+        return await super()._serve_update(request)
+
+    async def _write(self, request) -> None:
+        self._unwritten.discard(id(request))
+        key = (request.resource, request.namespace, request.name)
+        async with self._lock:
+            if key not in self._objects or self._objects[key].deleted:
+                raise kmock.KubernetesObjectNotFoundError()
+            self._objects[key].patch(request.data)
+            await self._buses[request.resource].put({"type": "MODIFIED", "object": self._objects[key].raw})
+
+    async def _release(self, key) -> None:
+        """Delete an object marked for deletion once its last finalizer is gone, as kmock does after a write."""
+        async with self._lock:
+            if key not in self._objects or self._objects[key].deleted:
+                return
+            obj = self._objects[key]
+            meta = obj.get("metadata", {})
+            if meta.get("deletionTimestamp") and not meta.get("finalizers", []):
+                raw = obj.raw
+                obj.delete()
+                await self._buses[key[0]].put({"type": "DELETED", "object": raw})
 
 
 @contextlib.asynccontextmanager

@@ -179,3 +179,12 @@ def test_bad_input_exits_2_with_one_line(tmp_path, args, message):
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("values", [np.full(10, 5.0), 5.0 + 1e-7 * np.arange(10)])
+def test_observations_without_spread_are_refused_before_sampling(values):
+    """NUTS never finishes on them (the scatter's posterior is improper at zero spread): refused, not run."""
+    from harmony.errors import HarmonyInputError
+
+    with pytest.raises(HarmonyInputError, match="the 10 capacity observations (are all|barely vary around) 5"):
+        fit_capacity(values)

@@ -73,7 +73,7 @@ def test_a_restart_from_status_decides_exactly_as_an_uninterrupted_run():
         samples = rng.gamma(3.0, 2.0, (200, s.horizon))
         seen = control.Observation(float(rng.gamma(3.0, 2.0)), replicas, replicas)
         a = control.step(kept, samples, seen, s, control.step_rng(0, kept.decisions))
-        restored = st.restore(st.to_status(restarted))  # every step through the object's status
+        restored = st.restore(st.to_status(restarted, 2.0), 2.0, 50)  # every step through the object's status
         b = control.step(restored, samples, seen, s, control.step_rng(0, restored.decisions))
         assert (a.replicas, a.target, a.reason) == (b.replicas, b.target, b.reason)
         kept, restarted, replicas = a.state, b.state, a.replicas

@@ -120,6 +120,9 @@ def test_example_is_accepted():
     (("model",), {"checkpoint": "/models/harmony.ckpt"}),
     (("model",), DELETE),
     (("indicators", 1, "name"), "gpu.util_2"),
+    (("historySeconds",), 330000),  # 11000 points at 30 s: Prometheus' limit, exactly
+    (("historySeconds",), DELETE),  # defaults to 1440 intervals, within it
+    (("capacityPerReplica",), 1e-9),  # the floor itself
 ])
 def test_valid_variants_are_accepted(where, value):
     assert violations(with_change(load_example(), ("spec", *where), value)) == []
@@ -145,15 +148,35 @@ def test_status_as_the_operator_writes_it_is_accepted():
                          "reason": "hold-telemetry-stale"},
         "posterior": {"capacity": {"mu": [25.0], "kappa": [10.0], "alpha": [3.0], "beta": [12.5]},
                       "breaches": {"a": [0.5], "b": [49.5], "forgetting": 0.995}, "recentTargets": [4, 5]},
+        "lastScale": {"replicas": 4, "time": "2025-01-01T00:00:00Z"},
+        "conflictingWriter": {"replicas": 3, "detected": "2025-01-01T00:00:00Z",
+                              "backoffUntil": "2025-01-01T00:05:00Z"},
     }
     assert violations(obj) == []
+    # null (how a merge patch clears them) is accepted too
+    assert violations({**obj, "status": {**obj["status"], "lastScale": None, "conflictingWriter": None}}) == []
     bad = copy.deepcopy(obj)
     bad["status"]["conditions"][0]["status"] = "Yes"
     assert any(v.startswith("status.conditions[0].status") for v in violations(bad))
     status = crd_schema()["properties"]["status"]
     assert status["properties"]["posterior"]["x-kubernetes-preserve-unknown-fields"] is True
     assert {"observedGeneration", "currentReplicas", "desiredReplicas", "recommendedReplicas", "conditions",
-            "lastDecision", "posterior"} <= set(status["properties"])
+            "lastDecision", "posterior", "lastScale", "conflictingWriter"} <= set(status["properties"])
+
+
+def test_the_points_rule_is_prometheus_limit_and_names_its_field():
+    """The CRD's points-per-query bound is the limit Prometheus enforces (and parse_spec's), reported at
+    spec.historySeconds."""
+    from harmony.telemetry.prometheus import MAX_POINTS_PER_SERIES
+
+    (rule,) = [r for r in crd_schema()["properties"]["spec"]["x-kubernetes-validations"]
+               if "intervalSeconds" in r["rule"]]
+    assert rule["rule"].endswith(f"<= {MAX_POINTS_PER_SERIES}") and rule["fieldPath"] == ".historySeconds"
+    assert "11000" in rule["message"]
+    capacity = crd_schema()["properties"]["spec"]["properties"]["capacityPerReplica"]
+    from harmony.operator.spec import MIN_CAPACITY_PER_REPLICA
+
+    assert capacity["minimum"] == MIN_CAPACITY_PER_REPLICA and "exclusiveMinimum" not in capacity
 
 
 def test_cel_rules_are_present_and_compile():
@@ -162,6 +185,7 @@ def test_cel_rules_are_present_and_compile():
     assert ("spec.indicators", "self.all(i, self.exists_one(j, j.name == i.name))") in rules
     assert ("spec.indicators", "self.filter(i, i.demand).size() == 1") in rules
     assert ("spec.model", "!(has(self.baseline) && has(self.checkpoint))") in rules
+    assert ("spec", "!has(self.historySeconds) || self.historySeconds / self.intervalSeconds <= 11000") in rules
     env = celpy.Environment()
     for _, rule in rules:
         env.compile(rule)  # raises on a syntax error

@@ -204,3 +204,18 @@ def test_a_source_without_bundled_data_needs_a_path(name):
     assert SOURCES[name].default_path == ""
     with pytest.raises(HarmonyInputError, match="needs --path"):
         SOURCES[name].load(None, **CASES[name].options)
+
+
+def test_every_source_refuses_an_infinite_value_its_reader_let_through():
+    """The registry's net under every reader: an infinity in the frame is one line naming the indicator,
+    series, timestamp and source."""
+    from harmony.telemetry.datasets.base import DatasetSource
+    from harmony.telemetry.frame import Indicator
+
+    values = np.ones((5, 1, 1))
+    values[3, 0, 0] = np.inf
+    frame = TelemetryFrame(pd.date_range("2024-01-01", periods=5, freq="1min"), values, ["w"],
+                           [Indicator("qps")], source="mine.csv")
+    source = DatasetSource("fake", "a reader that checks nothing", "", lambda path: frame)
+    with pytest.raises(HarmonyInputError, match=r"mine\.csv: indicator 'qps' of series 'w' is inf at 2024-01-01 00:03"):
+        source.load()

@@ -150,6 +150,9 @@ def set_cell(column, value, row=3):
         (set_cell("requests", "lots"), {}, "requests", "non-numeric"),
         (set_cell("timestamp", "tuesday"), {}, "timestamp", "not a timestamp"),
         (lambda df: df.assign(gpu_busy=np.nan), {}, "gpu_busy", "no values"),
+        (set_cell("requests", -3.0), {}, "requests", "a negative value -3 (row 4)"),
+        (set_cell("requests", np.inf), {}, "requests", "infinite or absurd value inf (row 4)"),
+        (set_cell("gpu_busy", 1e308), {}, "gpu_busy", "infinite or absurd value 1e+308 (row 4)"),
     ],
 )
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
@@ -209,3 +212,20 @@ def test_path_and_option_errors(tmp_path):
     (tmp_path / "junk.parquet").write_text("not parquet")
     with pytest.raises(HarmonyInputError, match="junk.parquet"):
         load_dataset("parquet", tmp_path / "junk.parquet")
+
+
+def test_a_truncated_gzip_in_a_folder_is_one_error_naming_it(tmp_path):
+    import gzip
+
+    good = tmp_path / "a.csv.gz"
+    good.write_bytes(gzip.compress(wide_df(n=20).to_csv(index=False).encode()))
+    bad = tmp_path / "b.csv.gz"
+    bad.write_bytes(good.read_bytes()[:-20])
+    with pytest.raises(HarmonyInputError, match=r"b\.csv\.gz: corrupt or truncated compressed file"):
+        load_dataset("csv", tmp_path)
+
+
+def test_a_wild_timestamp_is_refused_before_the_grid_is_allocated(tmp_path):
+    path = write(pd.DataFrame({"timestamp": [0.0, 60.0, 9e9], "requests": [1.0, 2.0, 3.0]}), tmp_path / "far.csv")
+    with pytest.raises(HarmonyInputError, match=r"far\.csv: a grid of 1min steps .* rows, more than 10,000,000"):
+        load_dataset("csv", path)

@@ -27,7 +27,8 @@ RELEASE, NAMESPACE = "harmony", "harmony-system"
 
 # Kinds served by CRDs of other projects: kubernetes_validate has no schema, so they are checked structurally.
 CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule"),
-             ("keda.sh/v1alpha1", "ScaledObject")}
+             ("keda.sh/v1alpha1", "ScaledObject"), ("kopf.dev/v1", "ClusterKopfPeering"),
+             ("kopf.dev/v1", "KopfPeering")}
 
 # The operator's permissions: (apiGroup, resource, verb). Nothing else may be granted.
 COMMON = {
@@ -304,10 +305,56 @@ def test_args_are_built_from_values(case):
     assert given.get("--namespace", []) == values.get("watchNamespaces", [])
     assert given.get("--selector", []) == [f"{k}={v}" for k, v in values.get("selector", {}).items()]
     peering = values.get("peering", {})
-    assert given.get("--peering", []) == ([peering.get("name", "harmony")] if peering.get("enabled") else [])
+    assert given.get("--peering", []) == ([peering_name(docs)] if peering.get("enabled") else [])
+    if peering.get("name"):
+        assert given["--peering"] == [peering["name"]]
     assert given.get("--ca-file", []) == ([prom["caFile"]] if prom.get("caFile") else [])
     assert given.get("--bearer-token-file", []) == ([prom["bearerTokenFile"]] if prom.get("bearerTokenFile") else [])
     assert "--insecure-skip-verify" not in given
+
+
+def peering_name(docs: list[dict]) -> str:
+    """The name of the kopf peering object(s) the chart creates (one name, whatever the kind and namespace)."""
+    (name,) = {d["metadata"]["name"] for d in docs if d["kind"] in ("ClusterKopfPeering", "KopfPeering")}
+    return name
+
+
+def test_peering_name_is_derived_per_shard_and_its_object_created(chart):
+    """Two releases serving different shards must not share a peering name: kopf would pause one shard's
+    operator in favour of the other's and that shard would never be served. The default is derived from the
+    release and the shard; the chart creates the object kopf waits for."""
+    def args_of(docs):
+        return [a for a in container(docs)[1]["args"] if a.startswith("--peering=")]
+
+    shard_a = render(chart, {"peering": {"enabled": True}, "selector": {"shard": "a"}})
+    shard_b = render(chart, {"peering": {"enabled": True}, "selector": {"shard": "b"}})
+    names = {peering_name(shard_a), peering_name(shard_b)}
+    assert len(names) == 2 and all(n.startswith(f"{RELEASE}-") and len(n) <= 63 for n in names)
+    assert args_of(shard_a) == [f"--peering={peering_name(shard_a)}"]
+    again = render(chart, {"peering": {"enabled": True}, "selector": {"shard": "a"}})
+    assert peering_name(again) == peering_name(shard_a)  # stable across upgrades: replicas keep meeting
+    (cluster_peering,) = of_kind(shard_a, "ClusterKopfPeering")
+    assert not of_kind(shard_a, "KopfPeering")
+    # namespaced operators meet in a KopfPeering in each served namespace
+    namespaced = render(chart, {"peering": {"enabled": True}, "watchNamespaces": ["team-a", "team-b"]})
+    assert {d["metadata"]["namespace"] for d in of_kind(namespaced, "KopfPeering")} == {"team-a", "team-b"}
+    assert not of_kind(namespaced, "ClusterKopfPeering")
+    other_namespaces = render(chart, {"peering": {"enabled": True}, "watchNamespaces": ["team-c"]})
+    assert peering_name(other_namespaces) != peering_name(namespaced)
+    # an explicit name wins; createObject false leaves the object to the user
+    named = render(chart, {"peering": {"enabled": True, "name": "gpu", "createObject": False}})
+    assert args_of(named) == ["--peering=gpu"] and not of_kind(named, "ClusterKopfPeering")
+    assert not args_of(render(chart, {})) and not of_kind(render(chart, {}), "ClusterKopfPeering")
+    with pytest.raises(helm.HelmError):
+        chart.validate_schema({"peering": {"enabled": True, "name": "Not A Name"}})
+
+
+def test_pod_token_mount_follows_the_service_account_value(chart):
+    for mount in (True, False):
+        docs = render(chart, {"serviceAccount": {"automountServiceAccountToken": mount}})
+        pod, _ = container(docs)
+        (sa,) = of_kind(docs, "ServiceAccount")
+        assert pod["automountServiceAccountToken"] is mount and sa["automountServiceAccountToken"] is mount
 
 
 def test_checkpoint_volume(case):

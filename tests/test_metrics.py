@@ -63,3 +63,35 @@ def test_score_uses_the_point_forecast_and_skips_missing_targets():
     assert m["n_targets"] == 1
     assert m["crps"] == pytest.approx(crps_ensemble(np.array(2.0), np.arange(5.0)))
     assert m["coverage90"] == 1.0
+
+
+def test_energy_score_sees_the_joint_paths_that_per_step_crps_cannot():
+    """Paths that move together, scored against a path that moves together: the forecast with the same
+    per-step marginals but steps shuffled independently across samples scores worse on energy, equal on CRPS."""
+    from harmony.forecasting.metrics import crps_ensemble, energy_score
+
+    rng = np.random.default_rng(0)
+    level = rng.normal(0, 1, 2000)
+    joint = np.repeat(level[:, None, None], 6, axis=1)  # [n, H=6, 1]: each path flat at its own level
+    broken = joint.copy()
+    for h in range(6):
+        broken[:, h, 0] = rng.permutation(broken[:, h, 0])
+    truth = np.full((6, 1), 0.8)  # a flat path, as the joint forecast says paths are
+    assert energy_score(truth, joint)[0] < energy_score(truth, broken)[0] - 0.05
+    np.testing.assert_allclose(crps_ensemble(truth, joint).mean(), crps_ensemble(truth, broken).mean())
+    assert energy_score(truth, np.repeat(truth[None], 5, axis=0))[0] == 0.0  # a perfect, certain forecast
+
+
+def test_path_scores_score_the_horizon_maximum():
+    from harmony.forecasting.forecast import Forecast
+    from harmony.forecasting.metrics import path_scores
+
+    samples = np.zeros((50, 4, 3, 1))
+    samples[:, 2] = 5.0  # every path peaks at 5 at step 3
+    obs = np.zeros((4, 3, 1))
+    obs[2] = 5.0
+    exact = path_scores(obs, Forecast(samples))
+    assert exact["crps_max"] == 0.0 and exact["coverage90_max"] == 1.0
+    obs[1, 0, 0] = 9.0  # one path peaks above every sample
+    missed = path_scores(obs, Forecast(samples))
+    assert missed["coverage90_max"] == 2 / 3 and missed["crps_max"] == 4 / 3

@@ -102,6 +102,9 @@ async def test_prometheus_down_holds_the_count_with_a_reason():
         assert replicas(k8s) == 5  # never scaled down on missing data
         forecast = condition(st, "ForecastReady")
         assert forecast["status"] == "False" and forecast["reason"] == "PrometheusUnavailable"
+        # holding for want of telemetry is not Ready: the step could not decide
+        ready = condition(st, "Ready")
+        assert ready["status"] == "False" and ready["reason"] == "PrometheusUnavailable"
         assert st["lastDecision"]["reason"] == "hold-telemetry-stale"
         errors = rec.metrics.registry.get_sample_value(
             "harmony_telemetry_errors_total", {"namespace": "default", "autoscaler": "llm",
@@ -438,6 +441,7 @@ async def test_min_replicas_zero_scales_to_zero_when_idle_and_wakes_on_demand():
         rec = make_reconciler(url, telemetry)
         async with operator(rec, url):
             await eventually(lambda: replicas(k8s) == 0, timeout=30)
-            assert condition(status(k8s), "ScalingLimited")["status"] == "False"
+            limited = await eventually(lambda: condition(status(k8s), "ScalingLimited"))
+            assert limited["status"] == "False", status(k8s)
             telemetry.level, telemetry.noise = 3.0, 0.05
             await eventually(lambda: replicas(k8s) >= 3, timeout=30)

@@ -155,6 +155,15 @@ def test_label_values_come_from_small_fixed_sets(served):
     assert {s.labels["quantile"] for s in samples(families, "harmony_forecast_demand")} == {str(q) for q in QUANTILES}
 
 
+def test_every_prometheus_failure_reason_has_its_own_label_value():
+    """The reconciler counts a Prometheus failure under the client's reason tag: each must be a value of its
+    own, not `other`; and the operator's own faults (a forbidden Event, another writer) are named too."""
+    from harmony.telemetry.prometheus import ERROR_REASONS
+
+    assert set(ERROR_REASONS) <= set(TELEMETRY_ERROR_REASONS)
+    assert {"event-failed", "conflicting-writer"} <= set(RECONCILE_FAILURE_REASONS)
+
+
 def test_missing_forecast_is_nan_not_the_last_value(served):
     metrics, base = served
     record(metrics)

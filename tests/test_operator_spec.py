@@ -85,6 +85,24 @@ def test_checks_beyond_the_schema(where, value, field, words):
     assert words in str(caught.value)
 
 
+def test_a_history_prometheus_cannot_answer_is_refused_naming_the_limit():
+    """Each decision reads the history as one range query per indicator; Prometheus refuses more than 11000
+    points per series, so such a spec would fail every step: refused at once, at spec.historySeconds."""
+    raw = with_change(with_change(example_spec(), ("intervalSeconds",), 1), ("lookbackSeconds",), 600)
+    with pytest.raises(InvalidSpec, match=r"^spec\.historySeconds: 43200 s at spec\.intervalSeconds 1 is 43200 "
+                                          r"points per query; .*historySeconds / intervalSeconds must be <= 11000"):
+        parse_spec(raw)
+    assert parse_spec(with_change(raw, ("historySeconds",), 11000)).history_s == 11000  # the limit itself
+    assert parse_spec(with_change(raw, ("historySeconds",), DELETE)).history_s == 1440  # the default is within
+
+
+def test_capacity_below_the_floor_is_refused():
+    for tiny in (1e-12, 5e-10):
+        with pytest.raises(InvalidSpec, match=r"^spec\.capacityPerReplica: must be >= 1e-09"):
+            parse_spec(with_change(example_spec(), ("capacityPerReplica",), tiny))
+    assert parse_spec(with_change(example_spec(), ("capacityPerReplica",), 1e-9)).capacity_per_replica == 1e-9
+
+
 def test_invalid_spec_is_a_harmony_input_error():
     with pytest.raises(HarmonyInputError):
         parse_spec({})
@@ -150,6 +168,7 @@ def test_control_settings_map_the_spec_as_the_backtest_builds_them():
 def test_stabilisation_window_rounds_up_to_whole_intervals(stabilisation_s, interval_s, steps):
     raw = with_change(with_change(example_spec(), ("behavior", "scaleDownStabilizationSeconds"), stabilisation_s),
                       ("intervalSeconds",), interval_s)
+    raw = with_change(raw, ("historySeconds",), min(43200, 10000 * interval_s))  # within Prometheus' points
     assert parse_spec(raw).control_settings().decision.stabilisation_steps == steps
 
 

@@ -4,6 +4,7 @@ cases a real server will not produce on demand (+Inf, 503, a foreign body)."""
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from datetime import UTC, datetime, timedelta
@@ -16,10 +17,13 @@ from harmony.errors import HarmonyInputError
 from harmony.operator.replay_exporter import ReplayExporter
 from harmony.telemetry.datasets import load_dataset
 from harmony.telemetry.prometheus import (
+    ERROR_REASONS,
+    MAX_POINTS_PER_SERIES,
     PrometheusClient,
     PrometheusConfig,
     PrometheusError,
     fetch_telemetry,
+    redact_url,
 )
 from tests.prometheus_server import (
     FakePrometheusAPI,
@@ -142,6 +146,19 @@ def test_bad_query_is_fatal_and_not_retried(prometheus):
     assert sleeps == []
 
 
+def test_the_spec_points_limit_is_what_prometheus_enforces(prometheus):
+    """parse_spec and the CRD refuse historySeconds / intervalSeconds above MAX_POINTS_PER_SERIES: the real
+    server answers a window of that many steps and refuses a longer one, as a rejected query."""
+    client, sleeps = client_for(prometheus.url)
+    end = now()
+    window = fetch_telemetry(client, [("rows", 'harmony_replay_row{job="main"}', 1)], end, MAX_POINTS_PER_SERIES,
+                             1.0, 5.0)
+    assert window.frame is not None and window.frame.values.shape[0] == MAX_POINTS_PER_SERIES
+    with pytest.raises(PrometheusError, match="exceeded maximum resolution") as info:
+        client.query_range("up", end - timedelta(seconds=MAX_POINTS_PER_SERIES + 1), end, 1.0)
+    assert info.value.reason == "query-rejected" and not info.value.transient and sleeps == []
+
+
 def test_healthy(prometheus):
     assert PrometheusClient(PrometheusConfig(prometheus.url)).healthy()
     assert not PrometheusClient(PrometheusConfig(f"http://127.0.0.1:{find_free_port()}", timeout_s=1)).healthy()
@@ -220,6 +237,70 @@ def test_foreign_or_failed_responses_are_fatal(status, body, message):
     assert not info.value.transient and sleeps == [] and len(fake.requests) == 1
 
 
+@pytest.mark.parametrize(
+    ("status", "body", "reason"),
+    [
+        (200, "<html><body>Sign in</body></html>", "bad-response"),  # a login page or proxy, answering 200
+        (200, '{"status": "success", "data": [1, 2', "bad-response"),  # garbage JSON
+        (200, {"status": "error", "error": "?"}, "bad-response"),
+        (200, {"status": "success", "data": {"resultType": "scalar", "result": [0, "1"]}}, "bad-response"),
+        (400, {"status": "error", "errorType": "bad_data", "error": "parse error"}, "query-rejected"),
+        (422, {"status": "error", "errorType": "execution", "error": "many-to-many"}, "query-rejected"),
+        (401, "Unauthorized", "auth-failed"),
+        (403, "Forbidden", "auth-failed"),
+        (404, "Not Found", "query-failed"),
+        (503, {"status": "error", "errorType": "unavailable", "error": "busy"}, "prometheus-unavailable"),
+    ],
+)
+def test_each_failure_carries_a_bounded_reason(status, body, reason):
+    """The operator's condition reason and metric label come from `reason`, one of a fixed set."""
+    with FakePrometheusAPI([(status, body)]) as fake:
+        client, _ = client_for(fake.url, retries=0)
+        with pytest.raises(PrometheusError) as info:
+            fetch_telemetry(client, [("demand", "up", 1)], now(), 5, 1.0, 5.0) if status != 503 else \
+                client.query_range("up", now(), now(), 1.0)
+    assert info.value.reason == reason and reason in ERROR_REASONS
+
+
+def test_credentials_in_the_url_are_used_but_never_shown():
+    secret = "s3cr3t-pass"
+    assert redact_url(f"GET http://harmony:{secret}@prom:9090/api/v1/query") == "GET http://***@prom:9090/api/v1/query"
+    assert redact_url(f"https://user:p@ss:{secret}@prom/x and http://other:9090/y") == \
+        "https://***@prom/x and http://other:9090/y"  # an unescaped @ in the password, a URL without any
+    assert redact_url("http://prom:9090/api?q=a@b") == "http://prom:9090/api?q=a@b"
+    with FakePrometheusAPI([(400, {"status": "error", "errorType": "bad_data", "error": "parse error"})]) as fake:
+        url = fake.url.replace("http://", f"http://harmony:{secret}@")
+        client, _ = client_for(url)
+        with pytest.raises(PrometheusError) as info:
+            client.query_range("sum(", now(), now(), 1.0)
+        down, _ = client_for(f"http://harmony:{secret}@127.0.0.1:{find_free_port()}", retries=0)
+        window = fetch_telemetry(down, [("demand", "up", 1)], now(), 5, 1.0, 5.0)
+    assert secret not in str(info.value) and "http://***@127.0.0.1" in str(info.value)
+    assert window.stale and secret not in window.reason and "***@" in window.reason
+    assert fake.requests[0][2].get("Authorization", "").startswith("Basic ")  # still sent, as basic auth
+    with pytest.raises(HarmonyInputError) as bad:
+        PrometheusConfig(f"ftp://harmony:{secret}@prom")
+    assert secret not in str(bad.value)
+
+
+def test_a_ca_bundle_that_is_gone_is_a_fatal_error_not_a_crash(tmp_path):
+    client, _ = client_for("https://127.0.0.1:1", verify_tls=str(tmp_path / "absent-ca.crt"))
+    with pytest.raises(PrometheusError, match="absent-ca.crt") as info:
+        client.query_range("up", now(), now(), 1.0)
+    assert not info.value.transient and info.value.reason == "query-failed"
+
+
+def test_a_bearer_token_over_plain_http_is_warned_about_once(tmp_path, caplog):
+    token = tmp_path / "token"
+    token.write_text("t")
+    with caplog.at_level(logging.WARNING, logger="harmony.telemetry"):
+        client, _ = client_for("http://prom:9090", bearer_token_file=str(token))
+        PrometheusClient(PrometheusConfig("https://prom:9090", bearer_token_file=str(token)))
+        PrometheusClient(PrometheusConfig("http://prom:9090"))
+    warned = [r for r in caplog.records if "plain http" in r.getMessage()]
+    assert len(warned) == 1 and "http://prom:9090" in warned[0].getMessage()
+
+
 # --- result handling (crafted payloads of the documented API) ---------------------------------------
 T0 = 1_700_000_000  # 2023-11-14T22:13:20Z
 
@@ -288,7 +369,7 @@ def test_missing_token_file_is_fatal(tmp_path):
     client, _ = client_for("http://127.0.0.1:1", bearer_token_file=str(tmp_path / "absent"))
     with pytest.raises(PrometheusError, match="bearer token file .*absent: No such file") as info:
         client.query_range("up", now(), now(), 1.0)
-    assert not info.value.transient
+    assert not info.value.transient and info.value.reason == "auth-failed"
 
 
 @pytest.mark.parametrize(

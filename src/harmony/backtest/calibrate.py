@@ -38,6 +38,7 @@ Pure functions over arrays and frames; the only I/O is `read_observations` (a CS
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +52,12 @@ from harmony.telemetry.frame import TelemetryFrame
 
 #: Fewer observations than this give no usable estimate of the scatter s.
 MIN_OBSERVATIONS = 5
+#: Observations whose standard deviation is below this share of their median are refused. At zero spread
+#: the posterior of s is improper (the likelihood grows without bound as s -> 0) and NUTS never ends; as
+#: the spread shrinks towards it NUTS slows without bound (on two cores, 10 observations: 8 s at 1% of the
+#: median, 27 s at 0.1%, past 10 minutes at 1e-6). Below 0.1% the capacity is known as well as it will be
+#: measured: state it (a CSV prior, `--capacity`) rather than fit it.
+MIN_RELATIVE_SPREAD = 1e-3
 
 
 @dataclass(frozen=True)
@@ -186,6 +193,7 @@ def capacity_observations(frame: TelemetryFrame, signals: CapacitySignals, quant
             f"{threshold:.4g}, {found.dropped} without positive {'+'.join(signals.demand)} and "
             f"{signals.replicas}); need at least {MIN_OBSERVATIONS}: lower --saturation-quantile"
         )
+    _check_spread(ratio, f"{frame.source}: " if frame.source else "")
     return found
 
 
@@ -219,7 +227,20 @@ def read_observations(path: Path, column: str, unit: str = "1") -> CapacityObser
         raise HarmonyInputError(
             f"{path}: column {column!r} has {values.size} observations; need at least {MIN_OBSERVATIONS}"
         )
+    _check_spread(values, f"{path}: column {column!r}: ")
     return CapacityObservations(values, unit)
+
+
+def _check_spread(x: np.ndarray, where: str = "") -> None:
+    """Refuse observations that (barely) vary: see MIN_RELATIVE_SPREAD."""
+    median = float(np.median(x))
+    sd = float(np.std(x, ddof=1))
+    if not sd >= MIN_RELATIVE_SPREAD * median:
+        same = "are all" if sd == 0 else "barely vary around"
+        raise HarmonyInputError(
+            f"{where}the {x.size} capacity observations {same} {median:.6g} (sd {sd:.3g}, under "
+            f"{MIN_RELATIVE_SPREAD:g} of the median): the scatter s cannot be fitted (NUTS would not finish); "
+            f"give observations that vary, or state the capacity instead of calibrating it")
 
 
 @dataclass(frozen=True)
@@ -273,9 +294,10 @@ def fit_capacity(observations: np.ndarray, prior_capacity: float | None = None, 
         raise HarmonyInputError(f"{x.size} capacity observations; need at least {MIN_OBSERVATIONS}")
     if not np.all(np.isfinite(x) & (x > 0)):
         raise HarmonyInputError("capacity observations must be positive and finite")
+    _check_spread(x)
     centre = float(np.median(x)) if prior_capacity is None else float(prior_capacity)
-    if not centre > 0:
-        raise HarmonyInputError(f"--prior-capacity must be positive, got {prior_capacity}")
+    if not (math.isfinite(centre) and centre > 0):
+        raise HarmonyInputError(f"--prior-capacity must be a finite positive number, got {prior_capacity}")
     if warmup < 1 or samples < 10:
         raise HarmonyInputError(f"--warmup must be >= 1 and --samples >= 10, got {warmup} and {samples}")
 
@@ -296,4 +318,9 @@ def fit_capacity(observations: np.ndarray, prior_capacity: float | None = None, 
     draws = mcmc.get_samples()
     c = draws["c"].numpy().astype(np.float64)
     s = draws["s"].numpy().astype(np.float64)
-    return CapacityFit(c, s, match_moments(c, s), centre, int(x.size))
+    try:
+        posterior = match_moments(c, s)
+    except ValueError:  # too few iterations for NUTS to adapt its step: every draw is the starting point
+        raise HarmonyInputError(f"NUTS did not move in {warmup} warm-up iterations and {samples} draws; raise "
+                                "--warmup and --samples") from None
+    return CapacityFit(c, s, posterior, centre, int(x.size))

@@ -29,6 +29,7 @@ from harmony.forecasting.adapter import (
     DemandForecaster,
     default_history_s,
     default_lookback_s,
+    validation_rows,
 )
 from harmony.telemetry.frame import TelemetryFrame
 
@@ -60,6 +61,10 @@ class BacktestSettings:
     capacity_prior: CapacityPosterior | None = None  # harmony's prior belief (e.g. from `harmony calibrate`)
 
     def __post_init__(self) -> None:
+        for flag, value in (("--cold-start", self.cold_start_s), ("--lookback-seconds", self.lookback_s),
+                            ("--history-seconds", self.history_s)):
+            if value is not None and not math.isfinite(value):  # NaN passes every comparison below
+                raise HarmonyInputError(f"{flag} must be a finite number of seconds, got {value}")
         if not 0 < self.sla < 1:
             raise HarmonyInputError(f"--sla must lie in (0, 1), got {self.sla}")
         if self.cold_start_s < 0:
@@ -80,6 +85,8 @@ class BacktestSettings:
             raise HarmonyInputError(f"--refit-every must be >= 0, got {self.refit_every}")
         if not 0 < self.train_fraction < 1:
             raise HarmonyInputError(f"--train-fraction must lie in (0, 1), got {self.train_fraction}")
+        if self.n_samples < 1:
+            raise HarmonyInputError(f"n_samples must be >= 1, got {self.n_samples}")
 
 
 @dataclass
@@ -102,6 +109,28 @@ class Backtest:
             raise HarmonyInputError(f"{len(self.demand)} ticks are too few to split for a backtest")
         if np.all(np.isnan(self.demand[: self.first_tick])):
             raise HarmonyInputError("demand is missing throughout the training part")
+        self._check_demand()
+        self._check_cold_start()
+
+    def _check_demand(self) -> None:
+        """Demand is a rate or a count: an infinity or a negative value is a corrupt sample, not a load
+        (one of them would scale, or starve, every decision). Missing (NaN) ticks are gaps, allowed."""
+        bad = np.isinf(self.demand) | (self.demand < 0)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            where = f"{self.frame.source}: " if self.frame.source else ""
+            raise HarmonyInputError(
+                f"{where}demand ({'+'.join(self.definition.indicators)}) is {self.demand[row]:g} at "
+                f"{self.frame.index[row]}; demand must be finite and >= 0")
+
+    def _check_cold_start(self) -> None:
+        """A replica that serves only after more intervals than the trace holds before the evaluated span is
+        no cold start this trace can replay: no forecast reaches that far, and nothing could be learnt."""
+        ticks = self.setup().cold_start_ticks
+        if ticks > self.first_tick:
+            raise HarmonyInputError(
+                f"--cold-start {self.settings.cold_start_s:g} s is {ticks:,} intervals of {self.interval_s:g} s, "
+                f"more than the {self.first_tick} intervals of history before the evaluated span")
 
     @property
     def interval_s(self) -> float:
@@ -129,6 +158,7 @@ class Backtest:
             lookback_s = self.settings.lookback_s or min(default_lookback_s(step_s), history_s)
             lookback = max(1, math.ceil(lookback_s / step_s))
             history = max(1, math.ceil(history_s / step_s))
+            self._check_window(lookback, history, lookback_s, history_s)
             adapter = DemandForecaster(self.settings.model, self.setup().horizon, lookback, self.settings.n_samples,
                                        self.settings.refit_every)
             self.forecaster = ReplayForecasts(self.frame, self.definition.indicators, adapter, history,
@@ -138,6 +168,26 @@ class Backtest:
                     f"no forecast from the history before the evaluated span: "
                     f"{self.forecaster.failures[self.first_tick - 1]} (--history-seconds, --lookback-seconds)")
         return self.forecaster
+
+    def _check_window(self, lookback: int, history: int, lookback_s: float, history_s: float) -> None:
+        """Refuse, naming the flags, a forecast window the trace cannot serve: a lookback longer than the
+        telemetry each decision reads, or a first fit (on the rows before the evaluated span) that lacks the
+        rows the forecaster needs: two lookbacks to fit on, plus the validation rows held out for the
+        forecast's horizon (`DemandForecaster.fit`). Without this the policy would hold its count all run."""
+        given = "" if self.settings.history_s else ", its default"
+        if lookback > history:
+            raise HarmonyInputError(
+                f"--lookback-seconds {lookback_s:g} ({lookback} intervals) is longer than the history each "
+                f"decision reads (--history-seconds {history_s:g}{given}, {history} intervals)")
+        rows = min(history, self.first_tick)
+        horizon = self.setup().horizon
+        held_out = validation_rows(rows, horizon)
+        if rows - held_out < 2 * lookback:
+            raise HarmonyInputError(
+                f"{rows} rows of history before the evaluated span cannot fit {self.settings.model}: a lookback "
+                f"of {lookback} intervals (--lookback-seconds {lookback_s:g}) needs {2 * lookback} rows, and a "
+                f"forecast {horizon} intervals ahead (--cold-start {self.settings.cold_start_s:g} s) holds out "
+                f"{held_out} more; shorten them, or raise --history-seconds or --train-fraction")
 
     def run(self, name: str, value: float | None = None) -> SimulationResult:
         policy = build_policy(name, value)

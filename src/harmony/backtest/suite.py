@@ -50,11 +50,12 @@ class TraceSpec:
     min_replicas: int = 1
     series: str | None = None
     group: str | None = None
-    ratio_target: float | None = None  # the oracle-ratio target the suite prints, where the issue sets one
+    ratio_target: float | None = None  # the oracle-ratio target the suite prints
+    indicators: tuple[str, ...] | None = None  # the indicators the workload's telemetry has (None: all)
 
 
 AGGREGATES: tuple[TraceSpec, ...] = (
-    TraceSpec("gentd26", "GenTD26 GPU fleet, 1 min, 23 h", "gentd26", ratio_target=1.6),
+    TraceSpec("gentd26", "GenTD26 GPU fleet, 1 min, 16 h", "gentd26", ratio_target=1.6),
     TraceSpec("servegen-m-large", "ServeGen m-large aggregate, 10 min, 14 days", "servegen",
               {"model": "m-large"}, cold_start_s=600.0, ratio_target=1.3),
     TraceSpec("servegen-m-mid", "ServeGen m-mid aggregate, 10 min, 14 days", "servegen",
@@ -73,13 +74,25 @@ def per_client_traces(models: tuple[str, ...] = ("m-large", "m-mid"), top: int =
         options = {"model": model, "series": "clients", "clients": f"top:{top}"}
         frame = load_dataset("servegen", **options)
         for series in frame.series:
+            # the request rate only: a client's inter-arrival CV is undefined (NaN) in every window it sends
+            # nothing, which no per-row model can take as an input
             traces.append(TraceSpec(f"servegen-{model}-{series}", f"ServeGen {model} {series}", "servegen",
-                                    options, cold_start_s=600.0, series=series, group=f"servegen-{model}-clients"))
+                                    options, cold_start_s=600.0, series=series, group=f"servegen-{model}-clients",
+                                    indicators=("request_rate",)))
     return traces
 
 
-def suite_traces(quick: bool = False, clients: int = CLIENTS_PER_MODEL) -> list[TraceSpec]:
-    """The suite's traces; `quick`: the aggregates without per-client series (what `make demo` shows)."""
+def suite_traces(quick: bool = False, clients: int = CLIENTS_PER_MODEL, keys: str | None = None) -> list[TraceSpec]:
+    """The suite's traces; `quick`: the aggregates without per-client series; `keys`: only these aggregates
+    (comma-separated, e.g. what `make demo` shows), refused when one is unknown."""
+    if keys:
+        wanted = [k.strip() for k in keys.split(",") if k.strip()]
+        known = {t.key: t for t in AGGREGATES}
+        unknown = [k for k in wanted if k not in known]
+        if unknown or not wanted:
+            raise HarmonyInputError(f"unknown suite trace {unknown[0] if unknown else keys!r} (--traces); known: "
+                                    f"{', '.join(known)}")
+        return [known[k] for k in wanted]
     return list(AGGREGATES) + ([] if quick or clients <= 0 else per_client_traces(top=clients))
 
 
@@ -124,6 +137,8 @@ def load_trace(trace: TraceSpec):
         frame = frame.select(series=[trace.series])
     elif len(frame.series) > 1:
         frame = frame.select(series=[frame.series[0]])
+    if trace.indicators is not None:
+        frame = frame.select(indicators=list(trace.indicators))
     frame, _ = frame.trim().fill_gaps(MAX_GAP_STEPS)
     definition = demand_definition(trace.dataset, frame=frame, options=trace.options)
     return frame, definition
@@ -136,10 +151,22 @@ def _cheapest_within(rows: list[tuple[float | None, SimulationResult]], sla: flo
     return (*min(rows, key=lambda vr: (vr[1].breach_rate, vr[1].gpu_hours)), False)
 
 
+def full_grid(name: str) -> tuple:
+    return POLICIES[name].sweep or (None,)
+
+
+def coarse_grid(name: str) -> tuple:
+    """Every other setting of a policy's sweep (per-client traces: forty of them must fit the time budget)."""
+    sweep = POLICIES[name].sweep
+    return tuple(sweep[::2]) if sweep else (None,)
+
+
 def run_trace(trace: TraceSpec, names: list[str], sla: float, grid: Callable[[str], tuple] | None = None,
               progress: Callable[[str], None] | None = None) -> TraceOutcome:
-    """Every policy on one trace: default, validation-chosen and hindsight settings."""
-    grid = grid or (lambda name: POLICIES[name].sweep or (None,))
+    """Every policy on one trace: default, validation-chosen and (aggregate traces) hindsight settings.
+    Per-client traces (a `group`) use the coarse grid and skip the hindsight sweep: they are reported as the
+    median and worst client of the main table."""
+    grid = grid or (coarse_grid if trace.group else full_grid)
     frame, definition = load_trace(trace)
     val_frame, val_history, test_history = split_frame(frame)
 
@@ -163,6 +190,8 @@ def run_trace(trace: TraceSpec, names: list[str], sla: float, grid: Callable[[st
         chosen, _, _ = _cheapest_within(on_val, sla)
         chosen_run = test.run(name, chosen)
         runs.append(Run(name, "validation", chosen, chosen_run, chosen_run.breach_rate <= sla))
+        if trace.group:
+            continue
         on_test = [(v, test.run(name, v)) for v in values]
         best_v, best, met = _cheapest_within(on_test, sla)
         runs.append(Run(name, "hindsight", best_v, best, met))
@@ -281,6 +310,8 @@ def targets(rows: list[dict], traces: list[TraceSpec], sla: float) -> list[dict]
 
 @dataclass
 class SuiteResult:
+    """Rows of every table; `failed`: traces that could not be replayed, with the reason (one line each)."""
+
     traces: list[TraceSpec]
     outcomes: list[TraceOutcome]
     rows: list[dict]
@@ -288,6 +319,7 @@ class SuiteResult:
     groups: list[dict]
     targets: list[dict]
     curve: list[dict]
+    failed: list[dict] = field(default_factory=list)
 
 
 def run_suite(traces: list[TraceSpec], sla: float = 0.01, names: list[str] | None = None,
@@ -296,15 +328,20 @@ def run_suite(traces: list[TraceSpec], sla: float = 0.01, names: list[str] | Non
     if not 0 < sla < 1:
         raise HarmonyInputError(f"--sla must lie in (0, 1), got {sla}")
     names = names or policy_names()
-    outcomes, rows, paired, curve = [], [], [], []
+    outcomes, rows, paired, curve, failed = [], [], [], [], []
     for trace in traces:
-        out = run_trace(trace, names, sla, grid, progress)
+        try:
+            out = run_trace(trace, names, sla, grid, progress)
+        except HarmonyInputError as exc:  # reported, never hidden: the trace is listed with the reason
+            failed.append({"trace": trace.key, "reason": str(exc)})
+            continue
         r, p = trace_rows(out, replicates=0 if trace.group else replicates)
         outcomes.append(out)
         rows += r
         paired += [] if trace.group else p
         curve += out.curve
-    return SuiteResult(traces, outcomes, rows, paired, group_rows(rows, traces), targets(rows, traces, sla), curve)
+    return SuiteResult(traces, outcomes, rows, paired, group_rows(rows, traces), targets(rows, traces, sla), curve,
+                       failed)
 
 
 def write_suite(result: SuiteResult, out: Path, sla: float) -> list[Path]:
@@ -320,6 +357,7 @@ def write_suite(result: SuiteResult, out: Path, sla: float) -> list[Path]:
     written = []
     for name, rows, columns in (("suite.csv", result.rows, MAIN_COLUMNS), ("paired.csv", result.paired, PAIRED_COLUMNS),
                                 ("groups.csv", result.groups, None), ("targets.csv", result.targets, None),
+                                ("failed.csv", result.failed, None),
                                 ("curve.csv", result.curve, None)):
         frame = pd.DataFrame(rows)
         if columns is not None and not frame.empty:
@@ -347,6 +385,7 @@ def write_suite(result: SuiteResult, out: Path, sla: float) -> list[Path]:
          ["trace", "policy", "setting", "gpu_hours", "breach_rate", "oracle_ratio", "meets_sla", "unknown_ticks"]),
         ("Hindsight (tuned on the evaluated span itself): each policy's cheapest setting within the SLA",
          hindsight, MAIN_COLUMNS),
+        ("Traces that could not be replayed", result.failed, ["trace", "reason"]),
     ]
     intro = (f"SLA {100 * sla:g}% of ticks with demand above ready capacity. Evaluated span: the last "
              f"{100 * EVALUATED_FRACTION:g}% of each trace; knobs chosen on the {100 * VALIDATION_FRACTION:g}% "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -14,13 +15,23 @@ from harmony.backtest.policies import POLICIES, parse_policies
 from harmony.backtest.report import plot_capacity, plot_cost_breach, write_html
 from harmony.backtest.runner import SUMMARY_COLUMNS, Backtest, BacktestSettings, run_policies, sweep_policies
 from harmony.cli.common import (
+    AT_LEAST_ONE,
+    FRACTION,
+    NON_NEGATIVE,
+    POSITIVE,
+    SEED,
     DatasetOpt,
+    ForceOpt,
     IntervalOpt,
     OptionOpt,
     PathOpt,
+    check_flags,
+    check_out,
     console,
+    dataset_input,
     dataset_options,
     load_frame,
+    model_files,
     user_errors,
 )
 from harmony.cli.tables import duration, results_table
@@ -29,8 +40,12 @@ from harmony.decision.posteriors import CapacityPosterior
 from harmony.errors import HarmonyInputError
 from harmony.forecasting.adapter import DEFAULT_HISTORY_STEPS, DEFAULT_LOOKBACK_STEPS, REFIT_EVERY
 from harmony.forecasting.predictors import build_predictor
+from harmony.telemetry.datasets import DATASETS_ROOT
 
 AT_SLA_COLUMNS = ["policy", "knob", "value", "gpu_hours", "breach_rate", "oracle_ratio", "meets_sla", "unknown_ticks"]
+#: What `write_outputs` writes in --out: always, and with --sweep.
+OUT_FILES = ["summary.csv", "capacity.png", "report.html"]
+SWEEP_FILES = ["sweep.csv", "at_sla.csv", "cost_breach.png"]
 
 
 @user_errors
@@ -66,15 +81,34 @@ def backtest(
                      ] = False,
     quick: Annotated[bool, typer.Option(help="with --suite: the aggregate traces only, no per-client series")
                      ] = False,
+    traces: Annotated[str | None, typer.Option(help="with --suite: only these aggregate traces, comma-separated "
+                                                     "(gentd26, servegen-m-large, servegen-m-mid, alibaba-lora, "
+                                                     "synthetic)")] = None,
     clients: Annotated[int, typer.Option(help="with --suite: ServeGen's largest clients per model (0: none)")
                        ] = 20,
+    force: ForceOpt = False,
 ) -> None:
     """GPU-hours, breach rate, unserved demand, scaling actions and utilisation per policy."""
+    check_flags({"--sla": (sla, FRACTION), "--clients": (clients, NON_NEGATIVE)})
     if suite:
         from harmony.cli import suite as suite_cli
 
-        suite_cli.run(sla, out, quick, clients)
+        # the suite writes many files whose names follow its traces: any file already in --out needs --force
+        check_out(out, force=force, inputs={"--suite": DATASETS_ROOT}, files=["*"])
+        suite_cli.run(sla, out, quick, clients, traces)
         return
+    check_flags({
+        "--cold-start": (cold_start, NON_NEGATIVE), "--min-replicas": (min_replicas, NON_NEGATIVE),
+        "--max-replicas": (max_replicas, AT_LEAST_ONE), "--capacity": (capacity, POSITIVE),
+        "--lookback-seconds": (lookback_seconds, POSITIVE), "--history-seconds": (history_seconds, POSITIVE),
+        "--refit-every": (refit_every, NON_NEGATIVE), "--train-fraction": (train_fraction, FRACTION),
+        "--max-gap": (max_gap, NON_NEGATIVE), "--seed": (seed, SEED),
+    })
+    if demand is not None and not any(n.strip() for n in demand.split(",")):
+        raise HarmonyInputError(f"--demand {demand!r} names no indicator")
+    check_out(out, force=force, files=OUT_FILES + (SWEEP_FILES if sweep else []),
+              inputs={"--path": dataset_input(dataset, path), "--capacity-prior": capacity_prior,
+                      "--model": model_files(model)})
     names = parse_policies(policies)
     build_predictor(model, "--model")  # an unknown --model fails before any work
     options = dataset_options(option, interval=interval)
@@ -131,11 +165,25 @@ def read_capacity_prior(path: Path, demand_unit: str) -> CapacityPosterior:
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise HarmonyInputError(
             f"{path}: not a calibrate JSON with capacity_posterior (--capacity-prior): {exc}") from None
+    _check_prior(prior, path)
     unit = str(record.get("unit", ""))
     if unit.removesuffix(" per replica") != demand_unit:
         raise HarmonyInputError(
             f"{path}: capacity unit {unit!r} does not match the demand unit {demand_unit!r} (--capacity-prior)")
     return prior
+
+
+def _check_prior(prior: CapacityPosterior, path: Path) -> None:
+    """A NIG prior for one workload: mu (the capacity) and kappa, alpha, beta finite and positive."""
+    sizes = {name: getattr(prior, name).size for name in ("mu", "kappa", "alpha", "beta")}
+    if set(sizes.values()) != {1}:
+        raise HarmonyInputError(f"{path}: capacity_posterior must hold one workload, has sizes {sizes} "
+                                "(--capacity-prior)")
+    for name in ("mu", "kappa", "alpha", "beta"):
+        value = float(getattr(prior, name)[0])
+        if not (math.isfinite(value) and value > 0):
+            raise HarmonyInputError(f"{path}: capacity_posterior.{name} must be a finite positive number, got "
+                                    f"{value:g} (--capacity-prior)")
 
 
 def write_outputs(out: Path, dataset: str, unit: str, sla: float, results, rows, curve, at_sla) -> None:

@@ -23,11 +23,20 @@ from harmony.backtest.calibrate import (
     read_observations,
 )
 from harmony.cli.common import (
+    AT_LEAST_ONE,
+    FRACTION,
+    POSITIVE,
+    SEED,
+    Bounds,
     DatasetOpt,
+    ForceOpt,
     IntervalOpt,
     OptionOpt,
     PathOpt,
+    check_flags,
+    check_out,
     console,
+    dataset_input,
     dataset_options,
     load_frame,
     user_errors,
@@ -71,6 +80,7 @@ def calibrate(
     samples: Annotated[int, typer.Option(help="NUTS posterior draws")] = 500,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     out: Annotated[Path | None, typer.Option(help="write the fitted prior as JSON")] = None,
+    force: ForceOpt = False,
 ) -> None:
     """Fit per-replica capacity (demand one replica serves at the SLA limit) from history with pyro NUTS.
 
@@ -78,9 +88,16 @@ def calibrate(
     or a column of a CSV. The result is a Normal-Inverse-Gamma capacity posterior, moment-matched to the
     NUTS draws, for the controller to start from.
     """
+    check_flags({"--saturation-quantile": (saturation_quantile, FRACTION),
+                 "--prior-capacity": (prior_capacity, POSITIVE), "--warmup": (warmup, AT_LEAST_ONE),
+                 "--samples": (samples, Bounds(at_least=10)), "--seed": (seed, SEED)})
     if observations is not None or column is not None:
         if observations is None or column is None:
             raise HarmonyInputError("--observations and --column go together")
+    inputs = {"--observations": observations} if observations is not None else {
+        "--path": dataset_input(dataset, path)}
+    check_out(out, force=force, inputs=inputs)
+    if observations is not None:
         found = read_observations(observations, column, unit)
         source = {"observations": str(observations), "column": column}
         title = f"capacity from {observations} ({column})"

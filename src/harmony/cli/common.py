@@ -1,4 +1,5 @@
-"""Shared pieces of the `harmony` commands: consoles, the one-line error convention, dataset flags.
+"""Shared pieces of the `harmony` commands: consoles, the one-line error convention, dataset flags, and the
+checks every command runs on its flags before any work: numbers (`check_flags`) and outputs (`check_out`).
 
 Every command module imports from here (never from `harmony.cli.main`, which imports the command modules
 to register them).
@@ -7,6 +8,11 @@ to register them).
 from __future__ import annotations
 
 import functools
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -14,7 +20,7 @@ import typer
 from rich.console import Console
 
 from harmony.errors import HarmonyInputError
-from harmony.telemetry.datasets import SOURCES, get_source
+from harmony.telemetry.datasets import DATASETS_ROOT, SOURCES, get_source
 
 console = Console()
 if not console.is_terminal:  # piped or captured output: wide enough that names are not cut
@@ -47,6 +53,137 @@ IndicatorColOpt = Annotated[str | None, typer.Option(help="csv/parquet long form
 ValueColOpt = Annotated[str | None, typer.Option(help="csv/parquet long format: value column")]
 FormatOpt = Annotated[str | None, typer.Option("--format", help="csv/parquet: wide or long")]
 LevelsOpt = Annotated[str | None, typer.Option(help="csv/parquet: hierarchy levels, name=level,...")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="overwrite existing output files")]
+
+
+# --- numeric flags ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Bounds:
+    """The values a numeric flag accepts: always a finite number, and within these bounds (None: open).
+    at_least / at_most include the bound, above / below exclude it."""
+
+    at_least: float | None = None
+    above: float | None = None
+    at_most: float | None = None
+    below: float | None = None
+
+    def rule(self) -> str:
+        """The bounds as the error line words them: 'be positive', 'be >= 0', 'lie in (0, 1)'."""
+        low = (f"[{_bound(self.at_least)}" if self.at_least is not None else
+               f"({_bound(self.above)}" if self.above is not None else None)
+        high = (f"{_bound(self.at_most)}]" if self.at_most is not None else
+                f"{_bound(self.below)})" if self.below is not None else None)
+        if low and high:
+            return f"lie in {low}, {high}"
+        if self.above == 0 and not high:
+            return "be positive"
+        if low:
+            return f"be {'>=' if low[0] == '[' else '>'} {low[1:]}"
+        if high:
+            return f"be {'<=' if high[-1] == ']' else '<'} {high[:-1]}"
+        return "be a number"
+
+    def admits(self, value: float) -> bool:
+        return ((self.at_least is None or value >= self.at_least) and (self.above is None or value > self.above)
+                and (self.at_most is None or value <= self.at_most) and (self.below is None or value < self.below))
+
+    def check(self, flag: str, value: float | None) -> None:
+        """Refuse NaN, an infinity, or a value outside the bounds, naming the flag (None: flag not given)."""
+        if value is None:
+            return
+        if not math.isfinite(value):
+            raise HarmonyInputError(f"{flag} must be a finite number, got {value}")
+        if not self.admits(value):
+            shown = value if isinstance(value, int) else f"{value:g}"
+            raise HarmonyInputError(f"{flag} must {self.rule()}, got {shown}")
+
+
+def _bound(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+POSITIVE = Bounds(above=0)
+NON_NEGATIVE = Bounds(at_least=0)
+AT_LEAST_ONE = Bounds(at_least=1)
+FRACTION = Bounds(above=0, below=1)  # a share or a probability strictly between 0 and 1
+SEED = Bounds(at_least=0, below=2**32)  # numpy's and torch's seeds are unsigned 32-bit
+PORT = Bounds(at_least=0, at_most=65535)
+
+
+def check_flags(flags: Mapping[str, tuple[float | None, Bounds]]) -> None:
+    """Check every numeric flag of a command up front: `{"--sla": (sla, FRACTION), ...}`, in the order given."""
+    for flag, (value, bounds) in flags.items():
+        bounds.check(flag, value)
+
+
+# --- outputs ---------------------------------------------------------------------------------------
+def dataset_input(dataset: str, path: Path | None) -> Path | None:
+    """The file or folder a dataset command reads: --path, or the bundled copy when it is not given."""
+    if path is not None:
+        return path
+    source = SOURCES.get(dataset)
+    return DATASETS_ROOT / source.default_path if source is not None and source.default_path else None
+
+
+def model_files(models: str) -> list[Path]:
+    """Files a --model/--models value reads (checkpoints, as in `harmony:PATH`)."""
+    found = []
+    for spec in models.split(","):
+        _, _, arg = spec.strip().partition(":")
+        if arg and Path(arg).is_file():
+            found.append(Path(arg))
+    return found
+
+
+def check_out(out: Path | None, *, force: bool, inputs: Mapping[str, Path | Sequence[Path] | None] | None = None,
+              files: Sequence[str] | None = None, flag: str = "--out") -> None:
+    """Refuse, before any work, an output that would destroy data or that could not be written at the end.
+
+    out: the file to write; with `files`, a folder and the names written in it (glob patterns allowed).
+    inputs: flag -> the file(s) or folder that flag makes the command read. No output may be an input, and
+    none may land inside an input folder (a dataset folder would read it back as data next time); this
+    holds with --force too. An existing output file needs `force`. The folder that will hold the outputs
+    must be a folder, or creatable, and writable: probed with a temporary file, so permissions, read-only
+    mounts and root are as the final write will find them.
+    """
+    if out is None:
+        return
+    if files is None:
+        if out.is_dir():
+            raise HarmonyInputError(f"{flag} {out} is a folder; name the file to write")
+        targets = [out]
+    else:
+        if out.exists() and not out.is_dir():
+            raise HarmonyInputError(f"{flag} {out} exists and is not a folder")
+        targets = [t for name in files for t in (sorted(out.glob(name)) if any(c in name for c in "*?[")
+                                                 else [out / name])]
+    for input_flag, paths in (inputs or {}).items():
+        for path in [paths] if isinstance(paths, Path) else (paths or []):
+            source = path.resolve()
+            for target in [out, *targets]:
+                where = target.resolve()
+                if where == source and not source.is_dir():
+                    raise HarmonyInputError(f"{flag} {target} is the input {path} ({input_flag}); writing it "
+                                            "would destroy it: write elsewhere")
+                if source.is_dir() and where.is_relative_to(source):  # the folder itself too
+                    raise HarmonyInputError(f"{flag} {target} is in the input folder {path} ({input_flag}), which "
+                                            "would read it back as data: write elsewhere")
+    existing = [t for t in targets if t.exists()]
+    if existing and not force:
+        raise HarmonyInputError(f"{flag} {existing[0]} exists; pass --force to overwrite it")
+    holder = out if files is not None else out.parent
+    while not holder.exists():
+        holder = holder.parent
+    if not holder.is_dir():
+        raise HarmonyInputError(f"{flag} {out}: {holder} is not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=holder):
+            pass
+    except OSError as exc:
+        raise HarmonyInputError(f"{flag} {out}: cannot write in {holder} ({exc.strerror or exc})") from None
+    for target in existing:
+        if not os.access(target, os.W_OK):
+            raise HarmonyInputError(f"{flag} {target} exists and is read-only")
 
 
 def parse_value(text: str):

@@ -13,7 +13,11 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harmony.cli.common import (
+    AT_LEAST_ONE,
+    NON_NEGATIVE,
+    SEED,
     DatasetOpt,
+    ForceOpt,
     FormatOpt,
     IndicatorColOpt,
     IntervalOpt,
@@ -23,9 +27,13 @@ from harmony.cli.common import (
     SeriesColOpt,
     TimeColOpt,
     ValueColOpt,
+    check_flags,
+    check_out,
     console,
+    dataset_input,
     dataset_options,
     load_frame,
+    model_files,
     user_errors,
 )
 from harmony.cli.tables import frame_summary, results_table
@@ -118,8 +126,13 @@ def evaluate(
     value_column: ValueColOpt = None,
     format: FormatOpt = None,
     levels: LevelsOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """Score forecasters on a dataset: MSE, CRPS, MAE, pinball, coverage per series and their mean."""
+    check_flags({"--lookback": (lookback, AT_LEAST_ONE), "--horizon": (horizon, AT_LEAST_ONE),
+                 "--stride": (stride, AT_LEAST_ONE), "--samples": (samples, AT_LEAST_ONE), "--seed": (seed, SEED),
+                 "--max-gap": (max_gap, NON_NEGATIVE)})
+    check_out(out, force=force, inputs={"--path": dataset_input(dataset, path), "--models": model_files(models)})
     if protocol not in ("harmony", "rolling"):
         raise HarmonyInputError(f"--protocol {protocol!r} must be 'harmony' or 'rolling'")
     if protocol == "harmony" and horizon != 1:
@@ -149,7 +162,7 @@ def evaluate(
             rows = rolling_protocol(frame, specs, lookback=lookback, horizon=horizon, stride=stride,
                                     n_samples=samples, seed=seed, progress=step)
     rows = [dict(r, source="measured") for r in with_means(rows)]
-    columns = ["series", "model", "mse", "crps", "mae", "pinball", "coverage90", "n_targets"]
+    columns = ["series", "model", "mse", "crps", "mae", "pinball", "coverage90", "energy", "crps_max", "n_targets"]
     title = f"{dataset} / {protocol} protocol, lookback {lookback}, horizon {horizon} (scaled space)"
     console.print(results_table(title, rows, columns))
     published = []

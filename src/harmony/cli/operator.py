@@ -1,11 +1,17 @@
 """`harmony operator run`: the Kubernetes operator (kopf) with its Prometheus source, its metrics exporter
-(`--metrics-port`, /metrics) and kopf's liveness endpoint (`--liveness-port`, /healthz)."""
+(`--metrics-port`, /metrics) and kopf's liveness endpoint (`--liveness-port`, /healthz).
+
+Prometheus TLS is checked at start, not at the first step: a `--ca-file` that is not a readable file, or
+`--ca-file` together with `--insecure-skip-verify` (which would silently win), is refused with one line
+(exit 2). A bearer token sent to an http:// URL is allowed (an in-cluster Prometheus over plain http is a
+deliberate, common setup) but logged as a warning once at start (`PrometheusClient`)."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import logging
+import os
 import random
 import signal
 from pathlib import Path
@@ -30,9 +36,31 @@ from harmony.operator.kube import KubeClient
 from harmony.operator.metrics import OperatorMetrics, serve
 from harmony.operator.reconcile import Reconciler, ReconcileSettings
 from harmony.operator.spec import AutoscalerSpec
-from harmony.telemetry.prometheus import PrometheusClient, PrometheusConfig, fetch_telemetry, stale_after_s
+from harmony.telemetry.prometheus import (
+    PrometheusClient,
+    PrometheusConfig,
+    fetch_telemetry,
+    redact_url,
+    stale_after_s,
+)
 
 operator_app = typer.Typer(help="The Kubernetes operator.", no_args_is_help=True)
+log = logging.getLogger("harmony.operator")
+
+
+def prometheus_tls(ca_file: Path | None, insecure_skip_verify: bool) -> bool | str:
+    """`PrometheusConfig.verify_tls` from --ca-file and --insecure-skip-verify, refusing what would fail every
+    step later (a CA bundle that is not there) or silently mean something else (both flags: no verification)."""
+    if ca_file is not None and insecure_skip_verify:
+        raise HarmonyInputError("--ca-file and --insecure-skip-verify contradict each other (skipping "
+                                "verification would ignore the CA bundle): give one of them")
+    if insecure_skip_verify:
+        return False
+    if ca_file is None:
+        return True
+    if not ca_file.is_file() or not os.access(ca_file, os.R_OK):
+        raise HarmonyInputError(f"--ca-file {ca_file}: no readable file there (is its volume mounted?)")
+    return str(ca_file)
 
 
 def kube_configuration(kubeconfig: Path | None) -> client.Configuration:
@@ -117,9 +145,13 @@ def operator_run(
         help="peering priority: the highest live replica works (default: random per start, so none tie)")] = None,
     kubeconfig: Annotated[Path | None, typer.Option(help="kubeconfig file (default: in-cluster, then ~/.kube)")] = None,
     prometheus_url: Annotated[str, typer.Option(help="Prometheus HTTP API base URL")] = "http://prometheus:9090",
-    bearer_token_file: Annotated[Path | None, typer.Option(help="bearer token for Prometheus")] = None,
-    ca_file: Annotated[Path | None, typer.Option(help="CA bundle to verify Prometheus TLS")] = None,
-    insecure_skip_verify: Annotated[bool, typer.Option(help="do not verify Prometheus TLS")] = False,
+    bearer_token_file: Annotated[Path | None, typer.Option(
+        help="bearer token for Prometheus (sent to an http:// URL too, with a warning at start: prefer https)")
+    ] = None,
+    ca_file: Annotated[Path | None, typer.Option(
+        help="CA bundle to verify Prometheus TLS (must exist at start)")] = None,
+    insecure_skip_verify: Annotated[bool, typer.Option(
+        help="do not verify Prometheus TLS (not with --ca-file)")] = False,
     metrics_addr: Annotated[str, typer.Option(help="address of the Prometheus exporter (/metrics)")] = "0.0.0.0",
     metrics_port: Annotated[int, typer.Option(help="port of the Prometheus exporter (/metrics)")] = 9100,
     liveness_addr: Annotated[str, typer.Option(
@@ -149,10 +181,11 @@ def operator_run(
                                  liveness=liveness_endpoint(liveness_addr, liveness_port), health=health_settings)
     if bearer_token_file is not None and not bearer_token_file.is_file():
         raise HarmonyInputError(f"{bearer_token_file}: no such file (--bearer-token-file)")
-    verify: bool | str = False if insecure_skip_verify else (str(ca_file) if ca_file else True)
+    verify = prometheus_tls(ca_file, insecure_skip_verify)
     prom = PrometheusClient(PrometheusConfig(url=prometheus_url,
                                              bearer_token_file=str(bearer_token_file) if bearer_token_file else None,
                                              verify_tls=verify))
+    log.info("telemetry from Prometheus at %s", redact_url(prometheus_url))
     cfg = kube_configuration(kubeconfig)
     metrics = OperatorMetrics()
     health = Health(health_settings)

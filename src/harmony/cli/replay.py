@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from harmony.cli.common import console, user_errors
+from harmony.cli.common import NON_NEGATIVE, PORT, POSITIVE, check_flags, console, user_errors
 from harmony.errors import HarmonyInputError
 from harmony.telemetry.datasets import SOURCES, get_source
 
@@ -32,6 +32,9 @@ def replay_exporter(
 ) -> None:
     """Replay a dataset's trace as `harmony_replay_<indicator>` gauges for Prometheus to scrape."""
     from harmony.operator.replay_exporter import ReplayExporter
+
+    check_flags({"--speed": (speed, POSITIVE), "--port": (port, PORT), "--start-row": (start_row, NON_NEGATIVE),
+                 "--duration": (duration, NON_NEGATIVE)})
 
     frame = get_source(dataset).load(path)
     name = series if series is not None else frame.series[0]

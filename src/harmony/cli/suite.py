@@ -14,15 +14,22 @@ SHOWN = ["trace", "policy", "setting", "value", "gpu_hours", "breach_rate", "bre
          "oracle_ratio", "meets_sla"]
 
 
-def run(sla: float, out: Path | None, quick: bool, clients: int) -> None:
-    traces = suite_traces(quick=quick, clients=clients)
+def run(sla: float, out: Path | None, quick: bool, clients: int, traces_wanted: str | None = None) -> None:
+    traces = suite_traces(quick=quick, clients=clients, keys=traces_wanted)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=console, transient=True) as bar:
         from harmony.backtest.suite import policy_names
 
         task = bar.add_task("suite", total=len(traces) * len(policy_names()))
 
+        seen: list[str] = []
+
         def step(label: str) -> None:
+            trace = label.split(":")[0]
+            if not seen or seen[-1] != trace:
+                if seen:
+                    console.log(f"{seen[-1]} done")
+                seen.append(trace)
             bar.update(task, description=label)
             bar.advance(task)
 
@@ -38,6 +45,8 @@ def run(sla: float, out: Path | None, quick: bool, clients: int) -> None:
                                      "meets_sla"]))
     console.print(results_table("targets at harmony's default knob", result.targets,
                                 ["trace", "target", "measured", "met"]))
+    for f in result.failed:
+        console.print(f"[red]not replayed[/red] {f['trace']}: {f['reason']}")
     if out is not None:
         written = write_suite(result, out, sla)
         console.print(f"wrote {len(written)} files to {out} (suite.csv: {', '.join(MAIN_COLUMNS[:6])}, ...; "

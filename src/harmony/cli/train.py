@@ -16,7 +16,19 @@ from typing import Annotated
 
 import typer
 
-from harmony.cli.common import console, user_errors
+from harmony.cli.common import (
+    AT_LEAST_ONE,
+    NON_NEGATIVE,
+    POSITIVE,
+    SEED,
+    Bounds,
+    ForceOpt,
+    check_flags,
+    check_out,
+    console,
+    dataset_input,
+    user_errors,
+)
 from harmony.errors import HarmonyInputError
 from harmony.forecasting.scaling import MinMaxScaler
 from harmony.telemetry.datasets import SOURCES, get_source
@@ -24,6 +36,20 @@ from harmony.telemetry.datasets import SOURCES, get_source
 
 def _devices(text: str) -> int | str:
     return int(text) if text.isdigit() else text
+
+
+def check_accelerator(accelerator: str) -> None:
+    """Refuse, naming the flag, an accelerator this machine does not have (Lightning would raise a
+    MisconfigurationException only once the data is loaded)."""
+    import torch
+
+    name = accelerator.strip().lower()
+    if name in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise HarmonyInputError(f"--accelerator {accelerator}: torch sees no CUDA GPU on this machine "
+                                "(use --accelerator cpu or auto)")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise HarmonyInputError(f"--accelerator {accelerator}: torch sees no Apple MPS device on this machine "
+                                "(use --accelerator cpu or auto)")
 
 
 @user_errors
@@ -52,12 +78,24 @@ def train(
     max_gap: Annotated[int, typer.Option(help="interpolate gaps up to this many steps")] = 3,
     option: Annotated[list[str] | None, typer.Option("--option", "-o", help="dataset option KEY=VALUE")] = None,
     progress: Annotated[bool, typer.Option(help="show the training progress bar")] = True,
+    force: ForceOpt = False,
 ) -> None:
     """Train the HARMONY forecaster (hierarchical attention + normalizing flow) and save a checkpoint."""
     from pytorch_lightning.utilities import rank_zero_only
 
     from harmony.forecasting.predictors.harmony import HarmonyPredictor
     from harmony.forecasting.training import TrainingSettings
+
+    check_flags({
+        "--lookback": (lookback, Bounds(at_least=2)), "--horizon": (horizon, AT_LEAST_ONE),
+        "--epochs": (epochs, AT_LEAST_ONE), "--patience": (patience, NON_NEGATIVE), "--seed": (seed, SEED),
+        "--d-model": (d_model, AT_LEAST_ONE), "--heads": (heads, AT_LEAST_ONE), "--layers": (layers, AT_LEAST_ONE),
+        "--dropout": (dropout, Bounds(at_least=0, below=1)), "--batch-size": (batch_size, AT_LEAST_ONE),
+        "--learning-rate": (learning_rate, POSITIVE), "--crps-weight": (crps_weight, NON_NEGATIVE),
+        "--max-gap": (max_gap, NON_NEGATIVE),
+    })
+    check_accelerator(accelerator)
+    check_out(out, force=force, inputs={"--path": dataset_input(dataset, path)})
 
     options = {}
     for item in option or []:

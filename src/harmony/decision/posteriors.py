@@ -49,21 +49,29 @@ class CapacityPosterior:
         return self.mu.shape[0]
 
     def update(self, observations: np.ndarray) -> CapacityPosterior:
-        """Condition on observations [W, n] (NaN = no observation for that workload and slot)."""
+        """Condition on observations [W, n] (NaN = no observation for that workload and slot).
+
+        A non-finite observation (inf) measures no capacity and counts as none; a workload whose update would
+        not be representable (observations so far from the belief that the squared spread overflows) keeps
+        its posterior: one absurd reading must not leave inf or NaN behind for every later decision."""
         x = np.atleast_2d(np.asarray(observations, dtype=np.float64))
         if x.shape[0] != self.workloads:
             raise ValueError(f"observations have {x.shape[0]} workloads, the posterior {self.workloads}")
+        x = np.where(np.isfinite(x), x, np.nan)
         seen = ~np.isnan(x)
         n = seen.sum(axis=1).astype(np.float64)
         if not n.any():
             return self
-        xbar = np.where(n > 0, np.nansum(x, axis=1) / np.maximum(n, 1), self.mu)
-        ss = np.nansum(np.where(seen, (x - xbar[:, None]) ** 2, 0.0), axis=1)
-        kappa = self.kappa + n
-        mu = (self.kappa * self.mu + n * xbar) / kappa
-        alpha = self.alpha + n / 2.0
-        beta = self.beta + 0.5 * ss + self.kappa * n * (xbar - self.mu) ** 2 / (2.0 * kappa)
-        return CapacityPosterior(mu, kappa, alpha, beta)
+        with np.errstate(over="ignore", invalid="ignore"):
+            xbar = np.where(n > 0, np.nansum(x, axis=1) / np.maximum(n, 1), self.mu)
+            ss = np.nansum(np.where(seen, (x - xbar[:, None]) ** 2, 0.0), axis=1)
+            kappa = self.kappa + n
+            mu = (self.kappa * self.mu + n * xbar) / kappa
+            alpha = self.alpha + n / 2.0
+            beta = self.beta + 0.5 * ss + self.kappa * n * (xbar - self.mu) ** 2 / (2.0 * kappa)
+        ok = np.isfinite(mu) & np.isfinite(kappa) & np.isfinite(alpha) & np.isfinite(beta)
+        return CapacityPosterior(np.where(ok, mu, self.mu), np.where(ok, kappa, self.kappa),
+                                 np.where(ok, alpha, self.alpha), np.where(ok, beta, self.beta))
 
     def mean_scale(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Student-t marginal of the capacity mean: (location, scale, degrees of freedom)."""
@@ -105,10 +113,12 @@ class BreachPosterior:
         return cls(np.full(workloads, target * strength), np.full(workloads, (1 - target) * strength), forgetting)
 
     def update(self, breaches: np.ndarray) -> BreachPosterior:
-        """Observe [W] (or [W, n]) breach indicators in {0, 1}; NaN means no observation this tick."""
+        """Observe [W] (or [W, n]) breach indicators in {0, 1}; NaN (or any non-finite value) means no
+        observation this tick, and a value outside [0, 1] counts as the nearest indicator."""
         x = np.asarray(breaches, dtype=np.float64)
         if x.ndim == 1:
             x = x[:, None]
+        x = np.where(np.isfinite(x), np.clip(x, 0.0, 1.0), np.nan)
         seen = ~np.isnan(x)
         hits = np.where(seen, x, 0.0).sum(axis=1)
         n = seen.sum(axis=1)

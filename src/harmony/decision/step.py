@@ -8,7 +8,8 @@ Per decision:
      demand above READY replicas x the capacity believed per replica), updates the breach-rate posterior
      (Beta, the estimate reported in status and metrics) and the effective risk level; a learned capacity
      (none declared) moves up when the ready replicas evidently served more per replica than believed.
-     Nothing is learned before the first decision (no count of ours was in force) nor from missing demand.
+     Nothing is learned before the first decision (no count of ours was in force) nor from missing demand
+     (NaN, or negative: no demand is; see `observed_demand`).
   2. decide (`harmony.decision.decide.decide`): capacity samples from the Normal-Inverse-Gamma posterior, the
      effective risk level, and the conservative rules. No demand samples (telemetry missing or stale, or the
      forecast failed) hold the current count.
@@ -52,6 +53,12 @@ RISK_GAIN = 0.01
 #: tail cannot justify it), never a coin flip per tick.
 RISK_MIN_FACTOR = 0.05
 RISK_MAX = 0.5
+#: A learned capacity's measurement from one tick counts at most this multiple of the capacity believed: a real
+#: capacity far above the first guess is still reached within a few ticks (the believed mean rises by about
+#: 80% a tick at first), while one corrupt reading (1e308, a unit changed in the query) cannot make the
+#: workload look served by no replicas at all, which would scale it to its minimum from the next decision on.
+#: An underestimate errs on the safe side: more replicas.
+CAPACITY_MEASUREMENT_MAX_RATIO = 10.0
 
 
 @dataclass(frozen=True)
@@ -117,7 +124,8 @@ class ControllerState:
     risk: float | None = None
 
     def risk_level(self, settings: ControlSettings) -> float:
-        if not settings.adapt_risk or self.risk is None or not math.isfinite(self.risk):
+        """The effective risk level; the SLA when not adapted, or when the kept one is not a probability."""
+        if not settings.adapt_risk or self.risk is None or not 0 < self.risk < 1:  # NaN fails the test too
             return settings.sla
         return self.risk
 
@@ -168,19 +176,37 @@ def step_rng(seed: int, decisions: int) -> np.random.Generator:
 
 
 def learn(state: ControllerState, obs: Observation, settings: ControlSettings) -> tuple[ControllerState, bool | None]:
-    """The single learning rule (see the module docstring); returns the new state and the breach judged."""
-    if state.decisions == 0 or not math.isfinite(obs.demand):
+    """The single learning rule (see the module docstring); returns the new state and the breach judged.
+
+    Absurd observations cannot poison the state: a negative demand is missing (see `observed_demand`); an
+    infinite one is a breach (no finite capacity serves it) but no capacity measurement; a finite but huge one
+    moves a learned capacity by a bounded factor (CAPACITY_MEASUREMENT_MAX_RATIO)."""
+    demand = observed_demand(obs.demand)
+    if state.decisions == 0 or math.isnan(demand):
         return state, None  # no decision of ours was in force yet, or nothing observed: nothing to learn
     capacity_mean = float(state.capacity.mu[0])
     ready = max(int(obs.ready_replicas), 0)
-    breached = obs.demand > ready * capacity_mean + 1e-9
+    breached = demand > ready * capacity_mean + 1e-9
     breaches = state.breaches.update(np.array([float(breached)]))
     capacity = state.capacity
-    if settings.learn_capacity and ready > 0 and obs.demand / ready > capacity_mean:
+    if settings.learn_capacity and ready > 0 and math.isfinite(demand) and demand / ready > capacity_mean:
         # replicas evidently served more per replica than believed (a declared capacity is never moved)
-        capacity = capacity.update(np.array([[obs.demand / ready]]))
+        measured = min(demand / ready, CAPACITY_MEASUREMENT_MAX_RATIO * capacity_mean)
+        capacity = capacity.update(np.array([[measured]]))
     risk = adapt_risk(state.risk_level(settings), breached, settings)
     return ControllerState(capacity, breaches, state.recent_targets, state.decisions, risk), breached
+
+
+def observed_demand(value: float) -> float:
+    """The demand of an observation as the learning rule uses it: NaN (missing) for anything that is not a
+    number, or is negative. Demand (requests, tokens, queue length per second) cannot be negative; a negative
+    reading is a broken query or a mis-rated counter reset, and taken as a value it would be judged "no breach",
+    relaxing the risk level on data we do not have. +inf stays: demand beyond any capacity."""
+    try:
+        demand = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return math.nan if demand < 0 else demand
 
 
 def adapt_risk(risk: float, breached: bool, settings: ControlSettings) -> float:

@@ -1,4 +1,6 @@
-"""Forecast metrics: CRPS (ensemble and Gaussian closed form), MSE, MAE, pinball loss, interval coverage.
+"""Forecast metrics: CRPS (ensemble and Gaussian closed form), MSE, MAE, pinball loss, interval coverage,
+and path scores over the horizon: the energy score of whole paths and the CRPS and coverage of the path's
+maximum (the quantity that sets replicas when a decision covers the horizon).
 
 All functions are elementwise over the observation shape and leave reduction to the caller, except the
 `mean_*` helpers, which average over observed (non-NaN) targets.
@@ -69,6 +71,38 @@ def interval_hit(observations: np.ndarray, lower: np.ndarray, upper: np.ndarray)
     return np.where(np.isnan(obs), np.nan, hit)
 
 
+def energy_score(observations: np.ndarray, samples: np.ndarray) -> np.ndarray:
+    """Energy score of joint paths (Gneiting and Raftery 2007), per path: E||X - y|| - 1/2 E||X - X'||, the
+    norm over the horizon (axis 0 of observations, axis 1 of samples [n, horizon, ...]). The second term
+    pairs each sample with the next one (an O(n) unbiased estimate; all n^2 pairs cost too much for long
+    evaluations). A path with any NaN observation gives NaN. It rewards getting the co-movement of the
+    steps right, which per-step CRPS cannot see."""
+    obs = np.asarray(observations, dtype=np.float64)
+    ens = np.asarray(samples, dtype=np.float64)
+    if ens.shape[1:] != obs.shape:
+        raise ValueError(f"samples shape {ens.shape} must be [n_samples, *{obs.shape}]")
+    to_obs = np.sqrt(((ens - obs[None]) ** 2).sum(axis=1)).mean(axis=0)
+    pairs = np.sqrt(((ens - np.roll(ens, 1, axis=0)) ** 2).sum(axis=1)).mean(axis=0)
+    return to_obs - 0.5 * pairs
+
+
+def path_scores(observations: np.ndarray, forecast: Forecast, coverage: float = 0.9) -> dict[str, float]:
+    """Scores of whole paths over the horizon (axis 0): the energy score, and the CRPS and central-interval
+    coverage of the path's maximum, averaged over fully observed paths."""
+    obs = np.asarray(observations, dtype=np.float64)
+    samples = forecast.samples
+    peak_obs = obs.max(axis=0)  # NaN if any step is missing
+    peak = samples.max(axis=1)
+    tail = (1 - coverage) / 2
+    lo, hi = np.quantile(peak, [tail, 1 - tail], axis=0)
+    name = f"coverage{int(round(coverage * 100))}_max"
+    return {
+        "energy": _nanmean(energy_score(obs, samples)),
+        "crps_max": _nanmean(crps_ensemble(peak_obs, peak)),
+        name: _nanmean(interval_hit(peak_obs, lo, hi)),
+    }
+
+
 def _nanmean(x: np.ndarray) -> float:
     finite = ~np.isnan(x)
     return float(x[finite].mean()) if finite.any() else float("nan")
@@ -82,7 +116,8 @@ def score(
 ) -> dict[str, float]:
     """Every metric of one forecast against observations [horizon, series, indicators], averaged over
     observed targets: mse and mae of the point forecast, crps of the samples, mean pinball loss over
-    `quantiles`, and the empirical coverage of the central `coverage` interval."""
+    `quantiles`, the empirical coverage of the central `coverage` interval, and the path scores over the
+    horizon (`path_scores`: energy, crps_max, coverage90_max)."""
     obs = np.asarray(observations, dtype=np.float64)
     point = forecast.point_forecast
     qf = forecast.quantile(list(quantiles))
@@ -94,5 +129,6 @@ def score(
         "crps": _nanmean(crps_ensemble(obs, forecast.samples)),
         "pinball": _nanmean(pinball),
         f"coverage{int(round(coverage * 100))}": _nanmean(interval_hit(obs, lo, hi)),
+        **path_scores(obs, forecast, coverage),
         "n_targets": int((~np.isnan(obs)).sum()),
     }

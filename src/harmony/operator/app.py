@@ -7,6 +7,13 @@ fails when objects are served but no step finished for a while). `run` starts ko
 peering and liveness settings; the CLI starts the metrics server beside it. Several operator processes
 share work by sharding (`--namespace`, `--selector`) and, for replicas of one shard, by kopf peering: only
 the highest-priority peer runs handlers, so two replicas never scale the same workload.
+
+Peering fails quietly in kopf in three ways, so `watch_peering` reads the peering object's keep-alives and
+says so (a warning in the log, the `peering` field of the liveness report): peers tied at the top priority
+(kopf pauses all of them: nobody serves the shard), a peer of another shard outranking this one under a
+shared peering name (this shard is never served), and a peering object that does not exist (kopf waits for
+it, paused, for ever). Each replica's kopf identity ends in `#shard=<shard id>`
+so that peers can tell shards apart.
 """
 
 from __future__ import annotations
@@ -15,7 +22,11 @@ import asyncio
 import concurrent.futures
 import datetime as dt
 import logging
+import os
+import secrets
+import socket
 import time
+import traceback
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +37,7 @@ from harmony.operator.health import Health, HealthSettings
 from harmony.operator.kube import GROUP, PLURAL, VERSION, ApiError
 from harmony.operator.reconcile import Reconciler
 from harmony.operator.state import parse_timestamp
+from harmony.telemetry.prometheus import redact_url
 
 log = logging.getLogger("harmony.operator")
 
@@ -38,7 +50,8 @@ class OperatorSettings:
     peer works, the others stand by). metrics_addr / metrics_port: the exporter (/metrics), which the
     caller serves (harmony.operator.metrics.serve). liveness_endpoint: kopf's liveness endpoint URL
     (`health.liveness_endpoint()`, e.g. http://0.0.0.0:8080/healthz), None for none (the CLI always sets
-    one; tests and embedders choose). health: when the loop counts as wedged. workers: reconcile steps in
+    one; tests and embedders choose). health: when the loop counts as wedged. peering_check_s: seconds
+    between two reads of the peering object's keep-alives (`watch_peering`). workers: reconcile steps in
     flight at once, each in a thread of its own pool. A step mostly waits on Prometheus and the API server
     (a few ms of CPU against tens to hundreds of ms of round trips), so the pool is sized for I/O, not for
     cores: asyncio's default pool (cores + 4 threads, shared with anything else run in threads) would cap
@@ -53,6 +66,7 @@ class OperatorSettings:
     liveness_endpoint: str | None = None
     health: HealthSettings = field(default_factory=HealthSettings)
     workers: int = 16
+    peering_check_s: float = 15.0
 
 
 def _interval_s(spec: Mapping) -> float:
@@ -166,6 +180,10 @@ def build_registry(reconciler: Reconciler, settings: OperatorSettings,
     def prometheus_reachability(**_) -> dict:
         return health.telemetry().as_dict()  # reported, never failed: stale telemetry holds, by design
 
+    @kopf.on.probe(id="peering", registry=registry, errors=kopf.ErrorsMode.PERMANENT)
+    def peering_state(**_) -> dict:
+        return health.peering().as_dict()  # reported, never failed: a restart meets the same peers again
+
     active: set[str] = set()
     started = time.monotonic()  # a daemon starting within one interval of this belongs to the startup set
 
@@ -193,7 +211,9 @@ def build_registry(reconciler: Reconciler, settings: OperatorSettings,
                     health.step_finished()
                 except Exception as exc:  # one object's failure must not stop its daemon or others
                     health.step_failed()
-                    log.exception("%s/%s: reconcile failed", namespace, name)
+                    # formatted here to redact URL credentials an error message may carry
+                    log.error("%s/%s: reconcile failed: %s", namespace, name,
+                              redact_url("".join(traceback.format_exception(exc)).rstrip()))
                     reconciler.metrics.reconcile_failure(
                         namespace, name, "api-error" if isinstance(exc, ApiError) else type(exc).__name__)
                 # a fixed cadence (start to start), not an interval after each step: the step's duration
@@ -211,13 +231,121 @@ def build_registry(reconciler: Reconciler, settings: OperatorSettings,
     return registry
 
 
+SAME_PRIORITY = "same-priority"
+OTHER_SHARD = "other-shard"
+MISSING_OBJECT = "missing-object"
+SHARD_TAG = "#shard="
+
+
+def peer_identity(shard: str) -> str:
+    """This process's kopf peering identity: who runs it (kopf's POD_ID convention, else the host name, the
+    pod's name in a cluster), the process, a random tag (a restarted container may reuse both), and its
+    shard, which lets `peering_conflict` tell a peer of another shard from a replica of this one."""
+    who = os.environ.get("POD_ID") or socket.gethostname()
+    return f"{who}/{os.getpid()}/{secrets.token_hex(3)}{SHARD_TAG}{shard}"
+
+
+def _alive(info: Mapping, now: dt.datetime) -> bool:
+    """A keep-alive not yet expired (kopf's rule: lastseen + lifetime in the future)."""
+    try:
+        seen = dt.datetime.fromisoformat(str(info["lastseen"]))
+        seen = seen if seen.tzinfo else seen.replace(tzinfo=dt.UTC)
+        return seen + dt.timedelta(seconds=int(info.get("lifetime", 60))) > now
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
+def _priority(info: Mapping) -> int | None:
+    try:
+        return int(info.get("priority", 0))
+    except (TypeError, ValueError):
+        return None
+
+
+def _shard_of(identity: str) -> str | None:
+    return identity.rpartition(SHARD_TAG)[2] if SHARD_TAG in identity else None
+
+
+def peering_conflict(peers: Mapping[str, Mapping], identity: str, priority: int, peering: str,
+                     now: dt.datetime) -> tuple[str | None, str]:
+    """(conflict, message) from the keep-alives of a peering object, for the operator `identity` at
+    `priority`: SAME_PRIORITY when a live peer has the same priority (kopf pauses every peer tied at the top,
+    so nobody works), OTHER_SHARD when a live peer of another shard has a higher one (kopf pauses this
+    replica in its favour, so this shard is never served); (None, "") otherwise. Peers that do not say their
+    shard (not harmony's, or older) count as replicas of this shard."""
+    shard = _shard_of(identity)
+    live = {k: v for k, v in peers.items() if k != identity and _alive(v, now)}
+    tied = sorted(k for k, v in live.items() if _priority(v) == priority)
+    if tied:
+        return SAME_PRIORITY, (f"peering {peering!r}: {', '.join(tied)} run(s) at this replica's priority {priority}; "
+                               "kopf pauses every operator tied at the top, so none serves this shard: give each "
+                               "replica its own --priority, or leave it unset (drawn at random per start)")
+    above = sorted(k for k, v in live.items() if (_priority(v) or 0) > priority
+                   and _shard_of(k) not in (None, shard))
+    if above and shard is not None:
+        return OTHER_SHARD, (f"peering {peering!r} is shared with another shard ({', '.join(above)}, at a higher "
+                             f"priority than {priority}): kopf pauses this replica in its favour, so shard {shard} "
+                             "is never served: give each shard its own --peering name (the chart derives one per "
+                             "release and shard)")
+    return None, ""
+
+
+async def watch_peering(kube, settings: OperatorSettings, identity: str, health: Health,
+                        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
+    """Every `settings.peering_check_s`, read this shard's peering object(s) and report a conflict
+    (`peering_conflict`) to `health`, with a warning in the log when one starts and a line when it ends.
+    Runs beside kopf, not as a kopf handler: kopf pauses its handlers exactly when this matters. Namespaced
+    peering is read in each literal --namespace (a glob's namespaces are kopf's to discover)."""
+    places = [None] if not settings.namespaces else [
+        ns for ns in settings.namespaces if not any(ch in ns for ch in "*?![]")]
+    loop = asyncio.get_running_loop()
+    reported: str | None = None
+    while True:
+        await asyncio.sleep(settings.peering_check_s)
+        peers: dict = {}
+        missing: list[str] = []
+        try:
+            for namespace in places:
+                found = await loop.run_in_executor(None, kube.get_peers, settings.peering, namespace)
+                if found is None:
+                    missing.append("a ClusterKopfPeering" if namespace is None else f"a KopfPeering in {namespace}")
+                else:
+                    peers.update(found)
+        except Exception as exc:  # the API server may be briefly unavailable: keep the last report
+            log.debug("peering %r: could not read the keep-alives: %s", settings.peering, exc)
+            continue
+        if missing:
+            # kopf waits for the object's first event before it unpauses, so without one it never works
+            conflict, message = MISSING_OBJECT, (
+                f"peering {settings.peering!r}: there is no such object ({', '.join(missing)}); kopf pauses this "
+                "operator until it exists: create it (kopf's peering.yaml; the chart's peering.createObject)")
+        else:
+            conflict, message = peering_conflict(peers, identity, settings.priority, settings.peering, clock())
+        if conflict is None:
+            if reported is not None:
+                log.info("peering %r: the %s conflict is over", settings.peering, reported)
+            health.peering_resolved()
+        else:
+            if conflict != reported:
+                log.warning("%s", message)
+            health.peering_conflict(conflict, message)
+        reported = conflict
+
+
 async def run(reconciler: Reconciler, settings: OperatorSettings, login: Callable | None = None,
               stop_flag: asyncio.Event | None = None, ready_flag: asyncio.Event | None = None,
               health: Health | None = None) -> None:
     """Run the operator until `stop_flag` is set (or forever), with kopf's liveness endpoint at
-    `settings.liveness_endpoint` (if any) answering from `health` (None: a fresh one)."""
+    `settings.liveness_endpoint` (if any) answering from `health` (None: a fresh one), and, with peering,
+    `watch_peering` beside it."""
+    health = health if health is not None else Health(settings.health)
     executor = concurrent.futures.ThreadPoolExecutor(max(1, settings.workers), thread_name_prefix="harmony-reconcile")
     registry = build_registry(reconciler, settings, login, executor, health)
+    identity, watcher = None, None
+    if settings.peering is not None:
+        identity = peer_identity(shard_id(settings))
+        if hasattr(reconciler.kube, "get_peers"):
+            watcher = asyncio.create_task(watch_peering(reconciler.kube, settings, identity, health))
     try:
         await kopf.operator(
             registry=registry,
@@ -226,9 +354,12 @@ async def run(reconciler: Reconciler, settings: OperatorSettings, login: Callabl
             standalone=settings.peering is None,
             peering_name=settings.peering,
             priority=settings.priority,
+            identity=identity,
             liveness_endpoint=settings.liveness_endpoint,
             stop_flag=stop_flag,
             ready_flag=ready_flag,
         )
     finally:
+        if watcher is not None:
+            watcher.cancel()
         executor.shutdown(wait=False, cancel_futures=True)  # a step still running finishes on its own

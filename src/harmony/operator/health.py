@@ -2,7 +2,8 @@
 
 kopf serves it: its liveness endpoint (`kopf.operator(liveness_endpoint=...)`, `--liveness-port`) answers
 one JSON object of the `kopf.on.probe` handlers' results, and 500 when any handler raises. app.py registers
-two handlers over one `Health`: `reconcile` raises when the loop is wedged, `prometheus` only reports.
+three handlers over one `Health`: `reconcile` raises when the loop is wedged, `prometheus` and `peering`
+only report.
 
 `Health` is the pure part. app.py tells it which objects are served (with their intervals) and when a
 reconcile step finished; `watch_telemetry` wraps the telemetry source and keeps what the last fetch saw;
@@ -20,6 +21,11 @@ What counts as wedged (why each rule):
 - No objects served (none exist, or this replica stands by under peering): healthy, nothing is due.
 - Prometheus being unreachable is reported, never failed: decisions hold the current count on stale
   telemetry by design, and restarting the operator does not bring Prometheus back.
+- A peering problem is reported, never failed: kopf pausing this replica (another peer has the same
+  priority, so kopf pauses both; a peer of a *different* shard has a higher one, because two shards share
+  a peering name; the peering object does not exist) leaves objects unserved, but a restart would meet the
+  same peers again. app.py's `watch_peering` reads the peering object and reports here
+  (`peering_conflict`, `peering_resolved`).
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TypeVar
 
-from harmony.telemetry.prometheus import PrometheusError
+from harmony.telemetry.prometheus import PrometheusError, redact_url
 
 LIVENESS_ADDR = "0.0.0.0"
 LIVENESS_PORT = 8080
@@ -88,6 +94,22 @@ class TelemetryReport:
         return {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(self).items()}
 
 
+@dataclass(frozen=True)
+class PeeringReport:
+    """conflict: kopf paused this replica for a reason that will not pass by itself: "same-priority" (a peer
+    with this replica's priority: kopf pauses every one of them), "other-shard" (a peer serving another
+    shard outranks this one under a shared peering name, so this shard is never served) or "missing-object"
+    (the peering object does not exist: kopf waits for it, paused), None when there is none. message:
+    what is wrong, and what to change. since_s: seconds since it was first reported."""
+
+    conflict: str | None
+    message: str
+    since_s: float | None
+
+    def as_dict(self) -> dict:
+        return {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+
 class Health:
     """The loop's progress and the last telemetry fetch, as the probes see them. Thread-safe: steps are
     recorded from the event loop, fetches from the reconcile worker threads."""
@@ -102,6 +124,7 @@ class Health:
         self._failed = 0
         self._fetch: tuple[float, bool, str] | None = None  # (time, reachable, reason)
         self._last_reachable: float | None = None
+        self._peering: tuple[float, str, str] | None = None  # (since, conflict, message)
 
     # --- the loop ------------------------------------------------------------------------------------
     def serving(self, uid: str, interval_s: float) -> None:
@@ -173,6 +196,25 @@ class Health:
 
         return fetch  # type: ignore[return-value]
 
+    # --- peering -------------------------------------------------------------------------------------
+    def peering_conflict(self, conflict: str, message: str) -> None:
+        """kopf paused this replica for `conflict` ("same-priority", "other-shard" or "missing-object")."""
+        with self._lock:
+            since = self._peering[0] if self._peering and self._peering[1] == conflict else self.clock()
+            self._peering = (since, conflict, _short(message, 500))
+
+    def peering_resolved(self) -> None:
+        """kopf resumed (the conflicting peers are gone) or this replica works normally."""
+        with self._lock:
+            self._peering = None
+
+    def peering(self) -> PeeringReport:
+        with self._lock:
+            if self._peering is None:
+                return PeeringReport(None, "no peering conflict reported", None)
+            since, conflict, message = self._peering
+            return PeeringReport(conflict, message, self.clock() - since)
+
     def telemetry(self) -> TelemetryReport:
         with self._lock:
             now = self.clock()
@@ -184,8 +226,8 @@ class Health:
 
 
 def _short(text: str, limit: int = 200) -> str:
-    """One line of at most `limit` characters (an error may carry a whole HTML page)."""
-    line = " ".join(text.split())
+    """One line of at most `limit` characters (an error may carry a whole HTML page), URL credentials redacted."""
+    line = " ".join(redact_url(text).split())
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 

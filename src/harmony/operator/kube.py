@@ -2,9 +2,10 @@
 requests.
 
 One small wrapper (`KubeClient`) so the reconciler depends on four operations, not on a client's API
-surface; tests point it at the kmock emulator. The scale subresource is reached generically
-(`/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}/scale`), so Deployments, StatefulSets and any
-custom resource with a scale subresource work alike; the plural comes from API discovery.
+surface (app.py's peering check reads kopf's peering objects through it too); tests point it at the kmock
+emulator. The scale subresource is reached generically (`/apis/{group}/{version}/namespaces/{ns}/{plural}/
+{name}/scale`), so Deployments, StatefulSets and any custom resource with a scale subresource work alike; the
+plural comes from API discovery.
 
 Ready replicas are counted as the HPA counts them, not taken from the scale's status.replicas (which
 includes pods still starting): apps/v1 workloads report status.readyReplicas on the object itself; any
@@ -208,6 +209,22 @@ class KubeClient:
             "source": {"component": "harmony-operator"},
         }
         self._request("POST", f"/api/v1/namespaces/{_q(namespace)}/events", body, "application/json")
+
+
+    # --- kopf peering ----------------------------------------------------------------------------------
+    def get_peers(self, peering: str, namespace: str | None = None) -> dict[str, dict] | None:
+        """The keep-alives in kopf's peering object `peering` (a ClusterKopfPeering, or with `namespace` that
+        namespace's KopfPeering): operator identity -> {priority, lastseen, lifetime}. None when the object
+        does not exist."""
+        path = (f"/apis/kopf.dev/v1/clusterkopfpeerings/{_q(peering)}" if namespace is None else
+                f"/apis/kopf.dev/v1/namespaces/{_q(namespace)}/kopfpeerings/{_q(peering)}")
+        try:
+            found = self._request("GET", path)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return {k: v for k, v in (found.get("status") or {}).items() if isinstance(v, dict)}
 
 
 def _pod_ready(pod: dict) -> bool:

@@ -41,9 +41,16 @@ DIRECTIONS = ("up", "down")
 OTHER = "other"
 DECISION_REASONS = (dec.STEADY, dec.SCALE_UP, dec.SCALE_DOWN, dec.LIMITED_STEP, dec.LIMITED_MAX, dec.LIMITED_MIN,
                     dec.HOLD_STABILISATION, dec.HOLD_STALE, OTHER)
-TELEMETRY_ERROR_REASONS = ("prometheus-unavailable", "query-failed", "telemetry-missing", "telemetry-stale",
-                           "forecast-failed", OTHER)
-RECONCILE_FAILURE_REASONS = ("invalid-spec", "target-not-found", "conflict", "api-error", OTHER)
+# why a decision had no usable forecast: Prometheus' own failures (harmony.telemetry.prometheus.ERROR_REASONS:
+# unreachable, the query refused, the credentials refused, an answer that is not its API, anything else), then
+# the telemetry's (missing, stale) and the forecaster's
+TELEMETRY_ERROR_REASONS = ("prometheus-unavailable", "query-rejected", "auth-failed", "bad-response", "query-failed",
+                           "telemetry-missing", "telemetry-stale", "forecast-failed", OTHER)
+# why a reconcile step failed or could not act: the spec, the target, a 409 that kept losing, the API server;
+# an Event that could not be posted (the step still scaled and wrote status); another writer changing the
+# target's replicas (harmony backs off instead of fighting it)
+RECONCILE_FAILURE_REASONS = ("invalid-spec", "target-not-found", "conflict", "api-error", "event-failed",
+                             "conflicting-writer", OTHER)
 # 1 ms .. 10 s: a baseline decision takes milliseconds; a refit or a slow Prometheus takes seconds.
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 

@@ -5,17 +5,26 @@
 - step: `harmony.decision.step.step`, the control step the backtest's harmony policy runs: it learns from the
   tick just observed and decides.
 - actuate: in Scale mode, write the count to the scale subresource; a 409 re-reads it and steps again from
-  the fresh count (the step is pure, so stepping again from the same state is exact).
-- report: conditions, status (the state survives restarts there), metrics and an event per scaling.
+  the fresh count (the step is pure, so stepping again from the same state is exact). Another writer of the
+  target's replicas (an HPA, KEDA, a person) is detected from `status.lastScale`, the count the target had
+  when harmony's last step ended: a different count now means someone else wrote it. harmony then backs off
+  (AbleToScale=False, reason ConflictingWriter, a Warning Event, `harmony_reconcile_failures_total{reason=
+  "conflicting-writer"}`) and writes no scale for max(the stabilisation window, CONFLICT_BACKOFF_INTERVALS
+  intervals), then tries again, instead of fighting the other writer every step.
+- report: conditions, status (the state survives restarts there), metrics and an event per scaling. An
+  Event that cannot be posted (events forbidden, say) is logged and counted ("event-failed"), never allowed
+  to stop the status write.
 
 The step is synchronous and takes its boundaries as constructor parameters (Kubernetes, Prometheus, the
 metrics registry, the clock), so tests run it against the kmock emulator and a real or fake telemetry source
 without patching anything. kopf calls it from a per-object daemon (harmony/operator/app.py).
 
-Faults never lose data or jump the replica count: Prometheus down, stale or all-NaN telemetry hold the current
-count (the step's stale rule) with ForecastReady=False; a missing target sets AbleToScale=False; an invalid
-spec sets InvalidSpec and touches nothing; a restart restores posteriors and the stabilisation window from
-status.
+Faults never lose data or jump the replica count: Prometheus down, refusing the query or the credentials,
+answering something that is not its API, stale or all-NaN telemetry hold the current count (the step's stale
+rule) with ForecastReady=False and Ready=False, a reason naming the cause and the telemetry error counted;
+a missing target sets AbleToScale=False; an invalid spec sets InvalidSpec and touches nothing; a restart
+restores posteriors and the stabilisation window from status. Messages pass through `redact_url`, so
+credentials in a Prometheus URL never reach a condition or a log line.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import datetime as dt
 import logging
 import math
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -37,12 +47,17 @@ from harmony.operator import state as st
 from harmony.operator.kube import Conflict, Scale, TargetNotFound
 from harmony.operator.metrics import OperatorMetrics
 from harmony.operator.spec import AutoscalerSpec, InvalidSpec, checkpoint_predictor, parse_spec
-from harmony.telemetry.prometheus import TelemetryWindow
+from harmony.telemetry.prometheus import PrometheusError, TelemetryWindow, redact_url
 
 log = logging.getLogger("harmony.operator")
 
 FORECAST_QUANTILES = (0.1, 0.5, 0.9, 0.99)
 CONFLICT_RETRIES = 3
+# Intervals harmony writes no scale after another writer changed the target's replicas (at least the
+# scale-down stabilisation window): long enough that an HPA or a person is not fought every step, short
+# enough that harmony takes the target back soon after the other writer is removed.
+CONFLICT_BACKOFF_INTERVALS = 10
+CONFLICTING_WRITER = "ConflictingWriter"
 
 
 @dataclass(frozen=True)
@@ -62,6 +77,18 @@ class Outcome:
     status: dict
     scaled_to: int | None = None
     error: str | None = None
+
+
+@dataclass
+class Writer:
+    """What the actuate stage may do about other writers: `hold` (back off: write no scale this step),
+    `conflict` (`status.conflictingWriter`, None when there is none) and the condition message while holding;
+    `last_scale` (`status.lastScale`) is set once the step knows the count it leaves the target at."""
+
+    hold: bool = False
+    conflict: dict | None = None
+    message: str = ""
+    last_scale: dict | None = None
 
 
 @dataclass
@@ -115,9 +142,12 @@ class Reconciler:
             spec = parse_spec(spec_body)
         except InvalidSpec as exc:
             self.metrics.reconcile_failure(namespace, name, "invalid-spec")
-            conditions = st.set_condition(conditions, "InvalidSpec", True, "InvalidSpec", str(exc), now)
-            conditions = st.set_condition(conditions, st.READY, False, "InvalidSpec", str(exc), now)
-            return self._write(namespace, name, Outcome({**base, "conditions": conditions}, error=str(exc)))
+            message = redact_url(str(exc))
+            conditions = st.set_condition(conditions, "InvalidSpec", True, "InvalidSpec", message, now)
+            conditions = st.set_condition(conditions, st.READY, False, "InvalidSpec", message, now)
+            # harmony acts on nothing meanwhile: whatever count the target gets is nobody's conflict
+            return self._write(namespace, name, Outcome({**base, "conditions": conditions, **_NO_WRITER},
+                                                        error=message))
         conditions = [c for c in conditions if c.get("type") != "InvalidSpec"]
 
         target = spec.target
@@ -127,28 +157,51 @@ class Reconciler:
             self.metrics.reconcile_failure(namespace, name, "target-not-found")
             conditions = st.set_condition(conditions, st.ABLE_TO_SCALE, False, "TargetNotFound", str(exc), now)
             conditions = st.set_condition(conditions, st.READY, False, "TargetNotFound", str(exc), now)
-            return self._write(namespace, name, Outcome({**base, "conditions": conditions}, error=str(exc)))
+            # a target created again starts from its own count, not a conflict with the old one's
+            return self._write(namespace, name, Outcome({**base, "conditions": conditions, **_NO_WRITER},
+                                                        error=str(exc)))
 
-        restored = st.restore(status_body.get("posterior"))
-        seen = self._observe(uid, spec, scale, now, restored.decisions if restored else 0)
+        restored = st.restore(status_body.get("posterior"), spec.capacity_per_replica, spec.max_replicas)
+        seen = self._observe(namespace, name, uid, spec, scale, now, restored.decisions if restored else 0)
         conditions = self._forecast_condition(conditions, namespace, name, spec, seen, now)
         settings = spec.control_settings()
         state = restored or self._fresh_state(spec, seen)
-        result, scaled_to, current, conflicted = self._step_and_actuate(namespace, name, spec, seen, state, settings)
+        writer = self._other_writer(namespace, name, uid, spec, scale, status_body, now)
+        result, scaled_to, current, conflicted = self._step_and_actuate(namespace, name, spec, seen, state, settings,
+                                                                        writer.hold)
         if conflicted:
             self.metrics.reconcile_failure(namespace, name, "conflict")
             conditions = st.set_condition(conditions, st.ABLE_TO_SCALE, False, "Conflict",
                                           f"scale changed concurrently {CONFLICT_RETRIES} times", now)
+        if spec.mode == "Scale":
+            # the count the target has as this step ends: the next step tells another writer's by it
+            writer.last_scale = {"replicas": scaled_to if scaled_to is not None else current,
+                                 "time": st.timestamp(now)}
+        if writer.hold:
+            conditions = st.set_condition(conditions, st.ABLE_TO_SCALE, False, CONFLICTING_WRITER, writer.message,
+                                          now)
         return self._report(namespace, name, uid, base, conditions, spec, seen, result, scaled_to, current,
-                            conflicted, started, now)
+                            conflicted, writer, started, now)
 
     # -- observe -----------------------------------------------------------------------------------------
-    def _observe(self, uid: str, spec: AutoscalerSpec, scale: Scale, now: dt.datetime,
+    def _observe(self, namespace: str, name: str, uid: str, spec: AutoscalerSpec, scale: Scale, now: dt.datetime,
                  decisions: int) -> Observed:
         seen = Observed(scale)
-        window = self.telemetry(spec, now)
+        try:
+            window = self.telemetry(spec, now)
+        except PrometheusError as exc:
+            # Prometheus answered, but not with data (the query or the credentials refused, HTML from a proxy,
+            # garbage): it repeats until someone fixes it, so it is reported on the object, not raised
+            seen.forecast_error = f"{exc.reason}: {exc}"
+            log.warning("%s/%s: no telemetry: %s", namespace, name, seen.forecast_error)
+            return seen
+        except Exception as exc:  # a telemetry source's own fault: the step holds and says so
+            seen.forecast_error = redact_url(f"query-failed: {type(exc).__name__}: {exc}")
+            log.warning("%s/%s: telemetry source failed: %s", namespace, name,
+                        redact_url("".join(traceback.format_exception(exc)).rstrip()))
+            return seen
         if window.stale or window.frame is None:
-            seen.forecast_error = window.reason or "telemetry-stale"
+            seen.forecast_error = redact_url(window.reason or "telemetry-stale")
             return seen
         demand_name = spec.demand_indicator.name
         demand_col = window.frame.values[:, 0, window.frame.indicator_position(demand_name)]
@@ -182,16 +235,48 @@ class Reconciler:
         guess = max((seen.peak if np.isfinite(seen.peak) else 1.0) / max(seen.scale.observed_replicas, 1), 1e-6)
         return control.ControllerState.fresh(guess, spec.max_breach_probability, learned=True)
 
+    def _other_writer(self, namespace: str, name: str, uid: str, spec: AutoscalerSpec, scale: Scale,
+                      status_body: Mapping, now: dt.datetime) -> Writer:
+        """Whether another writer changed the target's replicas since harmony's last step, and so whether to
+        back off. Only in Scale mode: in Recommend mode harmony writes nothing and has nothing to defend."""
+        if spec.mode != "Scale":
+            return Writer()
+        last = status_body.get("lastScale") or {}
+        conflict = dict(status_body.get("conflictingWriter") or {})
+        expected = last.get("replicas") if isinstance(last.get("replicas"), int) else None
+        until = st.parse_timestamp(conflict.get("backoffUntil"))
+        backing_off = until is not None and now < until
+        target = spec.target
+        if expected is None or scale.replicas == expected:
+            if backing_off:  # the other writer is quiet now, but the back-off runs its course
+                return Writer(True, conflict, _backoff_message(target.kind, target.name, conflict))
+            return Writer()  # nobody else wrote (or the back-off is over): act
+        # spec.replicas is not what the target had when harmony's last step ended: someone else wrote it
+        if backing_off:  # still writing while harmony backs off: keep the deadline, remember the count
+            conflict["replicas"] = scale.replicas
+            return Writer(True, conflict, _backoff_message(target.kind, target.name, conflict))
+        backoff_s = max(spec.scale_down_stabilisation_s, CONFLICT_BACKOFF_INTERVALS * spec.interval_s)
+        conflict = {"replicas": scale.replicas, "detected": st.timestamp(now),
+                    "backoffUntil": st.timestamp(now + dt.timedelta(seconds=backoff_s))}
+        message = (f"{target.kind} {target.name}: spec.replicas changed from {expected} to {scale.replicas} by "
+                   f"another writer (an HPA, KEDA, a person?); harmony writes no scale for {backoff_s} s, then "
+                   "tries again (to serve another autoscaler, use mode: Recommend and its metrics)")
+        log.warning("%s/%s: %s", namespace, name, message)
+        self.metrics.reconcile_failure(namespace, name, "conflicting-writer")
+        self._event(namespace, name, uid, CONFLICTING_WRITER, message, now, type_="Warning")
+        return Writer(True, conflict, _backoff_message(target.kind, target.name, conflict))
+
     def _step_and_actuate(self, namespace: str, name: str, spec: AutoscalerSpec, seen: Observed,
-                          state: control.ControllerState, settings: control.ControlSettings):
-        """The control step, then (Scale mode) the write; a 409 re-reads the scale and steps again."""
+                          state: control.ControllerState, settings: control.ControlSettings, hold: bool = False):
+        """The control step, then (Scale mode, unless backing off from another writer: `hold`) the write; a
+        409 re-reads the scale and steps again."""
         scale, target = seen.scale, spec.target
         scaled_to, conflicted = None, False
         for attempt in range(CONFLICT_RETRIES):
             observation = _observation(seen.demand, scale)
             result = control.step(state, seen.samples, observation, settings,
                                   control.step_rng(self.settings.seed, state.decisions))
-            if spec.mode != "Scale" or result.replicas == scale.replicas:
+            if spec.mode != "Scale" or hold or result.replicas == scale.replicas:
                 break
             try:
                 self.kube.set_scale(target.api_version, target.kind, namespace, target.name, result.replicas,
@@ -214,7 +299,7 @@ class Reconciler:
     # -- report ------------------------------------------------------------------------------------------
     def _report(self, namespace: str, name: str, uid: str, base: dict, conditions: list[dict],
                 spec: AutoscalerSpec, seen: Observed, result: control.StepResult, scaled_to: int | None,
-                current: int, conflicted: bool, started: float, now: dt.datetime) -> Outcome:
+                current: int, conflicted: bool, writer: Writer, started: float, now: dt.datetime) -> Outcome:
         target = spec.target
         decision = result.decision
         reason, desired = result.reason, result.replicas
@@ -222,17 +307,17 @@ class Reconciler:
         if scaled_to is not None:
             direction = "up" if scaled_to > current else "down"
             self.metrics.scale_event(namespace, name, direction)
-            self.kube.emit_event(namespace, name, uid, "ScaledUp" if direction == "up" else "ScaledDown",
-                                 f"{target.kind} {target.name}: {current} -> {scaled_to} replicas ({reason}; "
-                                 f"breach probability {breach_p:.4f})", now=now)
-        if not conflicted:
+            self._event(namespace, name, uid, "ScaledUp" if direction == "up" else "ScaledDown",
+                        f"{target.kind} {target.name}: {current} -> {scaled_to} replicas ({reason}; "
+                        f"breach probability {breach_p:.4f})", now)
+        if not conflicted and not writer.hold:
             conditions = st.set_condition(conditions, st.ABLE_TO_SCALE, True, "ScaleSubresourceReachable",
                                           f"{target.kind} {target.name} has {current} replicas", now)
         limited = reason in (LIMITED_MAX, LIMITED_MIN)
         conditions = st.set_condition(conditions, st.SCALING_LIMITED, limited, reason if limited else "WithinBounds",
                                       f"target {result.target} within [{spec.min_replicas}, "
                                       f"{spec.max_replicas}]" if not limited else f"bounded at {desired}", now)
-        conditions = st.set_condition(conditions, st.READY, True, "Reconciled", f"{reason}: {desired} replicas", now)
+        conditions = self._ready(conditions, seen, reason, desired, current, conflicted, writer, now)
 
         samples = seen.samples
         quantiles = {} if samples is None else dict(zip(
@@ -254,13 +339,52 @@ class Reconciler:
             "lastDecision": {"time": st.timestamp(now), "replicas": desired,
                              "breachProbability": None if math.isnan(breach_p) else round(breach_p, 6),
                              "reason": reason},
-            "posterior": st.to_status(result.state),
+            "posterior": st.to_status(result.state, spec.capacity_per_replica),
+            # null removes a field in a merge patch: no back-off (or Recommend mode) leaves no stale record
+            "lastScale": writer.last_scale,
+            "conflictingWriter": writer.conflict,
         }
         return self._write(namespace, name, Outcome(status, scaled_to))
+
+    @staticmethod
+    def _ready(conditions: list[dict], seen: Observed, reason: str, desired: int, current: int, conflicted: bool,
+               writer: Writer, now: dt.datetime) -> list[dict]:
+        """Ready: the step decided on a forecast and could act on it. A hold for want of telemetry, a
+        back-off from another writer and a scale write that kept losing races are not Ready, and say why."""
+        if seen.forecast_error:
+            return st.set_condition(conditions, st.READY, False, _reason(seen.forecast_error),
+                                    f"holding {current} replicas: {seen.forecast_error}", now)
+        if writer.hold:
+            return st.set_condition(conditions, st.READY, False, CONFLICTING_WRITER, writer.message, now)
+        if conflicted:
+            return st.set_condition(conditions, st.READY, False, "Conflict",
+                                    f"scale changed concurrently {CONFLICT_RETRIES} times", now)
+        return st.set_condition(conditions, st.READY, True, "Reconciled", f"{reason}: {desired} replicas", now)
+
+    def _event(self, namespace: str, name: str, uid: str, reason: str, message: str, now: dt.datetime,
+               type_: str = "Normal") -> None:
+        """An Event on the object; one that cannot be posted (events forbidden, the API server busy) is
+        logged and counted, never raised: the step's scale write and status matter more than its Event."""
+        try:
+            self.kube.emit_event(namespace, name, uid, reason, message, type_=type_, now=now)
+        except Exception as exc:
+            log.warning("%s/%s: could not post the %s Event (%s): %s", namespace, name, reason, message,
+                        redact_url(f"{type(exc).__name__}: {exc}"))
+            self.metrics.reconcile_failure(namespace, name, "event-failed")
 
     def _write(self, namespace: str, name: str, outcome: Outcome) -> Outcome:
         self.kube.patch_status(namespace, name, outcome.status)
         return outcome
+
+
+# status fields of the other-writer check, cleared where harmony does not act on the target
+_NO_WRITER = {"lastScale": None, "conflictingWriter": None}
+
+
+def _backoff_message(kind: str, target: str, conflict: Mapping) -> str:
+    return (f"{kind} {target}: another writer set spec.replicas to {conflict.get('replicas')} "
+            f"(detected {conflict.get('detected')}); harmony writes no scale until {conflict.get('backoffUntil')}, "
+            "then tries again")
 
 
 def _observation(demand: float, scale: Scale) -> control.Observation:

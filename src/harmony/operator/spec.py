@@ -32,6 +32,7 @@ from harmony.forecasting.adapter import (  # shared with the backtest
     default_lookback_s,
 )
 from harmony.forecasting.predictors import build_predictor
+from harmony.telemetry.prometheus import MAX_POINTS_PER_SERIES
 
 CRD_PATH = Path(str(files("harmony.operator") / "crd" / "harmonyautoscaler.yaml"))
 
@@ -51,6 +52,10 @@ DEFAULT_COLD_START_S = 300
 DEFAULT_COST_PER_REPLICA_HOUR = 1.0
 DEFAULT_SCALE_DOWN_STABILISATION_S = 300
 DEFAULT_BASELINE = "ar:30"
+# The least capacityPerReplica accepted. Replicas are demand / capacity: below this any real demand asks for
+# more replicas than a float can count (the count saturates at maxReplicas for ever), which is a unit
+# mistake (requests per hour given per second, bytes for gigabytes), not a workload.
+MIN_CAPACITY_PER_REPLICA = 1e-9
 
 _REQUIRED = object()
 
@@ -337,8 +342,15 @@ def parse_spec(spec: Mapping) -> AutoscalerSpec:
                       MAX_LOOKBACK_S)
     if lookback_s > history_s:
         raise InvalidSpec("spec.lookbackSeconds", f"{lookback_s} exceeds spec.historySeconds ({history_s})")
+    if history_s // interval_s > MAX_POINTS_PER_SERIES:
+        # each decision reads the history as one range query per indicator, and Prometheus refuses a query
+        # of more points per series than this: every step would fail on the same 400
+        raise InvalidSpec("spec.historySeconds", f"{history_s} s at spec.intervalSeconds {interval_s} is "
+                          f"{history_s // interval_s} points per query; Prometheus answers at most "
+                          f"{MAX_POINTS_PER_SERIES} (historySeconds / intervalSeconds must be <= "
+                          f"{MAX_POINTS_PER_SERIES})")
     indicators = _indicators(spec)
-    capacity = _number(spec, "capacityPerReplica", "spec", None, exclusive_minimum=0.0)
+    capacity = _number(spec, "capacityPerReplica", "spec", None, minimum=MIN_CAPACITY_PER_REPLICA)
 
     sla = _mapping(_field(spec, "sla", "spec", {}), "spec.sla")
     _known(sla, "spec.sla", ("maxBreachProbability", "coldStartSeconds"))

@@ -8,12 +8,13 @@ conditions with reasons. Pure functions over plain dicts.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Mapping
 
 import numpy as np
 
 from harmony.decision.posteriors import BreachPosterior, CapacityPosterior
-from harmony.decision.step import ControllerState
+from harmony.decision.step import DECLARED_CAPACITY_RELATIVE_SD, ControllerState
 
 READY = "Ready"
 FORECAST_READY = "ForecastReady"
@@ -21,39 +22,120 @@ ABLE_TO_SCALE = "AbleToScale"
 SCALING_LIMITED = "ScalingLimited"
 
 
-def restore(posterior: Mapping | None) -> ControllerState | None:
-    """The controller state kept in `status.posterior`, or None when absent or unreadable (the caller then
-    starts from priors: an unreadable blob, edited by hand or from an older version, must not fail the step)."""
+#: Most recent targets a status may hold: the HPA's longest stabilisation window (3600 s) at a 1 s interval
+#: needs 3601; a longer list was not written by us.
+MAX_RECENT_TARGETS = 4096
+#: How far a restored capacity mean may sit from the declared capacity: 4 prior standard deviations of a
+#: declared figure. A declared capacity is never learned, so a posterior made with it keeps it exactly; one
+#: further off was corrupted, or made for another capacity by a status from before `declaredCapacity` was kept.
+DECLARED_CAPACITY_TOLERANCE = 4 * DECLARED_CAPACITY_RELATIVE_SD
+
+
+def restore(posterior: Mapping | None, declared_capacity: float | None = None,
+            max_replicas: int | None = None) -> ControllerState | None:
+    """The controller state kept in `status.posterior`, or None when absent, unreadable, implausible or made
+    for another capacity; the caller then starts from priors.
+
+    An unreadable blob (edited by hand, from an older version) must not fail the step, and a parseable but
+    impossible one must not be trusted: a capacity mean of zero or a variance of inf would size the workload
+    on nonsense from the first decision. So every number is checked (`_plausible`), and a blob with one bad
+    field is discarded whole (which field is corrupt says nothing about the others).
+
+    declared_capacity: the spec's `capacityPerReplica` (None: learned). The posterior is discarded when it was
+    made with another declared capacity, or with none (learned), or with one when none is declared now, so
+    that editing `capacityPerReplica` takes effect at the next decision; a status from before
+    `declaredCapacity` was kept is checked by its mean alone (DECLARED_CAPACITY_TOLERANCE), any other by both.
+    max_replicas: the spec's `maxReplicas`; recent targets above it are read as it (a target the old bound
+    allowed must not hold the count above the new one). None: unchecked.
+    """
     if not posterior:
         return None
     try:
-        recent = posterior.get("recentTargets")
-        return ControllerState(
-            CapacityPosterior.from_dict(posterior["capacity"]),
-            BreachPosterior.from_dict(posterior["breaches"]),
-            None if not recent else np.asarray([recent], dtype=int),
-            int(posterior.get("decisions", 0)),
-            _risk(posterior.get("risk")),
-        )
-    except (KeyError, TypeError, ValueError, AttributeError):
+        state = _read(posterior, max_replicas)
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
         return None
+    if state is None or not _same_capacity(posterior, state.capacity, declared_capacity):
+        return None
+    return state
 
 
-def to_status(state: ControllerState) -> dict:
+def to_status(state: ControllerState, declared_capacity: float | None = None) -> dict:
+    """`status.posterior` for `state`, with the declared capacity it was made with (0: none declared,
+    learned; a number, never null, because a merge patch deletes a null and would leave an old value)."""
     return {
         "capacity": state.capacity.to_dict(),
         "breaches": state.breaches.to_dict(),
         "recentTargets": [] if state.recent_targets is None else [int(v) for v in state.recent_targets[0]],
         "decisions": state.decisions,
+        "declaredCapacity": 0.0 if declared_capacity is None else float(declared_capacity),
         **({} if state.risk is None else {"risk": state.risk}),
     }
 
 
-def _risk(value: object) -> float | None:
-    """The effective risk level kept in status: a probability in (0, 1), else None (start from the SLA)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+def _read(posterior: Mapping, max_replicas: int | None) -> ControllerState | None:
+    """The state in `posterior` if every field is plausible, else None."""
+    capacity, breaches = posterior["capacity"], posterior["breaches"]
+    mu, kappa, alpha, beta = (_numbers(capacity[k]) for k in ("mu", "kappa", "alpha", "beta"))
+    a, b = _numbers(breaches["a"]), _numbers(breaches["b"])
+    forgetting = breaches.get("forgetting", 0.995)
+    recent = posterior.get("recentTargets") or []
+    decisions = posterior.get("decisions", 0)
+    risk = posterior.get("risk")
+    plausible = (
+        # one workload, a proper NIG (finite variance needs alpha > 1), a Beta with some mass
+        all(v is not None and v.shape == (1,) for v in (mu, kappa, alpha, beta, a, b))
+        and _positive(mu, kappa, beta) and bool(np.all(alpha > 1))
+        and bool(np.all(a >= 0) and np.all(b >= 0) and np.all(a + b > 0))
+        and _real(forgetting) and 0 < forgetting <= 1
+        and isinstance(recent, list) and len(recent) <= MAX_RECENT_TARGETS
+        and all(_whole(v) and v >= 0 for v in recent)
+        and _whole(decisions) and decisions >= 0
+        and (risk is None or (_real(risk) and 0 < risk < 1))
+    )
+    if not plausible:
         return None
-    return float(value)
+    targets = np.asarray([recent], dtype=np.int64) if recent else None
+    if targets is not None and max_replicas is not None:
+        targets = np.minimum(targets, int(max_replicas))
+    return ControllerState(CapacityPosterior(mu, kappa, alpha, beta), BreachPosterior(a, b, float(forgetting)),
+                           targets, int(decisions), None if risk is None else float(risk))
+
+
+def _same_capacity(posterior: Mapping, capacity: CapacityPosterior, declared: float | None) -> bool:
+    """Whether the posterior was made for the capacity declared now (see `restore`): the declared capacity it
+    was written with (when kept) is today's, and, a declared capacity never being learned, its mean is it."""
+    made_with = posterior.get("declaredCapacity")
+    if made_with is not None:
+        if not _real(made_with) or not math.isfinite(made_with) or made_with < 0:
+            return False
+        if (made_with == 0) != (declared is None):  # declared where it was learned, or the reverse
+            return False
+        if declared is not None and not math.isclose(made_with, declared, rel_tol=1e-9):
+            return False
+    return declared is None or abs(float(capacity.mu[0]) - declared) <= DECLARED_CAPACITY_TOLERANCE * declared
+
+
+def _numbers(value: object) -> np.ndarray | None:
+    """A list of real numbers (or one number) as a finite float array, else None; strings and booleans are not
+    numbers here, though numpy would convert them."""
+    values = value if isinstance(value, list) else [value]
+    if not values or not all(_real(v) for v in values):
+        return None
+    array = np.asarray(values, dtype=np.float64)
+    return array if np.isfinite(array).all() else None
+
+
+def _positive(*arrays: np.ndarray) -> bool:
+    return all(bool(np.all(v > 0)) for v in arrays)
+
+
+def _real(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _whole(value: object) -> bool:
+    """An integer (not a boolean) a count can hold."""
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**62
 
 
 TIMESTAMP = "%Y-%m-%dT%H:%M:%SZ"  # how status times are written (Kubernetes' RFC 3339, to the second)

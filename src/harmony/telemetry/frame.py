@@ -25,6 +25,15 @@ LEVEL_DEMAND = 1
 LEVEL_COMPUTE = 2
 LEVEL_IO = 3
 
+#: Most rows a regular grid may have: 10 million steps (19 years of minutes, 4 months of seconds), already
+#: gigabytes with a few series and indicators. More is a wild timestamp or an interval too fine for the data,
+#: and would end in a MemoryError.
+MAX_STEPS = 10_000_000
+#: Largest magnitude a telemetry value may have. No rate, count or byte counter comes near 1e30 (the
+#: bundled data peaks at 5e16, a nanosecond CPU counter); a value beyond it is a corrupt sample, and a
+#: single one would squash a min-max scaled window to zero (and overflow sums and squares near 1e308).
+MAX_ABS_VALUE = 1e30
+
 
 @dataclass(frozen=True)
 class Indicator:
@@ -68,9 +77,32 @@ def parse_interval(interval: str | pd.Timedelta) -> pd.Timedelta:
         td = pd.Timedelta(interval)
     except (ValueError, TypeError) as exc:
         raise HarmonyInputError(f"interval {interval!r} is not a duration (try '10s', '1min', '10min')") from exc
+    if pd.isna(td):
+        raise HarmonyInputError(f"interval {interval!r} is not a duration (try '10s', '1min', '10min')")
     if td <= pd.Timedelta(0):
         raise HarmonyInputError(f"interval {interval!r} must be positive")
     return td
+
+
+def check_steps(start: pd.Timestamp, end: pd.Timestamp, step: pd.Timedelta, source: str = "") -> int:
+    """The rows of a regular `step` grid from `start` to `end` (inclusive), refused above MAX_STEPS before
+    anything that size is allocated (a wild timestamp, or `--interval 1ns`)."""
+    rows = int((pd.Timestamp(end) - pd.Timestamp(start)) // step) + 1
+    if rows > MAX_STEPS:
+        where = f"{source}: " if source else ""
+        raise HarmonyInputError(
+            f"{where}a grid of {compact_duration(step)} steps from {start} to {end} has {rows:,} rows, more than "
+            f"{MAX_STEPS:,}; pass a coarser --interval, or check the timestamps")
+    return rows
+
+
+def compact_duration(step: pd.Timedelta) -> str:
+    """A duration in its largest whole unit: 1ns, 250ms, 10s, 10min, 1h, 7d."""
+    for unit, size in (("d", 86_400 * 10**9), ("h", 3_600 * 10**9), ("min", 60 * 10**9), ("s", 10**9),
+                       ("ms", 10**6), ("us", 10**3)):
+        if step.value % size == 0:
+            return f"{step.value // size}{unit}"
+    return f"{step.value}ns"
 
 
 class TelemetryFrame:
@@ -175,6 +207,7 @@ class TelemetryFrame:
         hi = grouped.index.get_level_values(0).max() if end is None else pd.Timestamp(end).floor(step)
         if pd.isna(lo):
             raise HarmonyInputError(f"no samples{where}")
+        check_steps(lo, hi, step, source)
         index = pd.date_range(lo, hi, freq=step)
         series_names = sorted(df["_series"].unique())
         values = np.full((len(index), len(series_names), len(names)), np.nan)
@@ -309,6 +342,19 @@ class TelemetryFrame:
             )
         return self
 
+    def require_finite(self) -> TelemetryFrame:
+        """Raise at the first infinite value, or one beyond MAX_ABS_VALUE, naming the indicator, the series,
+        the timestamp and the source; NaN (missing) is allowed."""
+        bad = np.isinf(self._values) | (np.abs(np.nan_to_num(self._values)) > MAX_ABS_VALUE)
+        if bad.any():
+            t, s, i = (int(v[0]) for v in np.nonzero(bad))
+            where = f"{self.source}: " if self.source else ""
+            raise HarmonyInputError(
+                f"{where}indicator {self.indicator_names[i]!r} of series {self.series[s]!r} is "
+                f"{self._values[t, s, i]:g} at {self.index[t]}; telemetry values must be finite and within "
+                f"+-{MAX_ABS_VALUE:g}")
+        return self
+
     def gaps(self) -> list[Gap]:
         """Every run of consecutive missing samples, per series and indicator.
 
@@ -373,6 +419,7 @@ class TelemetryFrame:
             values = agg.to_numpy(dtype=np.float64, copy=True).reshape(len(agg), *self._values.shape[1:])
             return TelemetryFrame(agg.index, values, self.series, self.indicators, interval=step,
                                   source=self.source)
+        check_steps(self.start.floor(step), self.end, step, self.source)
         index = pd.date_range(self.start.floor(step), self.end, freq=step)
         values = np.full((len(index), *self._values.shape[1:]), np.nan)
         pos = index.get_indexer(self.index)

@@ -8,6 +8,10 @@ Two layers, as STYLE.md asks (boundaries are parameters, the wrapper is what tes
   missing telemetry: it returns a `TelemetryWindow` with `stale=True` and a reason, and the operator holds
   the replica count (scaling on old or absent numbers is worse than not scaling).
 
+Credentials in the URL (`http://user:pass@prometheus:9090`) are used for the requests (requests sends
+them as basic auth) but never shown: every message built here names the server by `redact_url`, the one
+redaction used wherever a URL can reach a status condition, a log line or the health probe.
+
 Reference: https://prometheus.io/docs/prometheus/latest/querying/api/ (result format, "NaN"/"+Inf" values,
 error payloads, status codes: 400 bad parameters, 422 expression cannot be executed, 503 timeout/abort).
 """
@@ -15,7 +19,9 @@ error payloads, status codes: 400 bad parameters, 422 expression cannot be execu
 from __future__ import annotations
 
 import json
+import logging
 import math
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,19 +37,50 @@ from harmony.telemetry.frame import Gap, Indicator, TelemetryFrame
 #: Statuses worth another try: the server is overloaded, restarting or behind a failing proxy.
 #: Other 4xx (400 bad_data, 422 execution error, 401/403 auth) fail the same way every time.
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+#: Statuses of a refused query (PromQL syntax, bad parameters, too many points, an expression that cannot run).
+REJECTED_STATUS = frozenset({400, 422})
+#: Statuses of refused credentials.
+AUTH_STATUS = frozenset({401, 403})
+
+#: Points one range query may return per series: Prometheus refuses `(end - start) / step > 11000` with a 400
+#: ("exceeded maximum resolution of 11,000 points per timeseries"). A spec must stay within it.
+MAX_POINTS_PER_SERIES = 11_000
+
+#: Why a request failed, as a short stable tag (condition reasons and metric labels are built from it, so the
+#: set is fixed): the server did not answer or answered 5xx/429 (transient); it refused the query (400/422);
+#: it refused the credentials (401/403, or the token file is unreadable); it answered something that is not
+#: the Prometheus API (HTML from a proxy or login page, garbage JSON, another result type); anything else.
+UNAVAILABLE, QUERY_REJECTED, AUTH_FAILED, BAD_RESPONSE, QUERY_FAILED = (
+    "prometheus-unavailable", "query-rejected", "auth-failed", "bad-response", "query-failed")
+ERROR_REASONS = (UNAVAILABLE, QUERY_REJECTED, AUTH_FAILED, BAD_RESPONSE, QUERY_FAILED)
+
+log = logging.getLogger("harmony.telemetry")
+
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s?#@]*(?:@[^/\s?#@]*)*@")
+
+
+def redact_url(text: str) -> str:
+    """`text` with the credentials of every URL in it replaced: `http://user:pass@host/x` -> `http://***@host/x`.
+
+    The one redaction for anything that may carry a Prometheus URL into a status condition, a log line, the
+    health probe or an error message; the rest of the URL stays, since it says which server failed."""
+    return _USERINFO.sub(r"\1***@", str(text))
 
 
 class PrometheusError(Exception):
-    """A request to Prometheus failed. The message is one line naming the URL, the query and the cause.
+    """A request to Prometheus failed. The message is one line naming the URL (credentials redacted), the
+    query and the cause.
 
     transient: True when another try later may succeed (unreachable, timeout, 5xx, 429) - the operator
     holds and retries next interval; False for errors that repeat until someone fixes the configuration
     (a bad query, a 4xx, a response that is not the Prometheus API).
+    reason: one of ERROR_REASONS (default: "prometheus-unavailable" when transient, else "query-failed").
     """
 
-    def __init__(self, message: str, *, transient: bool) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, transient: bool, reason: str | None = None) -> None:
+        super().__init__(redact_url(message))
         self.transient = transient
+        self.reason = reason or (UNAVAILABLE if transient else QUERY_FAILED)
 
 
 @dataclass(frozen=True)
@@ -68,7 +105,7 @@ class PrometheusConfig:
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
-            raise HarmonyInputError(f"prometheus url {self.url!r} must start with http:// or https://")
+            raise HarmonyInputError(f"prometheus url {redact_url(self.url)!r} must start with http:// or https://")
         if not self.timeout_s > 0:
             raise HarmonyInputError(f"prometheus timeout_s must be > 0, got {self.timeout_s}")
         if self.retries < 0:
@@ -79,6 +116,12 @@ class PrometheusConfig:
     def backoff(self, attempt: int) -> float:
         """Seconds to wait before retry number `attempt` (0-based): backoff_s * 2**attempt, capped."""
         return min(self.backoff_s * 2.0**attempt, self.backoff_max_s)
+
+    def insecure_token(self) -> bool:
+        """True when a bearer token would travel in clear text (a token file and an http:// URL): anyone on
+        the path can read it and replay it against Prometheus (or, for a service-account token, the API
+        server)."""
+        return self.bearer_token_file is not None and self.url.lower().startswith("http://")
 
 
 class PrometheusClient:
@@ -98,6 +141,12 @@ class PrometheusClient:
         self.session = session if session is not None else requests.Session()
         self.sleep = sleep
         self._base = config.url.rstrip("/")
+        self._shown = redact_url(self._base)  # how messages name the server
+        if config.insecure_token():
+            # once per client, i.e. once per process start: the token is sent anyway (a Prometheus inside the
+            # cluster network is a common, deliberate setup), but nobody should be surprised by it
+            log.warning("a bearer token (%s) is sent to %s over plain http: anyone on the network path can read "
+                        "it; use an https:// Prometheus URL", config.bearer_token_file, self._shown)
 
     def query_range(self, query: str, start: datetime, end: datetime, step_s: float) -> pd.Series:
         """Evaluate `query` at start, start + step, ..., end; float values indexed by UTC timestamps.
@@ -116,8 +165,8 @@ class PrometheusClient:
         data = self._get_json("/api/v1/query_range", params, what=f"query {query!r}")
         if data.get("resultType") != "matrix":
             raise PrometheusError(
-                f"{self._base}: query {query!r}: expected a matrix result, got {data.get('resultType')!r}",
-                transient=False,
+                f"{self._shown}: query {query!r}: expected a matrix result, got {data.get('resultType')!r}",
+                transient=False, reason=BAD_RESPONSE,
             )
         return _sum_series(data.get("result") or [], query)
 
@@ -141,7 +190,8 @@ class PrometheusClient:
             with open(path, encoding="utf-8") as fh:
                 token = fh.read().strip()
         except OSError as exc:
-            raise PrometheusError(f"{self._base}: bearer token file {path}: {exc.strerror}", transient=False) from exc
+            raise PrometheusError(f"{self._shown}: bearer token file {path}: {exc.strerror}", transient=False,
+                                  reason=AUTH_FAILED) from exc
         return {"Authorization": f"Bearer {token}"}
 
     def _get_json(self, path: str, params: dict[str, str], *, what: str) -> dict:
@@ -154,13 +204,14 @@ class PrometheusClient:
             except PrometheusError as exc:
                 if not exc.transient or attempt >= self.config.retries:
                     if exc.transient and attempt:
-                        raise PrometheusError(f"{exc} (after {attempt + 1} tries)", transient=True) from exc
+                        raise PrometheusError(f"{exc} (after {attempt + 1} tries)", transient=True,
+                                              reason=exc.reason) from exc
                     raise
             self.sleep(self.config.backoff(attempt))
             attempt += 1
 
     def _get_once(self, url: str, params: dict[str, str], *, what: str) -> dict:
-        where = f"{self._base}: {what}"
+        where = f"{self._shown}: {what}"
         try:
             response = self.session.get(
                 url, params=params, headers=self._headers(), timeout=self.config.timeout_s,
@@ -172,26 +223,30 @@ class PrometheusClient:
             raise PrometheusError(f"{where}: connection failed ({_cause(exc)})", transient=True) from exc
         except requests.RequestException as exc:
             raise PrometheusError(f"{where}: request failed ({_cause(exc)})", transient=False) from exc
+        except OSError as exc:  # requests' own checks, e.g. a --ca-file path that is gone: not a RequestException
+            raise PrometheusError(f"{where}: request failed ({_one_line(str(exc), 200)})", transient=False) from exc
         try:
             body = response.json()
         except (ValueError, json.JSONDecodeError):
             body = None
         if response.status_code != 200:
             detail = _api_error(body) or _one_line(response.text, 200) or response.reason
-            raise PrometheusError(
-                f"{where}: HTTP {response.status_code}: {detail}",
-                transient=response.status_code in RETRYABLE_STATUS,
-            )
+            status = response.status_code
+            reason = (UNAVAILABLE if status in RETRYABLE_STATUS else QUERY_REJECTED if status in REJECTED_STATUS
+                      else AUTH_FAILED if status in AUTH_STATUS else QUERY_FAILED)
+            raise PrometheusError(f"{where}: HTTP {status}: {detail}", transient=status in RETRYABLE_STATUS,
+                                  reason=reason)
         if not isinstance(body, dict):
             raise PrometheusError(
-                f"{where}: response is not Prometheus API JSON: {_one_line(response.text, 120)!r}", transient=False
+                f"{where}: response is not Prometheus API JSON: {_one_line(response.text, 120)!r}", transient=False,
+                reason=BAD_RESPONSE,
             )
         if body.get("status") != "success":
             raise PrometheusError(f"{where}: {_api_error(body) or 'status ' + repr(body.get('status'))}",
-                                  transient=False)
+                                  transient=False, reason=BAD_RESPONSE)
         data = body.get("data")
         if not isinstance(data, dict):
-            raise PrometheusError(f"{where}: response has no 'data' object", transient=False)
+            raise PrometheusError(f"{where}: response has no 'data' object", transient=False, reason=BAD_RESPONSE)
         return data
 
 
@@ -246,9 +301,10 @@ def fetch_telemetry(
       to one step). A target that disappears is seen at once (Prometheus writes staleness markers); a
       sample that merely stops arriving stays visible for Prometheus' lookback delta (5 min by default).
 
-    Raises PrometheusError (transient=False) for errors that repeat until the configuration is fixed: a
-    query Prometheus rejects (400/422: PromQL syntax, too many points), auth failures, a response that is
-    not the Prometheus API. Holding quietly would hide them; the operator reports them on the object.
+    Raises PrometheusError (transient=False, `reason` one of ERROR_REASONS) for errors that repeat until the
+    configuration is fixed: a query Prometheus rejects (400/422: PromQL syntax, too many points), auth
+    failures, a response that is not the Prometheus API. Holding quietly would hide them; the operator
+    reports them on the object (ForecastReady=False with that reason).
     Raises HarmonyInputError for bad arguments (no indicators, steps < 1, step_s <= 0).
     """
     if not indicators:
@@ -270,7 +326,7 @@ def fetch_telemetry(
         values[:, 0, i] = _on_grid(result, index, step)
     frame = TelemetryFrame(
         index, values, [series], [Indicator(name, level, "1") for name, _query, level in indicators],
-        interval=step, source=client.config.url,
+        interval=step, source=redact_url(client.config.url),
     )
     observed = ~np.isnan(values[:, 0, :])
     for i, (name, _query, _level) in enumerate(indicators):

@@ -44,6 +44,21 @@ app.kubernetes.io/part-of: harmony
 {{- end }}
 {{- end }}
 
+{{/*
+The kopf peering name of this release's replicas: peering.name, else the release's full name and a hash of
+its shard (watchNamespaces and selector). Replicas of one release meet under it; two releases serving
+different shards never share it (kopf would pause one shard's operator in favour of the other's, and that
+shard would never be served).
+*/}}
+{{- define "harmony.peeringName" -}}
+{{- if .Values.peering.name }}
+{{- .Values.peering.name }}
+{{- else }}
+{{- $shard := dict "namespaces" (.Values.watchNamespaces | default list) "selector" (.Values.selector | default dict) }}
+{{- printf "%s-%s" (include "harmony.fullname" . | trunc 54 | trimSuffix "-") (toJson $shard | sha256sum | trunc 8) }}
+{{- end }}
+{{- end }}
+
 {{- define "harmony.checkpointClaim" -}}
 {{- default (printf "%s-checkpoints" (include "harmony.fullname" .)) .Values.checkpoints.existingClaim }}
 {{- end }}

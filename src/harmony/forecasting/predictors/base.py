@@ -48,7 +48,10 @@ class Context:
         empty = np.all(np.isnan(v), axis=0)
         if empty.any():
             s, i = (int(x[0]) for x in np.nonzero(empty))
-            raise HarmonyInputError(f"context window of series {s} has no observed value of indicator {i}")
+            name = repr(self.indicators[i]) if self.indicators is not None and i < len(self.indicators) else i
+            raise HarmonyInputError(
+                f"context window of series {s} has no observed value of indicator {name} (missing, or made "
+                f"NaN by scaling an infinite value)")
         flat = pd.DataFrame(v.reshape(v.shape[0], -1))
         return flat.ffill().bfill().to_numpy(copy=True).reshape(v.shape)
 

@@ -33,6 +33,9 @@ from harmony.forecasting.training import TrainingReport, TrainingSettings, train
 from harmony.telemetry.frame import Indicator, TelemetryFrame
 
 CHECKPOINT_FORMAT = "harmony-forecaster/1"
+#: What a checkpoint of that format holds (`save`); `input_scaler` came later and may be absent.
+CHECKPOINT_KEYS = ("name", "config", "state_dict", "scaler", "indicators", "interval", "settings", "report",
+                   "metadata")
 #: windows per forward pass at prediction time (bounds memory for many series x samples)
 PREDICT_BATCH = 4096
 
@@ -42,6 +45,11 @@ class HarmonyPredictor(Predictor):
 
     def __init__(self, lookback: int = 72, horizon: int = 1, settings: TrainingSettings | None = None,
                  name: str = "harmony", **options) -> None:
+        if lookback < 2 or horizon < 1:
+            raise HarmonyInputError(f"{name}: lookback must be >= 2 and horizon >= 1, got {lookback} and {horizon}")
+        dropout = options.get("dropout", 0.0)
+        if not 0 <= dropout < 1:  # NaN too
+            raise HarmonyInputError(f"{name}: dropout must lie in [0, 1), got {dropout}")
         self.name = name
         self.lookback, self.horizon = lookback, horizon
         self.settings = settings or TrainingSettings()
@@ -168,6 +176,20 @@ class HarmonyPredictor(Predictor):
             raise HarmonyInputError(f"{path} is not a harmony checkpoint ({type(exc).__name__})") from None
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise HarmonyInputError(f"{path} is not a harmony checkpoint (format {CHECKPOINT_FORMAT})")
+        missing = [key for key in CHECKPOINT_KEYS if key not in state]
+        if missing:
+            raise HarmonyInputError(f"{path}: damaged harmony checkpoint, it lacks {', '.join(map(repr, missing))} "
+                                    f"(format {CHECKPOINT_FORMAT}); train it again")
+        try:
+            return cls._from_state(state)
+        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:  # wrong shapes or fields
+            said = " ".join(str(exc).split())  # torch's state_dict errors span lines: one line, shortened
+            said = said if len(said) <= 200 else said[:197] + "..."
+            raise HarmonyInputError(f"{path}: damaged harmony checkpoint ({type(exc).__name__}: {said}); "
+                                    "train it again") from None
+
+    @classmethod
+    def _from_state(cls, state: dict) -> HarmonyPredictor:
         config = HarmonyConfig.from_dict(state["config"])
         settings = TrainingSettings(**state["settings"])
         model = cls(config.lookback, config.horizon, settings, name=state["name"])
@@ -267,4 +289,7 @@ def harmony_from_spec(spec: str, arg: str | None, name: str = "harmony", **fixed
         {"predictor": kwargs, "config": config, "settings": settings}[target][field] = typed
     if kwargs.get("lookback", 2) < 2 or kwargs.get("horizon", 1) < 1:
         raise HarmonyInputError(f"model {spec!r} (--models): lookback must be >= 2 and horizon >= 1")
-    return HarmonyPredictor(**kwargs, settings=TrainingSettings(**settings), name=name, **config)
+    try:
+        return HarmonyPredictor(**kwargs, settings=TrainingSettings(**settings), name=name, **config)
+    except HarmonyInputError as exc:
+        raise HarmonyInputError(f"model {spec!r} (--models): {exc}") from None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 import warnings
 from contextlib import contextmanager
@@ -23,7 +24,9 @@ from dataclasses import asdict, dataclass
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, EarlyStopping
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
+from harmony.errors import HarmonyInputError
 from harmony.forecasting.models.network import HarmonyConfig, HarmonyNetwork
 from harmony.forecasting.training.datamodule import WindowDataModule, WindowSet
 from harmony.forecasting.training.lightning_module import HarmonyLightningModule
@@ -64,6 +67,18 @@ class TrainingSettings:
     devices: int | str = 1
     strategy: str = "auto"
     progress_bar: bool = False
+
+    def __post_init__(self) -> None:
+        """Refuse settings no run can use, naming the field (NaN fails every comparison, so it is refused)."""
+        for name, low, inclusive in (("max_epochs", 1, True), ("patience", 0, True), ("batch_size", 1, True),
+                                     ("learning_rate", 0, False), ("weight_decay", 0, True),
+                                     ("crps_weight", 0, True), ("target_noise", 0, True),
+                                     ("gradient_clip", 0, False)):
+            value = getattr(self, name)
+            ok = value >= low if inclusive else value > low
+            if not (ok and math.isfinite(value)):
+                raise HarmonyInputError(f"training setting {name} must be {'>=' if inclusive else '>'} {low} "
+                                        f"and finite, got {value}")
 
 
 @dataclass(frozen=True)
@@ -134,13 +149,19 @@ def train_network(config: HarmonyConfig, train: WindowSet, validation: WindowSet
                                         settings.target_noise)
         data = WindowDataModule(train, validation, settings.batch_size, settings.seed)
         best = KeepBestWeights()
-        trainer = pl.Trainer(
-            max_epochs=settings.max_epochs, accelerator=settings.accelerator, devices=settings.devices,
-            strategy=settings.strategy, logger=False, enable_checkpointing=False, enable_model_summary=False,
-            enable_progress_bar=settings.progress_bar, num_sanity_val_steps=0,
-            gradient_clip_val=settings.gradient_clip,
-            callbacks=[EarlyStopping("val_nll", patience=settings.patience, mode="min"), best],
-        )
+        try:
+            trainer = pl.Trainer(
+                max_epochs=settings.max_epochs, accelerator=settings.accelerator, devices=settings.devices,
+                strategy=settings.strategy, logger=False, enable_checkpointing=False, enable_model_summary=False,
+                enable_progress_bar=settings.progress_bar, num_sanity_val_steps=0,
+                gradient_clip_val=settings.gradient_clip,
+                callbacks=[EarlyStopping("val_nll", patience=settings.patience, mode="min"), best],
+            )
+        except (MisconfigurationException, ValueError, RuntimeError) as exc:  # Lightning's word on the hardware
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise HarmonyInputError(
+                f"Lightning refused accelerator={settings.accelerator!r}, devices={settings.devices!r}, "
+                f"strategy={settings.strategy!r} (--accelerator, --devices, --strategy): {first}") from None
         trainer.fit(module, datamodule=data)
     network = module.network.cpu()
     if best.state is not None:

@@ -35,8 +35,15 @@ import numpy as np
 import pandas as pd
 
 from harmony.errors import HarmonyInputError
-from harmony.telemetry.datasets.base import DatasetSource, read_csv, require_columns
-from harmony.telemetry.frame import LEVEL_COMPUTE, LEVEL_DEMAND, Indicator, TelemetryFrame, parse_interval
+from harmony.telemetry.datasets.base import DatasetSource, check_values, read_csv, require_columns
+from harmony.telemetry.frame import (
+    LEVEL_COMPUTE,
+    LEVEL_DEMAND,
+    Indicator,
+    TelemetryFrame,
+    check_steps,
+    parse_interval,
+)
 
 FILE_NAME = "lora_request_trace.csv"
 ARRIVAL = "gmt_create"
@@ -78,6 +85,7 @@ def _numbers(df: pd.DataFrame, col: str, path: Path, *, required: bool) -> np.nd
     if neg.any():
         row = int(np.flatnonzero(neg.to_numpy())[0])
         raise HarmonyInputError(f"{path}: column {col!r} has a negative value {num.iloc[row]} (line {row + 2})")
+    check_values(num, path, col)
     return num.to_numpy(dtype=np.float64, copy=True)
 
 
@@ -105,8 +113,9 @@ def read_requests(path: Path) -> pd.DataFrame:
 def busy_executors(arrival_s: np.ndarray, exec_s: np.ndarray, step_s: float, bins: int) -> np.ndarray:
     """Time-weighted mean busy executors per bin [k*step, (k+1)*step), k < bins; times in seconds from the
     first bin's start. Each request adds its overlap with a bin; bins it covers fully get a whole step
-    (a difference array), so the sum is exact and a bin no request touches is exactly 0."""
-    end_s = arrival_s + exec_s
+    (a difference array), so the sum is exact and a bin no request touches is exactly 0. Busy time past the
+    last bin is cut off before any array is sized (an absurd exec time must not size one)."""
+    end_s = np.minimum(arrival_s + exec_s, bins * step_s)
     first = np.floor(arrival_s / step_s).astype(np.int64)
     last = np.floor(end_s / step_s).astype(np.int64)
     size = max(bins, int(last.max()) + 2 if len(last) else bins)
@@ -142,6 +151,7 @@ def load(path: Path | None, interval: str | pd.Timedelta = "1min") -> TelemetryF
     if requests.empty:
         raise HarmonyInputError(f"{file}: no requests (column {ARRIVAL!r} is empty)")
     ns = requests["arrival"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    check_steps(pd.Timestamp(int(ns.min()), unit="ns"), pd.Timestamp(int(ns.max()), unit="ns"), step, str(file))
     origin = int(np.floor_divide(ns.min(), step.value)) * step.value
     pos = np.floor_divide(ns - origin, step.value)
     bins = int(pos.max()) + 1

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from harmony.errors import HarmonyInputError
-from harmony.telemetry.datasets.base import DatasetSource, read_csv, require_columns
-from harmony.telemetry.frame import LEVEL_DEMAND, Indicator, TelemetryFrame, parse_interval
+from harmony.telemetry.datasets.base import DatasetSource, check_values, read_csv, require_columns
+from harmony.telemetry.frame import LEVEL_DEMAND, Indicator, TelemetryFrame, check_steps, parse_interval
 
 FILE_NAME = "AzureLLMInferenceTrace_conv.csv"
 TIME_COLUMN = "TIMESTAMP"
@@ -75,6 +75,7 @@ def read_requests(path: Path) -> pd.DataFrame:
             raise HarmonyInputError(
                 f"{path}: column {col!r} has a negative token count {num.iloc[row]} (line {row + 2})"
             )
+        check_values(num, path, col)
         out[name] = num.astype("float64")
     return out
 
@@ -87,6 +88,7 @@ def load(path: Path | None, interval: str | pd.Timedelta = "10s") -> TelemetryFr
     if requests.empty:
         raise HarmonyInputError(f"{file}: no requests (column {TIME_COLUMN!r} is empty)")
     ns = requests["timestamp"].to_numpy(dtype="datetime64[ns]").astype("int64")
+    check_steps(pd.Timestamp(int(ns.min()), unit="ns"), pd.Timestamp(int(ns.max()), unit="ns"), step, str(file))
     bins = np.floor_divide(ns, step.value)
     first = int(bins.min())
     pos = bins - first

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harmony.errors import HarmonyInputError
-from harmony.telemetry.frame import TelemetryFrame
+from harmony.telemetry.frame import MAX_ABS_VALUE, TelemetryFrame
 
 #: The bundled real slices, package data of `harmony.telemetry.datasets` (provenance in data/README.md).
 DATASETS_ROOT = Path(str(files("harmony.telemetry.datasets") / "data"))
@@ -52,11 +52,22 @@ class DatasetSource:
             known = ", ".join(sorted(self.options)) or "none"
             flag = "--" + unknown[0].replace("_", "-")
             raise HarmonyInputError(f"dataset {self.name!r} has no option {unknown[0]!r} ({flag}); options: {known}")
-        return self.loader(self.resolve(path), **options)
+        # every reader refuses infinities in the files it reads, naming file and column; this is the net
+        return self.loader(self.resolve(path), **options).require_finite()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def read_csv(path: Path, **kwargs: Any):
-    """pandas.read_csv with one-line errors that name the file."""
+    """pandas.read_csv with one-line errors that name the file, a damaged compressed file included (a
+    truncated gzip raises EOFError, which click would turn into a bare "Aborted.")."""
+    import lzma
+    import zipfile
+    import zlib
+
     import pandas as pd
 
     try:
@@ -64,8 +75,34 @@ def read_csv(path: Path, **kwargs: Any):
     except FileNotFoundError:
         raise HarmonyInputError(f"{path}: no such file") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise HarmonyInputError(f"{path}: malformed CSV ({first})") from None
+        raise HarmonyInputError(f"{path}: malformed CSV ({_first_line(exc)})") from None
+    except (EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile) as exc:
+        raise HarmonyInputError(f"{path}: corrupt or truncated compressed file ({_first_line(exc)})") from None
+    except OSError as exc:  # gzip.BadGzipFile and bz2's "Invalid data stream" are OSErrors too
+        if exc.strerror:  # a system error: permissions, a folder, ...
+            raise HarmonyInputError(f"{path}: cannot read ({exc.strerror})") from None
+        raise HarmonyInputError(f"{path}: corrupt or truncated compressed file ({_first_line(exc)})") from None
+
+
+def check_values(values, path: Path, column: str, *, first_line: int = 2, position: str = "line",
+                 allow_negative: bool = False) -> None:
+    """Refuse, naming file, column and line, a telemetry value that is infinite, beyond MAX_ABS_VALUE or
+    (unless `allow_negative`) below zero: rates, counts, bytes and shares never are, so such a sample is corrupt,
+    and one of them would skew every decision made on it. NaN (missing) passes. `values` is array-like in
+    file order; `first_line` is the number of its first element, a `position` ("line" of the file, or "row"
+    of the table)."""
+    import numpy as np
+
+    v = np.asarray(values, dtype=np.float64)
+    bad = np.isinf(v) | (np.abs(np.nan_to_num(v)) > MAX_ABS_VALUE)
+    if not allow_negative:
+        bad |= v < 0  # NaN compares False
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        what = ("a negative value" if np.isfinite(v[row]) and v[row] < 0 and abs(v[row]) <= MAX_ABS_VALUE
+                else "an infinite or absurd value")
+        raise HarmonyInputError(f"{path}: column {column!r} has {what} {v[row]:g} ({position} {row + first_line}); "
+                                f"telemetry values must be finite, >= 0 and within {MAX_ABS_VALUE:g}")
 
 
 def require_columns(df, columns: list[str], path: Path) -> None:

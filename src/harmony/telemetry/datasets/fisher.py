@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from harmony.errors import HarmonyInputError
-from harmony.telemetry.datasets.base import DatasetSource, read_csv, require_columns
+from harmony.telemetry.datasets.base import DatasetSource, check_values, read_csv, require_columns
 from harmony.telemetry.frame import LEVEL_COMPUTE, LEVEL_DEMAND, LEVEL_IO, Indicator, TelemetryFrame
 
 INTERVAL = pd.Timedelta("10min")
@@ -65,6 +65,7 @@ def read_container(path: Path) -> pd.DataFrame:
         bad = values[name].isna() & df[name].notna()
         if bad.any():
             raise HarmonyInputError(f"{path}: column {name!r} has a non-numeric value {df[name][bad].iloc[0]!r}")
+        check_values(values[name], path, name)
     return values.set_axis(pd.DatetimeIndex(stamps), axis=0)
 
 

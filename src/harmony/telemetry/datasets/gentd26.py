@@ -28,10 +28,12 @@ import numpy as np
 import pandas as pd
 
 from harmony.errors import HarmonyInputError
-from harmony.telemetry.datasets.base import DatasetSource, read_csv, require_columns
+from harmony.telemetry.datasets.base import DatasetSource, check_values, read_csv, require_columns
 from harmony.telemetry.frame import LEVEL_COMPUTE, LEVEL_DEMAND, Indicator, TelemetryFrame
 
 SERIES = "gentd26"
+#: Unix seconds pandas can hold as a timestamp (nanoseconds in an int64: years 1677 to 2262).
+MAX_UNIX_S = pd.Timestamp.max.value / 1e9
 TIME = "timestamp_anon"
 VALUE = "value"
 POD = "container_ip"
@@ -97,6 +99,12 @@ def _read(folder: Path, key: str, columns: list[str]) -> pd.DataFrame:
     if out[TIME].isna().any():
         row = int(np.flatnonzero(out[TIME].isna().to_numpy())[0])
         raise HarmonyInputError(f"{path}: column {TIME!r} is empty at line {row + 2}")
+    wild = ~(out[TIME].abs() <= MAX_UNIX_S)  # an infinity too
+    if wild.any():
+        row = int(np.flatnonzero(wild.to_numpy())[0])
+        raise HarmonyInputError(f"{path}: column {TIME!r} has {out[TIME].iloc[row]:g} at line {row + 2}, not Unix "
+                                f"seconds a timestamp can hold (|t| <= {MAX_UNIX_S:.4g})")
+    check_values(out[VALUE], path, VALUE)
     for col in columns:
         if col not in (TIME, VALUE):
             out[col] = df[col]

@@ -65,8 +65,8 @@ import numpy as np
 import pandas as pd
 
 from harmony.errors import HarmonyInputError
-from harmony.telemetry.datasets.base import DatasetSource, read_csv, require_columns
-from harmony.telemetry.frame import LEVEL_COMPUTE, LEVEL_DEMAND, Indicator, TelemetryFrame
+from harmony.telemetry.datasets.base import DatasetSource, check_values, read_csv, require_columns
+from harmony.telemetry.frame import LEVEL_COMPUTE, LEVEL_DEMAND, Indicator, TelemetryFrame, check_steps
 
 #: Where t_seconds = 0 lands (documented choice: the trace names no day).
 EPOCH = pd.Timestamp("2024-01-01 00:00")
@@ -102,6 +102,8 @@ def _numeric(df: pd.DataFrame, path: Path, columns: list[str], line_offset: int)
             row = int(np.flatnonzero((num < 0).to_numpy())[0])
             raise HarmonyInputError(f"{path}: column {col!r} has a negative value {num.iloc[row]} "
                                     f"(line {row + line_offset})")
+        # rates and CVs are >= 0 (above); t_seconds may start before t=0, but must be a finite time
+        check_values(num, path, col, first_line=line_offset, allow_negative=col == "t_seconds")
         out[col] = num.astype("float64")
     return out
 
@@ -177,6 +179,9 @@ def to_grid(rows: pd.DataFrame, source: Path) -> tuple[pd.DatetimeIndex, list[st
         row = int(np.flatnonzero(~np.isclose(windows, np.round(windows)))[0])
         raise HarmonyInputError(f"{source}: column 't_seconds' has {rows['t_seconds'].iloc[row]:g}, "
                                 f"not a multiple of {step:g} s (10-minute windows)")
+    # a span the grid can hold (which also keeps EPOCH + t_seconds a timestamp pandas represents)
+    span = pd.Timedelta(seconds=float(np.ptp(rows["t_seconds"].to_numpy())))
+    check_steps(EPOCH, EPOCH + span, WINDOW, str(source))
     pos = np.round(windows.to_numpy()).astype(np.int64)
     first = int(pos.min())
     pos -= first

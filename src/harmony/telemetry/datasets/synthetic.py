@@ -31,8 +31,10 @@ from harmony.telemetry.frame import (
     LEVEL_COMPUTE,
     LEVEL_DEMAND,
     LEVEL_IO,
+    MAX_STEPS,
     Indicator,
     TelemetryFrame,
+    compact_duration,
     parse_interval,
 )
 
@@ -118,6 +120,10 @@ def simulate(
     dt = step.total_seconds()
     n_s = series
     n_t = steps if steps is not None else max(2, int(pd.Timedelta(days=7) // step))
+    if n_t * n_s > MAX_STEPS:  # each series-step takes a few hundred bytes in the arrays below
+        raise HarmonyInputError(
+            f"synthetic: {n_s:,} series x {n_t:,} steps of {compact_duration(step)} is more than {MAX_STEPS:,} "
+            f"series-steps; pass a coarser --interval, or fewer steps or series (--option steps=N, series=N)")
     rng = np.random.default_rng(seed)
 
     # per-series parameters

@@ -13,8 +13,10 @@ continue across files (e.g. one file per day). Samples are binned onto a regular
 positive step between consecutive timestamps of a series.
 
 Every problem is a one-line `HarmonyInputError` naming the file and the column: a missing file or column,
-an unparsable timestamp, a non-numeric value, duplicate rows, timestamps that go backwards within a series
-(wide layout, where rows are expected in time order), and an indicator without a single value.
+a damaged (e.g. truncated gzip) file, an unparsable timestamp, a non-numeric value, an infinite, absurd
+(beyond 1e30) or negative value (telemetry is rates, counts, bytes and shares), duplicate rows, timestamps
+that go backwards within a series (wide layout, where rows are expected in time order), a span too long
+for the interval, and an indicator without a single value.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from harmony.errors import HarmonyInputError
-from harmony.telemetry.datasets.base import DatasetSource, read_csv, require_columns
+from harmony.telemetry.datasets.base import DatasetSource, check_values, read_csv, require_columns
 from harmony.telemetry.frame import LEVEL_DEMAND, Indicator, TelemetryFrame, parse_interval
 
 _TIME = "__harmony_time__"
@@ -180,19 +182,21 @@ def _from_seconds(numbers: pd.Series, file: Path, name: str) -> pd.Series:
 
 
 def _numbers(col: pd.Series, file: Path, name: str) -> pd.Series:
-    """A value column as float64; a value that is present but not a number is an error."""
-    if pd.api.types.is_bool_dtype(col.dtype):
-        return col.astype("float64")
-    if pd.api.types.is_numeric_dtype(col.dtype):
-        return col.astype("float64")
-    numbers = pd.to_numeric(col, errors="coerce")
-    bad = numbers.isna() & col.notna()
-    if bad.any():
-        row = _row(bad)
-        raise HarmonyInputError(
-            f"{file}: column {name!r} has a non-numeric value {col.iloc[row]!r} (row {row + 1})"
-        )
-    return numbers.astype("float64")
+    """A value column as float64; a value that is present but not a number is an error, and so is an
+    infinite, absurd or negative one (`check_values`: telemetry counts, rates and bytes are none of those)."""
+    if pd.api.types.is_bool_dtype(col.dtype) or pd.api.types.is_numeric_dtype(col.dtype):
+        numbers = col.astype("float64")
+    else:
+        numbers = pd.to_numeric(col, errors="coerce")
+        bad = numbers.isna() & col.notna()
+        if bad.any():
+            row = _row(bad)
+            raise HarmonyInputError(
+                f"{file}: column {name!r} has a non-numeric value {col.iloc[row]!r} (row {row + 1})"
+            )
+        numbers = numbers.astype("float64")
+    check_values(numbers, file, name, first_line=1, position="row")
+    return numbers
 
 
 def _looks_numeric(col: pd.Series) -> bool:
