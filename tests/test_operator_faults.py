@@ -395,3 +395,45 @@ async def test_a_peering_object_that_does_not_exist_is_reported():
             add_peering(k8s, "nowhere")  # created: kopf sees it at its next watch or keep-alive
             await eventually(lambda: health.peering().conflict is None)
     assert "'nowhere'" in report.message and "ClusterKopfPeering" in report.message
+
+
+@pytest.mark.asyncio
+async def test_spec_edits_mid_run_take_effect_at_the_next_step():
+    """max below the current count, min above it, a new declared capacity and a switch to Recommend, each
+    edited between two steps: the next step obeys the edit (bounds at once, the posterior of the old
+    capacity discarded, Recommend writing nothing) and says so in status."""
+
+    telemetry = ScriptedTelemetry(level=12.0, noise=0.0)
+    async with cluster() as (k8s, url):
+        add_deployment(k8s, replicas=2)
+        add_autoscaler(k8s, maxReplicas=40)
+        rec = make_reconciler(url, telemetry)
+
+        async def step(**spec_changes) -> dict:
+            ha = obj(k8s, HA, "default", "llm")
+            spec = {**ha["spec"], **spec_changes}
+            k8s.objects[HA, "default", "llm"].patch({"spec": spec_changes} if spec_changes else {})
+            outcome = await asyncio.to_thread(rec.reconcile, "default", "llm", ha["metadata"]["uid"], 1, spec,
+                                              obj(k8s, HA, "default", "llm").get("status"))
+            return outcome.status
+
+        def replicas() -> int:
+            return obj(k8s, DEPLOYMENTS, "default", "llm-server")["spec"]["replicas"]
+
+        status = await step()
+        assert replicas() >= 12  # 12 demand at capacity 1
+        status = await step(maxReplicas=5)
+        assert replicas() == 5
+        assert condition(status, "ScalingLimited")["status"] == "True"
+        telemetry.level = 1.0
+        status = await step(minReplicas=8, maxReplicas=40)
+        assert replicas() == 8  # up to the new minimum at once, though 1 demand needs one replica
+        assert condition(status, "ScalingLimited")["status"] == "True"
+        before = status["posterior"]["capacity"]["mu"][0]
+        status = await step(capacityPerReplica=0.25)  # each replica now serves a quarter: 1 demand needs 4
+        assert status["posterior"]["capacity"]["mu"][0] != before and status["posterior"]["declaredCapacity"] == 0.25
+        assert replicas() == 8
+        telemetry.level = 6.0  # 24 replicas' worth at 0.25
+        status = await step(mode="Recommend")
+        assert replicas() == 8  # Recommend writes nothing to the target
+        assert status["recommendedReplicas"] >= 24 and status["desiredReplicas"] >= 24
