@@ -298,9 +298,11 @@ async def operator(reconciler: Reconciler, url: str, settings: OperatorSettings 
 
 
 @contextlib.asynccontextmanager
-async def operator_thread(reconciler: Reconciler, url: str, settings: OperatorSettings | None = None):
+async def operator_thread(reconciler: Reconciler, url: str, settings: OperatorSettings | None = None,
+                          health=None):
     """A kopf operator in a thread with its own event loop, as a second process would run it (kopf keeps
-    per-loop state, so two operators in one loop are not what production does)."""
+    per-loop state, so two operators in one loop are not what production does). `health`: the operator's
+    `harmony.operator.health.Health`, for tests that read it (None: a fresh one)."""
     import threading
 
     import kopf
@@ -318,7 +320,7 @@ async def operator_thread(reconciler: Reconciler, url: str, settings: OperatorSe
         async def go() -> None:
             flag = asyncio.Event()
             task = asyncio.create_task(run(reconciler, settings or OperatorSettings(), login=login,
-                                           stop_flag=stop, ready_flag=flag))
+                                           stop_flag=stop, ready_flag=flag, health=health))
             await flag.wait()
             ready.set()
             await task

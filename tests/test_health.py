@@ -8,7 +8,6 @@ demand and the clock (Health's, not the wall's) moves past the limit without wai
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import threading
@@ -17,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from harmony.operator.app import OperatorSettings, run
+from harmony.operator.app import OperatorSettings
 from harmony.operator.health import (
     LIVENESS_PATH,
     Health,
@@ -32,6 +31,7 @@ from tests.operator_support import (
     cluster,
     eventually,
     make_reconciler,
+    operator_thread,
 )
 from tests.prometheus_server import find_free_port
 
@@ -211,37 +211,6 @@ class Gate:
         return self.source(spec, now)
 
 
-@contextlib.asynccontextmanager
-async def operator_with_health(reconciler, url: str, settings: OperatorSettings, health: Health):
-    """A kopf operator in a thread of its own (as tests.operator_support.operator_thread), given `health`."""
-    import kopf
-
-    def login(**_):
-        return kopf.ConnectionInfo(server=url, insecure=True)
-
-    loop = asyncio.new_event_loop()
-    stop, errors = asyncio.Event(), []
-
-    def main() -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(run(reconciler, settings, login=login, stop_flag=stop, health=health))
-        except BaseException as exc:  # reported to the test
-            errors.append(exc)
-
-    thread = threading.Thread(target=main, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        await asyncio.to_thread(thread.join, 30)
-        assert not thread.is_alive(), "the operator did not stop within 30 s"
-        loop.close()
-        if errors:
-            raise errors[0]
-
-
 def probe(url: str) -> tuple[int, dict | str] | None:
     """(status, JSON body or text) of one GET, or None while nothing listens yet."""
     try:
@@ -274,7 +243,7 @@ async def test_with_nothing_to_serve_the_endpoint_answers_200_with_its_report():
     async with cluster() as (_k8s, api):
         rec = make_reconciler(api, ScriptedTelemetry())
         settings = OperatorSettings(liveness_endpoint=liveness_endpoint("127.0.0.1", port))
-        async with operator_with_health(rec, api, settings, h):
+        async with operator_thread(rec, api, settings, health=h):
             clock.advance(1e6)
             body = await probed(url, 200)
     assert body["reconcile"]["healthy"] is True and body["reconcile"]["served_objects"] == 0
@@ -294,7 +263,7 @@ async def test_a_wedged_loop_fails_the_endpoint_and_a_finished_step_heals_it(cap
         settings = OperatorSettings(liveness_endpoint=liveness_endpoint("127.0.0.1", port))
         try:
             with caplog.at_level(logging.ERROR, logger="kopf"):
-                async with operator_with_health(rec, api, settings, h):
+                async with operator_thread(rec, api, settings, health=h):
                     # the first step hangs in its telemetry fetch: the loop serves one object, finishes nothing
                     await eventually(lambda: gate.entered.is_set() and h.loop().served_objects == 1)
                     clock.advance(301)
@@ -325,7 +294,7 @@ async def test_steps_that_report_the_objects_own_fault_are_progress():
                                                            "name": "missing"})
         rec = make_reconciler(api, ScriptedTelemetry())
         settings = OperatorSettings(liveness_endpoint=liveness_endpoint("127.0.0.1", port))
-        async with operator_with_health(rec, api, settings, h):
+        async with operator_thread(rec, api, settings, health=h):
             await eventually(lambda: h.loop().served_objects == 2)
             clock.advance(301)
             await eventually(lambda: h.loop().last_step_age_s == 0)  # a step finished at the new time

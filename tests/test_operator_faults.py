@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import threading
 
 import kmock
 import pytest
@@ -22,7 +21,6 @@ from harmony.operator.app import (
     SAME_PRIORITY,
     OperatorSettings,
     peering_conflict,
-    run,
 )
 from harmony.operator.health import Health
 from harmony.operator.reconcile import CONFLICTING_WRITER
@@ -40,6 +38,7 @@ from tests.operator_support import (
     make_reconciler,
     obj,
     operator,
+    operator_thread,
 )
 from tests.prometheus_server import FakePrometheusAPI, find_free_port
 
@@ -305,46 +304,6 @@ def test_peering_conflicts_from_the_keep_alives():
     assert peering_conflict({"pod-c/1/x#shard=1a2b3c4d5e": {"priority": 2, **fresh}}, me, 5, "h", now)[0] is None
 
 
-@contextlib.asynccontextmanager
-async def operator_with_health(reconciler, url: str, settings: OperatorSettings, health: Health):
-    """tests.operator_support.operator_thread, keeping hold of the operator's Health."""
-    import kopf
-
-    loop = asyncio.new_event_loop()
-    stop, ready = asyncio.Event(), threading.Event()
-    errors: list[BaseException] = []
-
-    def main() -> None:
-        asyncio.set_event_loop(loop)
-
-        async def go() -> None:
-            flag = asyncio.Event()
-            task = asyncio.create_task(run(reconciler, settings, login=lambda **_: kopf.ConnectionInfo(
-                server=url, insecure=True), stop_flag=stop, ready_flag=flag, health=health))
-            await flag.wait()
-            ready.set()
-            await task
-
-        try:
-            loop.run_until_complete(go())
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            ready.set()
-
-    thread = threading.Thread(target=main, daemon=True)
-    thread.start()
-    await asyncio.to_thread(ready.wait, 20)
-    try:
-        yield
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        await asyncio.to_thread(thread.join, 30)
-        loop.close()
-        if errors:
-            raise errors[0]
-
-
 @pytest.mark.asyncio
 async def test_peers_tied_at_the_top_priority_are_reported(caplog):
     async with cluster() as (k8s, url):
@@ -354,8 +313,8 @@ async def test_peers_tied_at_the_top_priority_are_reported(caplog):
         healths = Health(), Health()
         settings = OperatorSettings(peering="harmony", priority=5, peering_check_s=0.3)
         with caplog.at_level(logging.WARNING, logger="harmony.operator"):
-            async with operator_with_health(make_reconciler(url, ScriptedTelemetry()), url, settings, healths[0]), \
-                    operator_with_health(make_reconciler(url, ScriptedTelemetry()), url, settings, healths[1]):
+            async with operator_thread(make_reconciler(url, ScriptedTelemetry()), url, settings, health=healths[0]), \
+                    operator_thread(make_reconciler(url, ScriptedTelemetry()), url, settings, health=healths[1]):
                 await eventually(lambda: all(h.peering().conflict == SAME_PRIORITY for h in healths))
                 report = healths[0].peering().as_dict()
     assert "priority 5" in report["message"] and report["since_s"] >= 0
@@ -373,8 +332,8 @@ async def test_a_peering_name_shared_by_two_shards_is_reported_by_the_starved_on
         high, low = Health(), Health()
         a = OperatorSettings(selector={"shard": "a"}, peering="harmony", priority=100, peering_check_s=0.3)
         b = OperatorSettings(selector={"shard": "b"}, peering="harmony", priority=10, peering_check_s=0.3)
-        async with operator_with_health(make_reconciler(url, ScriptedTelemetry()), url, a, high), \
-                operator_with_health(make_reconciler(url, ScriptedTelemetry()), url, b, low):
+        async with operator_thread(make_reconciler(url, ScriptedTelemetry()), url, a, health=high), \
+                operator_thread(make_reconciler(url, ScriptedTelemetry()), url, b, health=low):
             report = await eventually(lambda: low.peering().conflict == OTHER_SHARD and low.peering())
             assert high.peering().conflict is None
     assert "give each shard its own --peering name" in report.message
@@ -389,7 +348,7 @@ async def test_a_peering_object_that_does_not_exist_is_reported():
         health = Health()
         settings = OperatorSettings(peering="nowhere", priority=5, peering_check_s=0.3)
         rec = make_reconciler(url, ScriptedTelemetry())
-        async with operator_with_health(rec, url, settings, health):
+        async with operator_thread(rec, url, settings, health=health):
             report = await eventually(lambda: health.peering().conflict == MISSING_OBJECT and health.peering())
             assert not rec.forecasters  # paused indeed
             add_peering(k8s, "nowhere")  # created: kopf sees it at its next watch or keep-alive

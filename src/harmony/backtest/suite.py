@@ -131,8 +131,7 @@ def split_frame(frame: TelemetryFrame) -> tuple[TelemetryFrame, float, float]:
 
 
 def load_trace(trace: TraceSpec):
-    options = {k: v for k, v in trace.options.items()}
-    frame = load_dataset(trace.dataset, **options)
+    frame = load_dataset(trace.dataset, **trace.options)
     if trace.series is not None:
         frame = frame.select(series=[trace.series])
     elif len(frame.series) > 1:
@@ -373,9 +372,8 @@ def write_suite(result: SuiteResult, out: Path, sla: float) -> list[Path]:
         images.append(plot_capacity(shown, out / f"{key}-capacity.png", "demand"))
         oracle_row = {"policy": "oracle", "gpu_hours": outcome.oracle.gpu_hours, "breach_rate": 0.0}
         images.append(plot_cost_breach(list(outcome.curve) + [oracle_row], sla, out / f"{key}-cost_breach.png"))
-    main = [r for r in result.rows if r["setting"] in ("default", "validation", "perfect foresight")
-            and not _member(r["trace"], result.traces)]
-    hindsight = [r for r in result.rows if r["setting"] == "hindsight" and not _member(r["trace"], result.traces)]
+    main = main_rows(result)
+    hindsight = [r for r in aggregate_rows(result) if r["setting"] == "hindsight"]
     sections = [
         ("Targets at harmony's default knob", result.targets, ["trace", "target", "measured", "met"]),
         ("Nothing tuned on the evaluated span: defaults, and knobs chosen on the validation span", main,
@@ -394,5 +392,13 @@ def write_suite(result: SuiteResult, out: Path, sla: float) -> list[Path]:
     return written + images
 
 
-def _member(trace_key: str, traces: list[TraceSpec]) -> bool:
-    return any(t.key == trace_key and t.group for t in traces)
+def aggregate_rows(result: SuiteResult) -> list[dict]:
+    """Rows of the aggregate traces (per-client traces are shown through `groups`)."""
+    members = {t.key for t in result.traces if t.group}
+    return [r for r in result.rows if r["trace"] not in members]
+
+
+def main_rows(result: SuiteResult) -> list[dict]:
+    """The main table: aggregate traces, nothing tuned on the evaluated span (defaults, validation knobs,
+    the oracle)."""
+    return [r for r in aggregate_rows(result) if r["setting"] in ("default", "validation", "perfect foresight")]

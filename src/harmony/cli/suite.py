@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from harmony.backtest.suite import MAIN_COLUMNS, run_suite, suite_traces, write_suite
+from harmony.backtest.suite import MAIN_COLUMNS, main_rows, run_suite, suite_traces, write_suite
 from harmony.cli.common import console
 from harmony.cli.tables import results_table
 
@@ -34,8 +34,7 @@ def run(sla: float, out: Path | None, quick: bool, clients: int, traces_wanted: 
             bar.advance(task)
 
         result = run_suite(traces, sla=sla, progress=step)
-    main = [r for r in result.rows if r["setting"] in ("default", "validation", "perfect foresight")
-            and not any(t.key == r["trace"] and t.group for t in traces)]
+    main = main_rows(result)
     console.print(results_table(f"suite, SLA {100 * sla:g}%: nothing tuned on the evaluated span (defaults, and "
                                 "knobs chosen on the validation span); breach rate with its 90% block-bootstrap "
                                 "interval", main, SHOWN))

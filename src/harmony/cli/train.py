@@ -27,11 +27,13 @@ from harmony.cli.common import (
     check_out,
     console,
     dataset_input,
+    dataset_options,
+    load_frame,
     user_errors,
 )
 from harmony.errors import HarmonyInputError
 from harmony.forecasting.scaling import MinMaxScaler
-from harmony.telemetry.datasets import SOURCES, get_source
+from harmony.telemetry.datasets import SOURCES
 
 
 def _devices(text: str) -> int | str:
@@ -97,13 +99,7 @@ def train(
     check_accelerator(accelerator)
     check_out(out, force=force, inputs={"--path": dataset_input(dataset, path)})
 
-    options = {}
-    for item in option or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise HarmonyInputError(f"--option {item!r} is not KEY=VALUE")
-        options[key.strip().replace("-", "_")] = value.strip()
-    frame = get_source(dataset).load(path, **options)
+    frame = load_frame(dataset, path, dataset_options(option))
     frame, _ = frame.fill_gaps(max_gap)
     split = frame.split(train=0.7, test=0.2)
     scaler = MinMaxScaler.fit(split.train)

@@ -91,10 +91,6 @@ class DemandForecaster:
         self.predictor = predictor
         self.calls_since_fit = 0
 
-    @property
-    def refits(self) -> bool:
-        return self.spec is not None and (self.predictor is None or self.predictor.refit)
-
     def _due(self) -> bool:
         if self.spec is None:
             return False
@@ -121,9 +117,8 @@ class DemandForecaster:
         lookback = max(self.lookback, predictor.min_context_steps)
         if len(window) < lookback:
             raise HarmonyInputError(f"{len(window)} rows are fewer than the lookback of {lookback} steps")
-        recent = window.slice(len(window) - lookback, len(window))
-        ctx = predictor.input_scaler.transform(recent.values)
-        end = recent.index[-1:]
+        ctx = predictor.input_scaler.transform(window.values[-lookback:])
+        end = window.index[-1:]
         end = (end.tz_convert(None) if end.tz is not None else end).to_numpy(dtype="datetime64[ns]")  # UTC
         context = Context(ctx, end, window.interval, window.indicator_names)
         fc = predictor.predict(context, self.horizon, self.n_samples, seed)
