@@ -282,3 +282,51 @@ async def test_the_operator_serves_keda_while_it_runs():
             assert error.code() == grpc.StatusCode.UNAVAILABLE
         finally:
             channel.close()
+
+
+# -- the command line, the chart and the example ----------------------------------------------------------
+def test_a_keda_port_shared_with_another_server_is_refused_at_start():
+    from typer.testing import CliRunner
+
+    from harmony.cli.main import app
+
+    result = CliRunner().invoke(app, ["operator", "run", "--keda-scaler-port", "9100"])
+    assert result.exit_code == 2, result.output
+    assert "--keda-scaler-port 9100: already the metrics or liveness port" in result.output
+
+
+def test_chart_serves_the_scaler_at_the_examples_address():
+    pytest.importorskip("helm_python", reason="helm-python-sdk (test extra) renders the chart offline")
+    import helm_python as helm
+
+    from tests.test_helm_chart import CHART, NAMESPACE, RELEASE, container, load_example, of_kind, render
+
+    chart = helm.Chart.load(str(CHART))
+    _, c = container(render(chart, {}))
+    assert not any(a.startswith("--keda-scaler-port") for a in c["args"])  # off unless asked for
+
+    docs = render(chart, {"keda": {"scaler": {"enabled": True}}})
+    pod, c = container(docs)
+    assert "--keda-scaler-port=6000" in c["args"]
+    assert {"name": "keda-scaler", "containerPort": 6000, "protocol": "TCP"} in c["ports"]
+    (svc,) = [s for s in of_kind(docs, "Service") if s["metadata"]["name"].endswith("-keda-scaler")]
+    assert svc["spec"]["ports"] == [{"name": "keda-scaler", "port": 6000, "targetPort": "keda-scaler",
+                                     "protocol": "TCP", "appProtocol": "grpc"}]
+    (dep,) = of_kind(docs, "Deployment")
+    assert svc["spec"]["selector"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+
+    (scaled,) = load_example("keda-external-scaledobject.yaml")
+    (autoscaler,) = load_example("harmonyautoscaler.yaml")
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["type"] == "external"
+    assert trigger["metadata"]["scalerAddress"] == f"{svc['metadata']['name']}.{NAMESPACE}.svc:6000"
+    assert trigger["metadata"]["autoscaler"] == autoscaler["metadata"]["name"]
+    assert scaled["spec"]["scaleTargetRef"] == autoscaler["spec"]["scaleTargetRef"]
+    assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (
+        autoscaler["spec"]["minReplicas"], autoscaler["spec"]["maxReplicas"])
+
+    for values, says in (({"keda": {"scaler": {"enabled": True, "port": 9100}}}, "keda.scaler.port must differ"),
+                         ({"keda": {"scaler": {"enabled": True}}, "replicaCount": 2, "peering": {"enabled": True}},
+                          "keda.scaler.enabled needs replicaCount 1")):
+        with pytest.raises(helm.HelmError, match=says):
+            chart.render(values, name=RELEASE, namespace=NAMESPACE)
