@@ -65,9 +65,9 @@ def ref(autoscaler: str | None = "llm", scaled_object_namespace: str = "default"
 
 
 def post(board: DecisionBoard, recommended: int, desired: int | None = None, time: dt.datetime = T0,
-         namespace: str = "default", name: str = "llm", interval_s: float = 30.0) -> None:
+         namespace: str = "default", name: str = "llm", interval_s: float = 30.0, mode: str = "Recommend") -> None:
     board.post(namespace, name, PostedDecision(recommended, recommended if desired is None else desired, time,
-                                               interval_s))
+                                               interval_s, mode))
 
 
 def metric(stub, so: pb.ScaledObjectRef) -> tuple[str, float]:
@@ -192,6 +192,16 @@ def test_a_stale_decision_is_unavailable_not_an_old_count(keda):
         error = refused(call)
         assert error.code() == grpc.StatusCode.UNAVAILABLE
         assert "default/llm: latest decision is 31 s old" in error.details()
+
+
+def test_scale_mode_is_not_served_to_a_second_writer(keda):
+    board, _, stub = keda
+    post(board, 4, mode="Scale")
+    for call in (lambda: stub.IsActive(ref(), timeout=CALL_S),
+                 lambda: stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref()), timeout=CALL_S)):
+        error = refused(call)
+        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "default/llm is in mode Scale" in error.details()
 
 
 @pytest.mark.parametrize(("so", "metric_name", "says"), [

@@ -332,7 +332,8 @@ class Reconciler:
             capacity=float(result.state.capacity.mu[0]), observed_demand=seen.demand,
             forecast_quantiles=quantiles, duration_s=time.perf_counter() - started, reason=reason,
             telemetry_age_s=seen.age_s)
-        self.decisions.post(namespace, name, PostedDecision(result.target, desired, now, float(spec.interval_s)))
+        self.decisions.post(namespace, name, PostedDecision(result.target, desired, now, float(spec.interval_s),
+                                                            spec.mode))
         status = {
             **base,
             "currentReplicas": scaled_to if scaled_to is not None else current,

@@ -18,6 +18,8 @@ What it refuses, and why (each a gRPC status with one line naming the object):
 - INVALID_ARGUMENT: trigger metadata without `autoscaler`, an unknown `replicas`, a metric name this trigger
   does not serve. A misconfigured ScaledObject, said as such.
 - NOT_FOUND: no HarmonyAutoscaler of that name is served by this operator process.
+- FAILED_PRECONDITION: it is in `mode: Scale`, so harmony writes the target's count itself; KEDA's HPA acting
+  on the same count would be a second writer (harmony would back off from it as a conflicting writer).
 - UNAVAILABLE: it is served but has no decision yet (its daemon just started), or its latest decision is
   older than `stale_intervals` of its intervals (its steps stopped finishing). An old count is not served as a
   current one: KEDA's HPA gets an error and holds the replica count (FailedGetExternalMetric), or KEDA applies
@@ -109,18 +111,22 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
     def served(self, trigger: Trigger) -> Entry:
         entry = self.board.read(trigger.namespace, trigger.autoscaler)
         if entry is None:
-            raise Refused(grpc.StatusCode.NOT_FOUND, _not_served(trigger))
+            raise Refused(grpc.StatusCode.NOT_FOUND,
+                          f"HarmonyAutoscaler {trigger.namespace}/{trigger.autoscaler} is not served by this "
+                          "operator (not created, deleted, another shard's, or this replica is a standby peer)")
         return entry
 
-    def count(self, trigger: Trigger, entry: Entry | None) -> int:
+    def count(self, trigger: Trigger, entry: Entry) -> int:
         """The served count of `entry`, or why there is none."""
-        if entry is None:
-            raise Refused(grpc.StatusCode.NOT_FOUND, _not_served(trigger))
         decision = entry.decision
         if decision is None:
             raise Refused(grpc.StatusCode.UNAVAILABLE,
                           f"HarmonyAutoscaler {trigger.namespace}/{trigger.autoscaler}: no decision yet (its first "
                           "step has not finished; see its status conditions)")
+        if decision.mode != "Recommend":
+            raise Refused(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"HarmonyAutoscaler {trigger.namespace}/{trigger.autoscaler} is in mode {decision.mode}: "
+                          "harmony scales the target itself; set mode: Recommend for KEDA to act on its count")
         age_s, limit_s = decision.age_s(self.clock()), self.stale_intervals * decision.interval_s
         if age_s > limit_s:
             raise Refused(grpc.StatusCode.UNAVAILABLE,
@@ -160,15 +166,15 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         context.add_callback(self.board.wake)  # a cancelled stream stops waiting at once
         with _answering(context):
             trigger = Trigger.of(request)
-            entry = self.served(trigger)
             sent = None
             while context.is_active():
+                generation = self.board.generation  # before the read: a change after it ends the wait
+                entry = self.served(trigger)
                 active = self.count(trigger, entry) > 0
                 if active != sent:
                     yield pb.IsActiveResponse(result=active)
                     sent = active
-                entry = self.board.wait_for_change(trigger.namespace, trigger.autoscaler, entry.stamp,
-                                                   _recheck_s(entry.decision))
+                self.board.wait_for_change(generation, _recheck_s(entry.decision))
 
 
 @contextlib.contextmanager
@@ -179,11 +185,6 @@ def _answering(context: grpc.ServicerContext) -> Iterator[None]:
         yield
     except Refused as exc:
         context.abort(exc.code, exc.message)
-
-
-def _not_served(trigger: Trigger) -> str:
-    return (f"HarmonyAutoscaler {trigger.namespace}/{trigger.autoscaler} is not served by this operator (not "
-            "created, deleted, another shard's, or this replica is a standby peer)")
 
 
 def _recheck_s(decision: PostedDecision | None) -> float:
