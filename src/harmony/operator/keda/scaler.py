@@ -48,7 +48,7 @@ from dataclasses import dataclass
 import grpc
 
 from harmony.errors import HarmonyInputError
-from harmony.operator.decisions import DecisionBoard, Entry, PostedDecision
+from harmony.operator.decisions import DecisionBoard, Entry
 from harmony.operator.keda import externalscaler_pb2 as pb
 from harmony.operator.keda import externalscaler_pb2_grpc as pb_grpc
 
@@ -174,7 +174,7 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
                 if active != sent:
                     yield pb.IsActiveResponse(result=active)
                     sent = active
-                self.board.wait_for_change(generation, _recheck_s(entry.decision))
+                self.board.wait_for_change(generation, entry.decision.interval_s)
 
 
 @contextlib.contextmanager
@@ -185,10 +185,6 @@ def _answering(context: grpc.ServicerContext) -> Iterator[None]:
         yield
     except Refused as exc:
         context.abort(exc.code, exc.message)
-
-
-def _recheck_s(decision: PostedDecision | None) -> float:
-    return decision.interval_s if decision is not None else 1.0
 
 
 def serve(board: DecisionBoard, port: int, addr: str = "0.0.0.0",
