@@ -55,7 +55,9 @@ class OperatorSettings:
     flight at once, each in a thread of its own pool. A step mostly waits on Prometheus and the API server
     (a few ms of CPU against tens to hundreds of ms of round trips), so the pool is sized for I/O, not for
     cores: asyncio's default pool (cores + 4 threads, shared with anything else run in threads) would cap
-    500 objects on 2 cores at 6 steps in flight."""
+    500 objects on 2 cores at 6 steps in flight. keda_scaler_addr / keda_scaler_port: KEDA's external scaler
+    (harmony.operator.keda), which `run` serves from the reconciler's decisions while the operator runs
+    (port 0: not served)."""
 
     namespaces: tuple[str, ...] = ()
     selector: Mapping[str, str] = field(default_factory=dict)
@@ -67,6 +69,8 @@ class OperatorSettings:
     health: HealthSettings = field(default_factory=HealthSettings)
     workers: int = 16
     peering_check_s: float = 15.0
+    keda_scaler_addr: str = "0.0.0.0"
+    keda_scaler_port: int = 0
 
 
 def _interval_s(spec: Mapping) -> float:
@@ -192,6 +196,7 @@ def build_registry(reconciler: Reconciler, settings: OperatorSettings,
                         spec: Mapping, status: Mapping, **_) -> None:
         active.add(uid)
         health.serving(uid, _interval_s(spec))
+        reconciler.decisions.serving(namespace, name)
         reconciler.metrics.set_autoscalers(len(active))
         own: dict | None = None
         try:
@@ -222,6 +227,7 @@ def build_registry(reconciler: Reconciler, settings: OperatorSettings,
         finally:
             active.discard(uid)
             health.stopped(uid)
+            reconciler.decisions.stopped(namespace, name)
             reconciler.metrics.set_autoscalers(len(active))
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, labels=labels, optional=True)
@@ -336,9 +342,17 @@ async def run(reconciler: Reconciler, settings: OperatorSettings, login: Callabl
               stop_flag: asyncio.Event | None = None, ready_flag: asyncio.Event | None = None,
               health: Health | None = None) -> None:
     """Run the operator until `stop_flag` is set (or forever), with kopf's liveness endpoint at
-    `settings.liveness_endpoint` (if any) answering from `health` (None: a fresh one), and, with peering,
-    `watch_peering` beside it."""
+    `settings.liveness_endpoint` (if any) answering from `health` (None: a fresh one), with peering
+    `watch_peering` beside it, and with `settings.keda_scaler_port` KEDA's external scaler, listening before
+    kopf starts (a port it cannot have is refused at once) and stopped after kopf."""
     health = health if health is not None else Health(settings.health)
+    scaler = None
+    if settings.keda_scaler_port:
+        from harmony.operator.keda.scaler import serve  # grpc is loaded only when KEDA is served
+
+        scaler, port = serve(reconciler.decisions, settings.keda_scaler_port, settings.keda_scaler_addr,
+                             clock=reconciler.clock)
+        log.info("KEDA external scaler on %s:%d", settings.keda_scaler_addr, port)
     executor = concurrent.futures.ThreadPoolExecutor(max(1, settings.workers), thread_name_prefix="harmony-reconcile")
     registry = build_registry(reconciler, settings, login, executor, health)
     identity, watcher = None, None
@@ -362,4 +376,6 @@ async def run(reconciler: Reconciler, settings: OperatorSettings, login: Callabl
     finally:
         if watcher is not None:
             watcher.cancel()
+        if scaler is not None:
+            scaler.stop(grace=1.0)  # open streams end at once; KEDA reconnects to whichever operator serves next
         executor.shutdown(wait=False, cancel_futures=True)  # a step still running finishes on its own

@@ -11,9 +11,10 @@
   (AbleToScale=False, reason ConflictingWriter, a Warning Event, `harmony_reconcile_failures_total{reason=
   "conflicting-writer"}`) and writes no scale for max(the stabilisation window, CONFLICT_BACKOFF_INTERVALS
   intervals), then tries again, instead of fighting the other writer every step.
-- report: conditions, status (the state survives restarts there), metrics and an event per scaling. An
-  Event that cannot be posted (events forbidden, say) is logged and counted ("event-failed"), never allowed
-  to stop the status write.
+- report: conditions, status (the state survives restarts there), metrics, the decisions board (what the KEDA
+  external scaler serves, harmony.operator.decisions) and an event per scaling. An Event that cannot be
+  posted (events forbidden, say) is logged and counted ("event-failed"), never allowed to stop the status
+  write.
 
 The step is synchronous and takes its boundaries as constructor parameters (Kubernetes, Prometheus, the
 metrics registry, the clock), so tests run it against the kmock emulator and a real or fake telemetry source
@@ -44,6 +45,7 @@ from harmony.decision.decide import LIMITED_MAX, LIMITED_MIN
 from harmony.errors import HarmonyInputError
 from harmony.forecasting.adapter import DEFAULT_SAMPLES, REFIT_EVERY, DemandForecaster
 from harmony.operator import state as st
+from harmony.operator.decisions import DecisionBoard, PostedDecision
 from harmony.operator.kube import Conflict, Scale, TargetNotFound
 from harmony.operator.metrics import OperatorMetrics
 from harmony.operator.spec import AutoscalerSpec, InvalidSpec, checkpoint_predictor, parse_spec
@@ -112,6 +114,7 @@ class Reconciler:
     settings: ReconcileSettings = field(default_factory=ReconcileSettings)
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
     forecasters: dict[str, DemandForecaster] = field(default_factory=dict)
+    decisions: DecisionBoard = field(default_factory=DecisionBoard)
 
     def forget(self, uid: str, namespace: str, name: str) -> None:
         self.forecasters.pop(uid, None)
@@ -329,6 +332,8 @@ class Reconciler:
             capacity=float(result.state.capacity.mu[0]), observed_demand=seen.demand,
             forecast_quantiles=quantiles, duration_s=time.perf_counter() - started, reason=reason,
             telemetry_age_s=seen.age_s)
+        self.decisions.post(namespace, name, PostedDecision(result.target, desired, now, float(spec.interval_s),
+                                                            spec.mode))
         status = {
             **base,
             "currentReplicas": scaled_to if scaled_to is not None else current,
