@@ -44,7 +44,7 @@ from harmony.decision.decide import LIMITED_MAX, LIMITED_MIN
 from harmony.errors import HarmonyInputError
 from harmony.forecasting.adapter import DEFAULT_SAMPLES, REFIT_EVERY, DemandForecaster
 from harmony.operator import state as st
-from harmony.operator.kube import Conflict, Scale, TargetNotFound
+from harmony.operator.kube import ApiError, Conflict, Scale, TargetNotFound
 from harmony.operator.metrics import OperatorMetrics
 from harmony.operator.spec import AutoscalerSpec, InvalidSpec, checkpoint_predictor, parse_spec
 from harmony.telemetry.prometheus import PrometheusError, TelemetryWindow, redact_url
@@ -102,6 +102,7 @@ class Observed:
     age_s: float | None = None
     samples: np.ndarray | None = None
     forecast_error: str = ""
+    discarded: str = ""  # why the posterior in status was not trusted ("": restored, or there was none)
 
 
 @dataclass
@@ -112,9 +113,13 @@ class Reconciler:
     settings: ReconcileSettings = field(default_factory=ReconcileSettings)
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
     forecasters: dict[str, DemandForecaster] = field(default_factory=dict)
+    #: uid -> the count this process wrote to the object's target while the status write recording it in
+    #: `lastScale` has not yet succeeded
+    unrecorded_scales: dict[str, int] = field(default_factory=dict)
 
     def forget(self, uid: str, namespace: str, name: str) -> None:
         self.forecasters.pop(uid, None)
+        self.unrecorded_scales.pop(uid, None)
         self.metrics.forget(namespace, name)
 
     def forecaster(self, uid: str, spec: AutoscalerSpec) -> DemandForecaster:
@@ -161,18 +166,20 @@ class Reconciler:
             return self._write(namespace, name, Outcome({**base, "conditions": conditions, **_NO_WRITER},
                                                         error=str(exc)))
 
-        restored = st.restore(status_body.get("posterior"), spec.capacity_per_replica, spec.max_replicas)
+        restored, discarded = st.read_posterior(status_body.get("posterior"), spec.capacity_per_replica,
+                                                spec.max_replicas)
+        if discarded:
+            self._posterior_discarded(namespace, name, uid, discarded, now)
         seen = self._observe(namespace, name, uid, spec, scale, now, restored.decisions if restored else 0)
+        seen.discarded = discarded
         conditions = self._forecast_condition(conditions, namespace, name, spec, seen, now)
         settings = spec.control_settings()
         state = restored or self._fresh_state(spec, seen)
         writer = self._other_writer(namespace, name, uid, spec, scale, status_body, now)
-        result, scaled_to, current, conflicted = self._step_and_actuate(namespace, name, spec, seen, state, settings,
-                                                                        writer.hold)
-        if conflicted:
-            self.metrics.reconcile_failure(namespace, name, "conflict")
-            conditions = st.set_condition(conditions, st.ABLE_TO_SCALE, False, "Conflict",
-                                          f"scale changed concurrently {CONFLICT_RETRIES} times", now)
+        result, scaled_to, current, unable = self._step_and_actuate(namespace, name, uid, spec, seen, state,
+                                                                    settings, writer.hold)
+        if unable:
+            conditions = st.set_condition(conditions, st.ABLE_TO_SCALE, False, *unable, now)
         if spec.mode == "Scale":
             # the count the target has as this step ends: the next step tells another writer's by it
             writer.last_scale = {"replicas": scaled_to if scaled_to is not None else current,
@@ -180,8 +187,10 @@ class Reconciler:
         if writer.hold:
             conditions = st.set_condition(conditions, st.ABLE_TO_SCALE, False, CONFLICTING_WRITER, writer.message,
                                           now)
-        return self._report(namespace, name, uid, base, conditions, spec, seen, result, scaled_to, current,
-                            conflicted, writer, started, now)
+        outcome = self._report(namespace, name, uid, base, conditions, spec, seen, result, scaled_to, current,
+                               unable, writer, started, now)
+        self.unrecorded_scales.pop(uid, None)  # recorded: status.lastScale holds the count
+        return outcome
 
     # -- observe -----------------------------------------------------------------------------------------
     def _observe(self, namespace: str, name: str, uid: str, spec: AutoscalerSpec, scale: Scale, now: dt.datetime,
@@ -247,7 +256,8 @@ class Reconciler:
         until = st.parse_timestamp(conflict.get("backoffUntil"))
         backing_off = until is not None and now < until
         target = spec.target
-        if expected is None or scale.replicas == expected:
+        # a count this process wrote but whose status write failed is its own, not another writer's
+        if expected is None or scale.replicas in (expected, self.unrecorded_scales.get(uid)):
             if backing_off:  # the other writer is quiet now, but the back-off runs its course
                 return Writer(True, conflict, _backoff_message(target.kind, target.name, conflict))
             return Writer()  # nobody else wrote (or the back-off is over): act
@@ -266,12 +276,13 @@ class Reconciler:
         self._event(namespace, name, uid, CONFLICTING_WRITER, message, now, type_="Warning")
         return Writer(True, conflict, _backoff_message(target.kind, target.name, conflict))
 
-    def _step_and_actuate(self, namespace: str, name: str, spec: AutoscalerSpec, seen: Observed,
+    def _step_and_actuate(self, namespace: str, name: str, uid: str, spec: AutoscalerSpec, seen: Observed,
                           state: control.ControllerState, settings: control.ControlSettings, hold: bool = False):
         """The control step, then (Scale mode, unless backing off from another writer: `hold`) the write; a
-        409 re-reads the scale and steps again."""
+        409 re-reads the scale and steps again. `unable`: (reason, message) of a write that did not happen,
+        for AbleToScale, else None."""
         scale, target = seen.scale, spec.target
-        scaled_to, conflicted = None, False
+        scaled_to, unable = None, None
         for attempt in range(CONFLICT_RETRIES):
             observation = _observation(seen.demand, scale)
             result = control.step(state, seen.samples, observation, settings,
@@ -281,7 +292,7 @@ class Reconciler:
             try:
                 self.kube.set_scale(target.api_version, target.kind, namespace, target.name, result.replicas,
                                     scale.resource_version)
-                scaled_to = result.replicas
+                scaled_to = self.unrecorded_scales[uid] = result.replicas  # until the status write records it
                 break
             except Conflict:
                 # someone else wrote the scale since we read it: step again from the fresh count
@@ -292,14 +303,23 @@ class Reconciler:
                     break  # deleted meanwhile: the next step reports it
             except TargetNotFound:
                 break  # deleted between the read and the write: the next step reports it
+            except ApiError as exc:
+                # the API server failed the write (a 500, a timeout): nothing changed; hold, say so, try next step
+                unable = ("FailedUpdateScale", f"{target.kind} {target.name}: writing {result.replicas} replicas "
+                                               f"failed: {exc}")
+                log.warning("%s/%s: %s", namespace, name, unable[1])
+                self.metrics.reconcile_failure(namespace, name, "api-error")
+                break
         else:
-            conflicted = True
-        return result, scaled_to, scale.replicas, conflicted
+            unable = ("Conflict", f"scale changed concurrently {CONFLICT_RETRIES} times")
+            self.metrics.reconcile_failure(namespace, name, "conflict")
+        return result, scaled_to, scale.replicas, unable
 
     # -- report ------------------------------------------------------------------------------------------
     def _report(self, namespace: str, name: str, uid: str, base: dict, conditions: list[dict],
                 spec: AutoscalerSpec, seen: Observed, result: control.StepResult, scaled_to: int | None,
-                current: int, conflicted: bool, writer: Writer, started: float, now: dt.datetime) -> Outcome:
+                current: int, unable: tuple[str, str] | None, writer: Writer, started: float,
+                now: dt.datetime) -> Outcome:
         target = spec.target
         decision = result.decision
         reason, desired = result.reason, result.replicas
@@ -310,14 +330,14 @@ class Reconciler:
             self._event(namespace, name, uid, "ScaledUp" if direction == "up" else "ScaledDown",
                         f"{target.kind} {target.name}: {current} -> {scaled_to} replicas ({reason}; "
                         f"breach probability {breach_p:.4f})", now)
-        if not conflicted and not writer.hold:
+        if not unable and not writer.hold:
             conditions = st.set_condition(conditions, st.ABLE_TO_SCALE, True, "ScaleSubresourceReachable",
                                           f"{target.kind} {target.name} has {current} replicas", now)
         limited = reason in (LIMITED_MAX, LIMITED_MIN)
         conditions = st.set_condition(conditions, st.SCALING_LIMITED, limited, reason if limited else "WithinBounds",
                                       f"target {result.target} within [{spec.min_replicas}, "
                                       f"{spec.max_replicas}]" if not limited else f"bounded at {desired}", now)
-        conditions = self._ready(conditions, seen, reason, desired, current, conflicted, writer, now)
+        conditions = self._ready(conditions, seen, reason, desired, current, unable, writer, now)
 
         samples = seen.samples
         quantiles = {} if samples is None else dict(zip(
@@ -339,7 +359,10 @@ class Reconciler:
             "lastDecision": {"time": st.timestamp(now), "replicas": desired,
                              "breachProbability": None if math.isnan(breach_p) else round(breach_p, 6),
                              "reason": reason},
-            "posterior": st.to_status(result.state, spec.capacity_per_replica),
+            "posterior": {**st.to_status(result.state, spec.capacity_per_replica),
+                          # kept until the next discard (a merge patch leaves what it does not name)
+                          **({"discarded": {"time": st.timestamp(now), "reason": seen.discarded}}
+                             if seen.discarded else {})},
             # null removes a field in a merge patch: no back-off (or Recommend mode) leaves no stale record
             "lastScale": writer.last_scale,
             "conflictingWriter": writer.conflict,
@@ -347,19 +370,26 @@ class Reconciler:
         return self._write(namespace, name, Outcome(status, scaled_to))
 
     @staticmethod
-    def _ready(conditions: list[dict], seen: Observed, reason: str, desired: int, current: int, conflicted: bool,
-               writer: Writer, now: dt.datetime) -> list[dict]:
+    def _ready(conditions: list[dict], seen: Observed, reason: str, desired: int, current: int,
+               unable: tuple[str, str] | None, writer: Writer, now: dt.datetime) -> list[dict]:
         """Ready: the step decided on a forecast and could act on it. A hold for want of telemetry, a
-        back-off from another writer and a scale write that kept losing races are not Ready, and say why."""
+        back-off from another writer and a scale write that kept losing races or failed are not Ready, and say
+        why."""
         if seen.forecast_error:
             return st.set_condition(conditions, st.READY, False, _reason(seen.forecast_error),
                                     f"holding {current} replicas: {seen.forecast_error}", now)
         if writer.hold:
             return st.set_condition(conditions, st.READY, False, CONFLICTING_WRITER, writer.message, now)
-        if conflicted:
-            return st.set_condition(conditions, st.READY, False, "Conflict",
-                                    f"scale changed concurrently {CONFLICT_RETRIES} times", now)
+        if unable:
+            return st.set_condition(conditions, st.READY, False, *unable, now)
         return st.set_condition(conditions, st.READY, True, "Reconciled", f"{reason}: {desired} replicas", now)
+
+    def _posterior_discarded(self, namespace: str, name: str, uid: str, why: str, now: dt.datetime) -> None:
+        """Say that the step starts from priors, and why: a restart (or a peer taking over) that silently
+        forgot what was learned would look like a jump nobody can explain."""
+        message = f"status.posterior discarded ({why}): starting from priors"
+        log.warning("%s/%s: %s", namespace, name, message)
+        self._event(namespace, name, uid, "PosteriorDiscarded", message, now, type_="Warning")
 
     def _event(self, namespace: str, name: str, uid: str, reason: str, message: str, now: dt.datetime,
                type_: str = "Normal") -> None:
