@@ -80,14 +80,17 @@ async def api_create(url: str, path: str, body: dict) -> dict:
     return await asyncio.to_thread(post)
 
 
-def add_deployment(k8s, name="llm-server", namespace="default", replicas=2, ready: int | None = None) -> None:
+def add_deployment(k8s, name="llm-server", namespace="default", replicas=2, ready: int | None = None,
+                   created: dt.datetime | None = None) -> None:
     """A Deployment with `replicas` pods, `ready` of them Ready (default: all, a fleet in steady state). A
-    real Deployment omits status.readyReplicas while it is zero; so does this one."""
+    real Deployment omits status.readyReplicas while it is zero; so does this one. `created`: its
+    metadata.creationTimestamp (None: none, as kmock keeps it)."""
     ready = replicas if ready is None else ready
     status = {"replicas": replicas, **({"readyReplicas": ready} if ready else {})}
+    stamp = {} if created is None else {"creationTimestamp": created.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
     k8s.objects[DEPLOYMENTS, namespace, name] = {
         "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace, "resourceVersion": "1"},
+        "metadata": {"name": name, "namespace": namespace, "resourceVersion": "1", **stamp},
         "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
                  "template": {"metadata": {"labels": {"app": name}}}},
         "status": status,

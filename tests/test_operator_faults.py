@@ -396,11 +396,14 @@ async def test_spec_edits_mid_run_take_effect_at_the_next_step():
         before = status["posterior"]["capacity"]["mu"][0]
         status = await step(capacityPerReplica=0.25)  # each replica now serves a quarter: 1 demand needs 4
         assert status["posterior"]["capacity"]["mu"][0] != before and status["posterior"]["declaredCapacity"] == 0.25
-        assert replicas() == 8
+        assert "made for capacityPerReplica 1, declared now 0.25" in status["posterior"]["discarded"]["reason"]
+        assert replicas() == 8 and condition(status, "Ready")["status"] == "True"
         telemetry.level = 6.0  # 24 replicas' worth at 0.25
         status = await step(mode="Recommend")
         assert replicas() == 8  # Recommend writes nothing to the target
         assert status["recommendedReplicas"] >= 24 and status["desiredReplicas"] >= 24
+        assert condition(status, "Ready")["status"] == "True" and status["lastScale"] is None
+    assert [e["type"] for e in events(k8s) if e.get("reason") == "PosteriorDiscarded"] == ["Warning"]
 
 
 # --- 2. Prometheus answering slowly ----------------------------------------------------------------------------
@@ -563,6 +566,38 @@ async def test_a_deleted_target_is_not_written_and_a_recreated_one_is_scaled_fro
     assert condition(st, "AbleToScale")["status"] == "True" and condition(st, "Ready")["status"] == "True"
     assert not st.get("conflictingWriter") and st["lastScale"]["replicas"] == back.scaled_to
     assert counted(rec, "harmony_reconcile_failures_total", "conflicting-writer") == 0
+
+
+@pytest.mark.asyncio
+async def test_a_target_recreated_between_two_steps_is_a_new_target_not_another_writer():
+    """Deleted and created again between two steps (`kubectl replace --force`, a reinstalled chart): the step
+    never sees it missing, but the target's creationTimestamp is after harmony's last step, so its count is
+    its own. A later foreign write to that same target is still another writer's."""
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    clock = [start]
+    async with cluster() as (k8s, url):
+        add_deployment(k8s, replicas=2, created=start - dt.timedelta(days=30))
+        add_autoscaler(k8s)
+        rec = make_reconciler(url, ScriptedTelemetry(level=6.5, noise=0.0))
+        rec.clock = lambda: clock[0]
+
+        async def step_at(seconds: float):
+            clock[0] = start + dt.timedelta(seconds=seconds)
+            return await step(rec, k8s)
+
+        first = await step_at(1)
+        assert first.scaled_to is not None and first.scaled_to >= 7
+        k8s.objects[DEPLOYMENTS, "default", "llm-server"].delete()
+        add_deployment(k8s, replicas=3, created=start + dt.timedelta(seconds=2))
+        back = await step_at(3)
+        assert back.scaled_to == first.scaled_to and replicas(k8s) == back.scaled_to
+        assert condition(status(k8s), "AbleToScale")["status"] == "True" and not status(k8s).get("conflictingWriter")
+        assert counted(rec, "harmony_reconcile_failures_total", "conflicting-writer") == 0
+        k8s.objects[DEPLOYMENTS, "default", "llm-server"].patch({"spec": {"replicas": 4}})  # kubectl scale
+        held = await step_at(4)
+    assert held.scaled_to is None and replicas(k8s) == 4
+    assert condition(status(k8s), "AbleToScale")["reason"] == CONFLICTING_WRITER
+    assert counted(rec, "harmony_reconcile_failures_total", "conflicting-writer") == 1
 
 
 # --- 9. the operator killed and restarted over a corrupt status ------------------------------------------------

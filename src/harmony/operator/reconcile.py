@@ -256,6 +256,9 @@ class Reconciler:
         until = st.parse_timestamp(conflict.get("backoffUntil"))
         backing_off = until is not None and now < until
         target = spec.target
+        created, recorded = st.parse_timestamp(scale.created), st.parse_timestamp(last.get("time"))
+        if created is not None and recorded is not None and created >= recorded:
+            expected = None  # the target was created again since: its count is its own, nobody else's
         # a count this process wrote but whose status write failed is its own, not another writer's
         if expected is None or scale.replicas in (expected, self.unrecorded_scales.get(uid)):
             if backing_off:  # the other writer is quiet now, but the back-off runs its course
