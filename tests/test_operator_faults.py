@@ -1,7 +1,10 @@
-"""Faults the operator must make visible, never hide: Prometheus answering but not with data, an Event it may
-not post, another writer of the target's replicas, peering that pauses a shard, credentials in the
-Prometheus URL, and command-line TLS flags that cannot work. Against the kmock emulator, with the real
-PrometheusClient pointed at a local fake of the Prometheus API where the answer matters."""
+"""Faults the operator must make visible, never hide: Prometheus answering but not with data, or slowly; API
+writes refused; an Event it may not post; another writer of the target's replicas; the target deleted and
+created again; spec edits mid-run; a restart over a corrupt status; peering that pauses a shard; credentials
+in the Prometheus URL; and command-line TLS flags that cannot work. Against the kmock emulator (which
+refuses what it answers as refused), with the real PrometheusClient pointed at a local fake of the
+Prometheus API where the answer matters. Each asserts the replica count step by step and the conditions;
+docs/operator.md ("Faults and how they show") lists them."""
 
 from __future__ import annotations
 

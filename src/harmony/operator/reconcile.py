@@ -5,12 +5,15 @@
 - step: `harmony.decision.step.step`, the control step the backtest's harmony policy runs: it learns from the
   tick just observed and decides.
 - actuate: in Scale mode, write the count to the scale subresource; a 409 re-reads it and steps again from
-  the fresh count (the step is pure, so stepping again from the same state is exact). Another writer of the
-  target's replicas (an HPA, KEDA, a person) is detected from `status.lastScale`, the count the target had
-  when harmony's last step ended: a different count now means someone else wrote it. harmony then backs off
-  (AbleToScale=False, reason ConflictingWriter, a Warning Event, `harmony_reconcile_failures_total{reason=
-  "conflicting-writer"}`) and writes no scale for max(the stabilisation window, CONFLICT_BACKOFF_INTERVALS
-  intervals), then tries again, instead of fighting the other writer every step.
+  the fresh count (the step is pure, so stepping again from the same state is exact); a write the API
+  server fails otherwise holds the count (AbleToScale=False, FailedUpdateScale) until the next step.
+  Another writer of the target's replicas (an HPA, KEDA, a person) is detected from `status.lastScale`, the
+  count the target had when harmony's last step ended: a different count now means someone else wrote it
+  (unless harmony wrote it itself and failed to record it, or the target was created again since). harmony
+  then backs off (AbleToScale=False, reason ConflictingWriter, a Warning Event,
+  `harmony_reconcile_failures_total{reason="conflicting-writer"}`) and writes no scale for max(the
+  stabilisation window, CONFLICT_BACKOFF_INTERVALS intervals), then tries again, instead of fighting the
+  other writer every step.
 - report: conditions, status (the state survives restarts there), metrics and an event per scaling. An
   Event that cannot be posted (events forbidden, say) is logged and counted ("event-failed"), never allowed
   to stop the status write.
@@ -23,7 +26,8 @@ Faults never lose data or jump the replica count: Prometheus down, refusing the 
 answering something that is not its API, stale or all-NaN telemetry hold the current count (the step's stale
 rule) with ForecastReady=False and Ready=False, a reason naming the cause and the telemetry error counted;
 a missing target sets AbleToScale=False; an invalid spec sets InvalidSpec and touches nothing; a restart
-restores posteriors and the stabilisation window from status. Messages pass through `redact_url`, so
+restores posteriors and the stabilisation window from status, and one it cannot trust is discarded and
+said so (a log line, a Warning Event, `status.posterior.discarded`). Messages pass through `redact_url`, so
 credentials in a Prometheus URL never reach a condition or a log line.
 """
 
