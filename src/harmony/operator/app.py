@@ -35,6 +35,7 @@ import kopf
 
 from harmony.operator.health import Health, HealthSettings
 from harmony.operator.kube import GROUP, PLURAL, VERSION, ApiError
+from harmony.operator.metrics import METRICS_PORT
 from harmony.operator.reconcile import Reconciler
 from harmony.operator.state import parse_timestamp
 from harmony.telemetry.prometheus import redact_url
@@ -62,7 +63,7 @@ class OperatorSettings:
     peering: str | None = None
     priority: int = 0
     metrics_addr: str = "0.0.0.0"
-    metrics_port: int = 9100
+    metrics_port: int = METRICS_PORT
     liveness_endpoint: str | None = None
     health: HealthSettings = field(default_factory=HealthSettings)
     workers: int = 16
