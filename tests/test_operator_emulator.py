@@ -1,6 +1,9 @@
 """The test emulator (tests/operator_support.Emulator) refuses what it answers as refused: a write answered
 with an error leaves the stored object as it was, as an API server would; a write answered with success
-is applied. Without this, tests of conflicts and server errors pass whether or not the client retried."""
+is applied. Without this, tests of conflicts and server errors pass whether or not the client retried.
+
+And what the reconciler writes through it is what the CRD's schema accepts (an API server would refuse the
+rest): the status of each fault, its conditions shaped like metav1.Condition."""
 
 from __future__ import annotations
 
@@ -66,3 +69,51 @@ async def test_a_write_to_a_missing_object_is_refused_and_creates_nothing():
         answered, _ = await patch(url, SCALE, {"spec": {"replicas": 7}})
         assert answered == 404
         assert (DEPLOYMENTS, "default", "llm-server") not in k8s.objects
+
+
+@pytest.mark.parametrize("case", ["scaled", "capped", "invalid-spec", "missing-target", "telemetry-down"])
+async def test_the_status_the_reconciler_writes_is_what_the_crd_accepts(case):
+    """Each fault's conditions as the API server would take them: metav1.Condition's shape (CamelCase reasons,
+    every required field), each with the generation it was set from."""
+    from tests.crd_helpers import load_example, violations
+    from tests.operator_support import ScriptedTelemetry, autoscaler_spec, make_reconciler
+
+    spec = autoscaler_spec(**{"scaled": {}, "capped": {"maxReplicas": 2}, "invalid-spec": {"minReplicas": 9,
+                                                                                           "maxReplicas": 2},
+                              "missing-target": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                                                    "name": "missing"}},
+                              "telemetry-down": {}}[case])
+    telemetry = ScriptedTelemetry(level=6.5)
+    telemetry.stale_reason = "prometheus-unavailable: scripted outage" if case == "telemetry-down" else None
+    async with cluster() as (k8s, url):
+        add_deployment(k8s, replicas=2)
+        add_autoscaler(k8s)
+        rec = make_reconciler(url, telemetry)
+        await asyncio.to_thread(rec.reconcile, "default", "llm", "uid-default-llm", 7, spec, None)
+        status = obj(k8s, HA, "default", "llm")["status"]
+    assert violations({**load_example(), "status": status}) == []
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert {c["observedGeneration"] for c in conditions.values()} == {7}
+    expected = {"scaled": ("Ready", "True", "Reconciled"),
+                "capped": ("ScalingLimited", "True", "LimitedByMaxReplicas"),
+                "invalid-spec": ("InvalidSpec", "True", "InvalidSpec"),
+                "missing-target": ("AbleToScale", "False", "TargetNotFound"),
+                "telemetry-down": ("ForecastReady", "False", "PrometheusUnavailable")}[case]
+    type_, value, reason = expected
+    assert (conditions[type_]["status"], conditions[type_]["reason"]) == (value, reason)
+
+
+async def test_a_condition_follows_the_generation_and_keeps_its_transition_time_until_the_status_flips():
+    import datetime as dt
+
+    from harmony.operator.state import READY, set_condition
+
+    t0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    first = set_condition([], READY, True, "Reconciled", "", t0, 1)
+    later = set_condition(first, READY, True, "Reconciled", "", t0 + dt.timedelta(minutes=5), 2)
+    flipped = set_condition(later, READY, False, "Conflict", "", t0 + dt.timedelta(minutes=9), 2)
+    assert [(c["observedGeneration"], c["lastTransitionTime"]) for c in (*first, *later, *flipped)] == [
+        (1, "2025-01-01T00:00:00Z"), (2, "2025-01-01T00:00:00Z"), (2, "2025-01-01T00:09:00Z")]
+    assert "observedGeneration" not in set_condition([], READY, True, "Reconciled", "", t0, None)[0]
+    with pytest.raises(ValueError, match="CamelCase"):
+        set_condition([], READY, True, "limited-by-max-replicas", "", t0, 1)

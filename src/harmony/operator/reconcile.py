@@ -32,6 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import re
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -143,8 +144,8 @@ class Reconciler:
         except InvalidSpec as exc:
             self.metrics.reconcile_failure(namespace, name, "invalid-spec")
             message = redact_url(str(exc))
-            conditions = st.set_condition(conditions, "InvalidSpec", True, "InvalidSpec", message, now)
-            conditions = st.set_condition(conditions, st.READY, False, "InvalidSpec", message, now)
+            conditions = st.set_condition(conditions, "InvalidSpec", True, "InvalidSpec", message, now, generation)
+            conditions = st.set_condition(conditions, st.READY, False, "InvalidSpec", message, now, generation)
             # harmony acts on nothing meanwhile: whatever count the target gets is nobody's conflict
             return self._write(namespace, name, Outcome({**base, "conditions": conditions, **_NO_WRITER},
                                                         error=message))
@@ -155,15 +156,16 @@ class Reconciler:
             scale = self.kube.get_scale(target.api_version, target.kind, namespace, target.name)
         except TargetNotFound as exc:
             self.metrics.reconcile_failure(namespace, name, "target-not-found")
-            conditions = st.set_condition(conditions, st.ABLE_TO_SCALE, False, "TargetNotFound", str(exc), now)
-            conditions = st.set_condition(conditions, st.READY, False, "TargetNotFound", str(exc), now)
+            conditions = st.set_condition(conditions, st.ABLE_TO_SCALE, False, "TargetNotFound", str(exc), now,
+                                          generation)
+            conditions = st.set_condition(conditions, st.READY, False, "TargetNotFound", str(exc), now, generation)
             # a target created again starts from its own count, not a conflict with the old one's
             return self._write(namespace, name, Outcome({**base, "conditions": conditions, **_NO_WRITER},
                                                         error=str(exc)))
 
         restored = st.restore(status_body.get("posterior"), spec.capacity_per_replica, spec.max_replicas)
         seen = self._observe(namespace, name, uid, spec, scale, now, restored.decisions if restored else 0)
-        conditions = self._forecast_condition(conditions, namespace, name, spec, seen, now)
+        conditions = self._forecast_condition(conditions, namespace, name, spec, seen, now, generation)
         settings = spec.control_settings()
         state = restored or self._fresh_state(spec, seen)
         writer = self._other_writer(namespace, name, uid, spec, scale, status_body, now)
@@ -172,14 +174,14 @@ class Reconciler:
         if conflicted:
             self.metrics.reconcile_failure(namespace, name, "conflict")
             conditions = st.set_condition(conditions, st.ABLE_TO_SCALE, False, "Conflict",
-                                          f"scale changed concurrently {CONFLICT_RETRIES} times", now)
+                                          f"scale changed concurrently {CONFLICT_RETRIES} times", now, generation)
         if spec.mode == "Scale":
             # the count the target has as this step ends: the next step tells another writer's by it
             writer.last_scale = {"replicas": scaled_to if scaled_to is not None else current,
                                  "time": st.timestamp(now)}
         if writer.hold:
             conditions = st.set_condition(conditions, st.ABLE_TO_SCALE, False, CONFLICTING_WRITER, writer.message,
-                                          now)
+                                          now, generation)
         return self._report(namespace, name, uid, base, conditions, spec, seen, result, scaled_to, current,
                             conflicted, writer, started, now)
 
@@ -216,14 +218,14 @@ class Reconciler:
         return seen
 
     def _forecast_condition(self, conditions: list[dict], namespace: str, name: str, spec: AutoscalerSpec,
-                            seen: Observed, now: dt.datetime) -> list[dict]:
+                            seen: Observed, now: dt.datetime, generation: int | None) -> list[dict]:
         if seen.forecast_error:
             self.metrics.telemetry_error(namespace, name, seen.forecast_error.split(":")[0])
             return st.set_condition(conditions, st.FORECAST_READY, False, _reason(seen.forecast_error),
-                                    seen.forecast_error, now)
+                                    seen.forecast_error, now, generation)
         return st.set_condition(conditions, st.FORECAST_READY, True, "ForecastComputed",
                                 f"forecast of {spec.demand_indicator.name} over {spec.cold_start_steps + 1} steps",
-                                now)
+                                now, generation)
 
     # -- step and actuate --------------------------------------------------------------------------------
     @staticmethod
@@ -301,6 +303,7 @@ class Reconciler:
                 spec: AutoscalerSpec, seen: Observed, result: control.StepResult, scaled_to: int | None,
                 current: int, conflicted: bool, writer: Writer, started: float, now: dt.datetime) -> Outcome:
         target = spec.target
+        generation = base["observedGeneration"]
         decision = result.decision
         reason, desired = result.reason, result.replicas
         breach_p = float(decision.breach_probability[0])
@@ -312,12 +315,13 @@ class Reconciler:
                         f"breach probability {breach_p:.4f})", now)
         if not conflicted and not writer.hold:
             conditions = st.set_condition(conditions, st.ABLE_TO_SCALE, True, "ScaleSubresourceReachable",
-                                          f"{target.kind} {target.name} has {current} replicas", now)
+                                          f"{target.kind} {target.name} has {current} replicas", now, generation)
         limited = reason in (LIMITED_MAX, LIMITED_MIN)
-        conditions = st.set_condition(conditions, st.SCALING_LIMITED, limited, reason if limited else "WithinBounds",
-                                      f"target {result.target} within [{spec.min_replicas}, "
-                                      f"{spec.max_replicas}]" if not limited else f"bounded at {desired}", now)
-        conditions = self._ready(conditions, seen, reason, desired, current, conflicted, writer, now)
+        bounds = f"target {result.target} within [{spec.min_replicas}, {spec.max_replicas}]"
+        conditions = st.set_condition(conditions, st.SCALING_LIMITED, limited,
+                                      _reason(reason) if limited else "WithinBounds",  # CamelCase, as metav1's
+                                      f"bounded at {desired}" if limited else bounds, now, generation)
+        conditions = self._ready(conditions, seen, reason, desired, current, conflicted, writer, now, generation)
 
         samples = seen.samples
         quantiles = {} if samples is None else dict(zip(
@@ -348,18 +352,20 @@ class Reconciler:
 
     @staticmethod
     def _ready(conditions: list[dict], seen: Observed, reason: str, desired: int, current: int, conflicted: bool,
-               writer: Writer, now: dt.datetime) -> list[dict]:
+               writer: Writer, now: dt.datetime, generation: int | None) -> list[dict]:
         """Ready: the step decided on a forecast and could act on it. A hold for want of telemetry, a
         back-off from another writer and a scale write that kept losing races are not Ready, and say why."""
         if seen.forecast_error:
             return st.set_condition(conditions, st.READY, False, _reason(seen.forecast_error),
-                                    f"holding {current} replicas: {seen.forecast_error}", now)
+                                    f"holding {current} replicas: {seen.forecast_error}", now, generation)
         if writer.hold:
-            return st.set_condition(conditions, st.READY, False, CONFLICTING_WRITER, writer.message, now)
+            return st.set_condition(conditions, st.READY, False, CONFLICTING_WRITER, writer.message, now,
+                                    generation)
         if conflicted:
             return st.set_condition(conditions, st.READY, False, "Conflict",
-                                    f"scale changed concurrently {CONFLICT_RETRIES} times", now)
-        return st.set_condition(conditions, st.READY, True, "Reconciled", f"{reason}: {desired} replicas", now)
+                                    f"scale changed concurrently {CONFLICT_RETRIES} times", now, generation)
+        return st.set_condition(conditions, st.READY, True, "Reconciled", f"{reason}: {desired} replicas", now,
+                                generation)
 
     def _event(self, namespace: str, name: str, uid: str, reason: str, message: str, now: dt.datetime,
                type_: str = "Normal") -> None:
@@ -406,6 +412,6 @@ def _age_s(index, demand: np.ndarray, now: dt.datetime) -> float | None:
 
 
 def _reason(error: str) -> str:
-    """A CamelCase condition reason from an error tag like 'prometheus-unavailable: ...'."""
-    tag = error.split(":")[0].strip() or "TelemetryStale"
-    return "".join(part.capitalize() for part in tag.replace("_", "-").split("-"))
+    """A CamelCase condition reason (metav1.Condition's pattern) from a tag like 'prometheus-unavailable: ...'."""
+    parts = re.split(r"[^A-Za-z0-9]+", error.split(":")[0])
+    return "".join(part.capitalize() for part in parts if part).lstrip("0123456789") or "TelemetryStale"
