@@ -48,7 +48,7 @@ from tests.operator_support import (
 )
 from tests.prometheus_server import FakePrometheusAPI, find_free_port, range_answer
 
-LABELS = {"namespace": "default", "autoscaler": "llm"}
+LABELS = {"autoscaler_namespace": "default", "autoscaler": "llm"}
 SECRET = "hunter2-s3cret"
 
 

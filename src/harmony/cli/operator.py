@@ -33,7 +33,7 @@ from harmony.operator.health import (
     liveness_endpoint,
 )
 from harmony.operator.kube import KubeClient
-from harmony.operator.metrics import OperatorMetrics, serve
+from harmony.operator.metrics import METRICS_PORT, OperatorMetrics, serve
 from harmony.operator.reconcile import Reconciler, ReconcileSettings
 from harmony.operator.spec import AutoscalerSpec
 from harmony.telemetry.prometheus import (
@@ -154,7 +154,7 @@ def operator_run(
     insecure_skip_verify: Annotated[bool, typer.Option(
         help="do not verify Prometheus TLS (not with --ca-file)")] = False,
     metrics_addr: Annotated[str, typer.Option(help="address of the Prometheus exporter (/metrics)")] = "0.0.0.0",
-    metrics_port: Annotated[int, typer.Option(help="port of the Prometheus exporter (/metrics)")] = 9100,
+    metrics_port: Annotated[int, typer.Option(help="port of the Prometheus exporter (/metrics)")] = METRICS_PORT,
     liveness_addr: Annotated[str, typer.Option(
         help=f"address of kopf's liveness endpoint (GET {LIVENESS_PATH}: 200 and a JSON report of the "
              "reconcile loop and Prometheus while steps progress, 500 when the loop is wedged)")] = LIVENESS_ADDR,

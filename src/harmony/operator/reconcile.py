@@ -37,6 +37,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import re
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -155,8 +156,8 @@ class Reconciler:
         except InvalidSpec as exc:
             self.metrics.reconcile_failure(namespace, name, "invalid-spec")
             message = redact_url(str(exc))
-            conditions = st.set_condition(conditions, "InvalidSpec", True, "InvalidSpec", message, now)
-            conditions = st.set_condition(conditions, st.READY, False, "InvalidSpec", message, now)
+            conditions = st.set_condition(conditions, "InvalidSpec", True, "InvalidSpec", message, now, generation)
+            conditions = st.set_condition(conditions, st.READY, False, "InvalidSpec", message, now, generation)
             # harmony acts on nothing meanwhile: whatever count the target gets is nobody's conflict
             return self._write(namespace, name, Outcome({**base, "conditions": conditions, **_NO_WRITER},
                                                         error=message))
@@ -167,8 +168,9 @@ class Reconciler:
             scale = self.kube.get_scale(target.api_version, target.kind, namespace, target.name)
         except TargetNotFound as exc:
             self.metrics.reconcile_failure(namespace, name, "target-not-found")
-            conditions = st.set_condition(conditions, st.ABLE_TO_SCALE, False, "TargetNotFound", str(exc), now)
-            conditions = st.set_condition(conditions, st.READY, False, "TargetNotFound", str(exc), now)
+            conditions = st.set_condition(conditions, st.ABLE_TO_SCALE, False, "TargetNotFound", str(exc), now,
+                                          generation)
+            conditions = st.set_condition(conditions, st.READY, False, "TargetNotFound", str(exc), now, generation)
             # a target created again starts from its own count, not a conflict with the old one's
             return self._write(namespace, name, Outcome({**base, "conditions": conditions, **_NO_WRITER},
                                                         error=str(exc)))
@@ -179,21 +181,21 @@ class Reconciler:
             self._posterior_discarded(namespace, name, uid, discarded, now)
         seen = self._observe(namespace, name, uid, spec, scale, now, restored.decisions if restored else 0)
         seen.discarded = discarded
-        conditions = self._forecast_condition(conditions, namespace, name, spec, seen, now)
+        conditions = self._forecast_condition(conditions, namespace, name, spec, seen, now, generation)
         settings = spec.control_settings()
         state = restored or self._fresh_state(spec, seen)
         writer = self._other_writer(namespace, name, uid, spec, scale, status_body, now)
         result, scaled_to, current, unable = self._step_and_actuate(namespace, name, uid, spec, seen, state,
                                                                     settings, writer.hold)
         if unable:
-            conditions = st.set_condition(conditions, st.ABLE_TO_SCALE, False, *unable, now)
+            conditions = st.set_condition(conditions, st.ABLE_TO_SCALE, False, *unable, now, generation)
         if spec.mode == "Scale":
             # the count the target has as this step ends: the next step tells another writer's by it
             writer.last_scale = {"replicas": scaled_to if scaled_to is not None else current,
                                  "time": st.timestamp(now)}
         if writer.hold:
             conditions = st.set_condition(conditions, st.ABLE_TO_SCALE, False, CONFLICTING_WRITER, writer.message,
-                                          now)
+                                          now, generation)
         outcome = self._report(namespace, name, uid, base, conditions, spec, seen, result, scaled_to, current,
                                unable, writer, started, now)
         self.unrecorded_scales.pop(uid, None)  # recorded: status.lastScale holds the count
@@ -232,14 +234,14 @@ class Reconciler:
         return seen
 
     def _forecast_condition(self, conditions: list[dict], namespace: str, name: str, spec: AutoscalerSpec,
-                            seen: Observed, now: dt.datetime) -> list[dict]:
+                            seen: Observed, now: dt.datetime, generation: int | None) -> list[dict]:
         if seen.forecast_error:
             self.metrics.telemetry_error(namespace, name, seen.forecast_error.split(":")[0])
             return st.set_condition(conditions, st.FORECAST_READY, False, _reason(seen.forecast_error),
-                                    seen.forecast_error, now)
+                                    seen.forecast_error, now, generation)
         return st.set_condition(conditions, st.FORECAST_READY, True, "ForecastComputed",
                                 f"forecast of {spec.demand_indicator.name} over {spec.cold_start_steps + 1} steps",
-                                now)
+                                now, generation)
 
     # -- step and actuate --------------------------------------------------------------------------------
     @staticmethod
@@ -331,6 +333,7 @@ class Reconciler:
                 current: int, unable: tuple[str, str] | None, writer: Writer, started: float,
                 now: dt.datetime) -> Outcome:
         target = spec.target
+        generation = base["observedGeneration"]
         decision = result.decision
         reason, desired = result.reason, result.replicas
         breach_p = float(decision.breach_probability[0])
@@ -342,12 +345,14 @@ class Reconciler:
                         f"breach probability {breach_p:.4f})", now)
         if not unable and not writer.hold:
             conditions = st.set_condition(conditions, st.ABLE_TO_SCALE, True, "ScaleSubresourceReachable",
-                                          f"{target.kind} {target.name} has {current} replicas", now)
+                                          f"{target.kind} {target.name} has {current} replicas", now, generation)
         limited = reason in (LIMITED_MAX, LIMITED_MIN)
-        conditions = st.set_condition(conditions, st.SCALING_LIMITED, limited, reason if limited else "WithinBounds",
+        conditions = st.set_condition(conditions, st.SCALING_LIMITED, limited,
+                                      _reason(reason) if limited else "WithinBounds",  # CamelCase, as metav1's
                                       f"target {result.target} within [{spec.min_replicas}, "
-                                      f"{spec.max_replicas}]" if not limited else f"bounded at {desired}", now)
-        conditions = self._ready(conditions, seen, reason, desired, current, unable, writer, now)
+                                      f"{spec.max_replicas}]" if not limited else f"bounded at {desired}", now,
+                                      generation)
+        conditions = self._ready(conditions, seen, reason, desired, current, unable, writer, now, generation)
 
         samples = seen.samples
         quantiles = {} if samples is None else dict(zip(
@@ -383,18 +388,20 @@ class Reconciler:
 
     @staticmethod
     def _ready(conditions: list[dict], seen: Observed, reason: str, desired: int, current: int,
-               unable: tuple[str, str] | None, writer: Writer, now: dt.datetime) -> list[dict]:
+               unable: tuple[str, str] | None, writer: Writer, now: dt.datetime,
+               generation: int | None) -> list[dict]:
         """Ready: the step decided on a forecast and could act on it. A hold for want of telemetry, a
         back-off from another writer and a scale write that kept losing races or failed are not Ready, and say
         why."""
         if seen.forecast_error:
             return st.set_condition(conditions, st.READY, False, _reason(seen.forecast_error),
-                                    f"holding {current} replicas: {seen.forecast_error}", now)
+                                    f"holding {current} replicas: {seen.forecast_error}", now, generation)
         if writer.hold:
-            return st.set_condition(conditions, st.READY, False, CONFLICTING_WRITER, writer.message, now)
+            return st.set_condition(conditions, st.READY, False, CONFLICTING_WRITER, writer.message, now, generation)
         if unable:
-            return st.set_condition(conditions, st.READY, False, *unable, now)
-        return st.set_condition(conditions, st.READY, True, "Reconciled", f"{reason}: {desired} replicas", now)
+            return st.set_condition(conditions, st.READY, False, *unable, now, generation)
+        return st.set_condition(conditions, st.READY, True, "Reconciled", f"{reason}: {desired} replicas", now,
+                                generation)
 
     def _posterior_discarded(self, namespace: str, name: str, uid: str, why: str, now: dt.datetime) -> None:
         """Say that the step starts from priors, and why: a restart (or a peer taking over) that silently
@@ -448,6 +455,6 @@ def _age_s(index, demand: np.ndarray, now: dt.datetime) -> float | None:
 
 
 def _reason(error: str) -> str:
-    """A CamelCase condition reason from an error tag like 'prometheus-unavailable: ...'."""
-    tag = error.split(":")[0].strip() or "TelemetryStale"
-    return "".join(part.capitalize() for part in tag.replace("_", "-").split("-"))
+    """A CamelCase condition reason (metav1.Condition's pattern) from a tag like 'prometheus-unavailable: ...'."""
+    parts = re.split(r"[^A-Za-z0-9]+", error.split(":")[0])
+    return "".join(part.capitalize() for part in parts if part).lstrip("0123456789") or "TelemetryStale"

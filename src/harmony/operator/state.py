@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections.abc import Mapping
 
 import numpy as np
@@ -20,6 +21,8 @@ READY = "Ready"
 FORECAST_READY = "ForecastReady"
 ABLE_TO_SCALE = "AbleToScale"
 SCALING_LIMITED = "ScalingLimited"
+#: metav1.Condition's reason: CamelCase, the pattern the CRD's schema enforces on status.conditions[].reason
+CONDITION_REASON = re.compile(r"[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?")
 
 
 #: Most recent targets a status may hold: the HPA's longest stabilisation window (3600 s) at a 1 s interval
@@ -186,8 +189,14 @@ def parse_timestamp(text: object) -> dt.datetime | None:
 
 
 def set_condition(conditions: list[dict], type_: str, status: bool, reason: str, message: str,
-                  now: dt.datetime) -> list[dict]:
-    """Conditions with `type_` set; lastTransitionTime changes only when the status flips."""
+                  now: dt.datetime, generation: int | None) -> list[dict]:
+    """Conditions with `type_` set, shaped like Kubernetes' metav1.Condition (what `kubectl wait
+    --for=condition=`, kstatus and Argo CD read): type, status, a CamelCase `reason` (CONDITION_REASON, as the
+    CRD requires), a message, `lastTransitionTime` (changed only when the status flips) and `observedGeneration`,
+    the object's generation the condition was set from (omitted when unknown), so a reader can tell a
+    condition about the current spec from one left by an older spec."""
+    if not CONDITION_REASON.fullmatch(reason):
+        raise ValueError(f"condition reason {reason!r} is not CamelCase (metav1.Condition's pattern)")
     value = "True" if status else "False"
     out = [dict(c) for c in conditions if c.get("type") != type_]
     previous = next((c for c in conditions if c.get("type") == type_), None)
@@ -195,6 +204,7 @@ def set_condition(conditions: list[dict], type_: str, status: bool, reason: str,
     out.append({
         "type": type_, "status": value, "reason": reason, "message": message[:1000],
         "lastTransitionTime": timestamp(now) if changed else previous.get("lastTransitionTime", timestamp(now)),
+        **({} if generation is None else {"observedGeneration": int(generation)}),
     })
     order = [READY, FORECAST_READY, ABLE_TO_SCALE, SCALING_LIMITED, "InvalidSpec"]
     return sorted(out, key=lambda c: order.index(c["type"]) if c["type"] in order else len(order))
