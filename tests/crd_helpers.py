@@ -183,6 +183,6 @@ INVALID_SPECS = [
      "spec.behavior.scaleDownStabilizationSeconds"),
     ("step-up-zero", ("behavior", "maxScaleUpStep"), 0, "spec.behavior.maxScaleUpStep"),
     ("step-down-zero", ("behavior", "maxScaleDownStep"), 0, "spec.behavior.maxScaleDownStep"),
-    ("baseline-and-checkpoint", ("model", "checkpoint"), "/models/harmony.ckpt", "spec.model"),
-    ("baseline-empty", ("model", "baseline"), "", "spec.model.baseline"),
+    ("forecaster-and-checkpoint", ("model", "checkpoint"), "/models/harmony.ckpt", "spec.model"),
+    ("forecaster-empty", ("model", "forecaster"), "", "spec.model.forecaster"),
 ]

@@ -218,12 +218,19 @@ def test_cel_rules_are_present_and_compile():
     assert ("spec", "self.minReplicas <= self.maxReplicas") in rules
     assert ("spec.indicators", "self.all(i, self.exists_one(j, j.name == i.name))") in rules
     assert ("spec.indicators", "self.filter(i, i.demand).size() == 1") in rules
-    assert ("spec.model", "!(has(self.baseline) && has(self.checkpoint))") in rules
+    model_rule = ("(has(self.forecaster) ? 1 : 0) + (has(self.baseline) ? 1 : 0) + (has(self.checkpoint) ? 1 : 0)"
+                  " <= 1")
+    assert ("spec.model", model_rule) in rules
     assert ("spec", "!has(self.historySeconds) || self.historySeconds / self.intervalSeconds <= 11000") in rules
     env = celpy.Environment()
     for _, rule in rules:
         env.compile(rule)  # raises on a syntax error
     assert all(message for _, _, message in cel_rules(crd_schema()))
+    program = env.program(env.compile(model_rule))
+    for model, ok in (({"forecaster": "harmony"}, True), ({"checkpoint": "/m.ckpt"}, True),
+                      ({"forecaster": "harmony", "checkpoint": "/m.ckpt"}, False),
+                      ({"baseline": "ar:30", "forecaster": "ar:30"}, False)):
+        assert bool(program.evaluate({"self": celpy.json_to_cel(model)})) is ok, model
 
 
 def _defaults(schema: dict, path: str = "spec") -> dict[str, object]:
@@ -259,7 +266,10 @@ DEFAULT_READERS = {
     "spec.costPerReplicaHour": lambda s: s.cost_per_replica_hour,
     "spec.behavior": lambda s: {},
     "spec.behavior.scaleDownStabilizationSeconds": lambda s: s.scale_down_stabilisation_s,
-    "spec.model": lambda s: {"baseline": s.model_baseline},
+    "spec.model": lambda s: {"forecaster": s.model_baseline},
+    "spec.model.fineTune.intervalSeconds": lambda s: s.fine_tune.every * s.interval_s,
+    "spec.model.fineTune.epochs": lambda s: s.fine_tune.epochs,
+    "spec.model.fineTune.maxSeconds": lambda s: s.fine_tune.max_seconds,
 }
 
 

@@ -46,6 +46,8 @@ EXPECTED = {
     "harmony_telemetry_errors": ("counter", {"reason"}),
     "harmony_reconcile_failures": ("counter", {"reason"}),
     "harmony_telemetry_age_seconds": ("gauge", set()),
+    "harmony_forecaster_fallback": ("gauge", set()),
+    "harmony_forecaster_fine_tunes": ("gauge", set()),
 }
 OBJECT_LABELS = {"autoscaler_namespace", "autoscaler"}
 KEY = {"autoscaler_namespace": "prod", "autoscaler": "llm-server"}
@@ -97,6 +99,7 @@ def record(metrics: OperatorMetrics, namespace: str = "prod", autoscaler: str = 
                   observed_demand=90.0, forecast_quantiles={0.1: 80.0, 0.5: 100.0, 0.9: 130.0, 0.99: 160.0},
                   duration_s=0.02, reason="limited-by-max-step")
     metrics.record_decision(namespace, autoscaler, **{**values, **overrides})
+    metrics.forecaster(namespace, autoscaler, fallback=True, fine_tunes=3)
 
 
 def test_every_metric_is_exported_with_its_labels(served):

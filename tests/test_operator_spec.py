@@ -11,6 +11,7 @@ import pytest
 
 from harmony.decision.decide import DecisionSettings
 from harmony.errors import HarmonyInputError
+from harmony.forecasting.adapter import FineTune
 from harmony.operator.spec import (
     AutoscalerSpec,
     IndicatorSpec,
@@ -35,7 +36,7 @@ def test_example_parses_to_what_it_states():
                     IndicatorSpec("gpu_utilisation", 'avg(DCGM_FI_DEV_GPU_UTIL{pod=~"llm-server-.*"})', 2, False)),
         capacity_per_replica=25.0, max_breach_probability=0.01, cold_start_s=300, cost_per_replica_hour=2.5,
         scale_down_stabilisation_s=300, max_step_up=4, max_step_down=1, model_baseline="ar:30",
-        model_checkpoint=None, lookback_s=3600, history_s=43200,
+        model_checkpoint=None, lookback_s=3600, history_s=43200, fine_tune=FineTune(every=720, epochs=2),
     )
     assert spec.demand_indicator.name == "requests_per_second"
     assert spec.cold_start_steps == 10
@@ -61,8 +62,8 @@ def test_what_the_crd_rejects_parse_spec_rejects_naming_the_field(where, value, 
 
 @pytest.mark.parametrize(("where", "value", "field", "words"), [
     # beyond the schema: only the operator can tell
-    (("model", "baseline"), "prophet:7", "spec.model.baseline", "unknown model 'prophet'"),
-    (("model", "baseline"), "ar:seven", "spec.model.baseline", "not an integer"),
+    (("model", "forecaster"), "prophet:7", "spec.model.forecaster", "unknown model 'prophet'"),
+    (("model", "forecaster"), "ar:seven", "spec.model.forecaster", "not an integer"),
     (("model",), {"checkpoint": "/nonexistent/harmony.ckpt"}, "spec.model.checkpoint", "no file"),
     # pruned by an API server, a typo here would silently become a default
     (("maxReplica",), 8, "spec.maxReplica", "unknown field"),
@@ -133,7 +134,7 @@ def test_checkpoint_on_a_mounted_volume_must_match_the_indicators(tmp_path):
 
 @pytest.mark.parametrize(("model", "baseline"), [
     (DELETE, "ar:30"), ({}, "ar:30"), ({"baseline": "last"}, "last"),
-    ({"baseline": " seasonal:2880 "}, "seasonal:2880"),
+    ({"baseline": " seasonal:2880 "}, "seasonal:2880"), ({"forecaster": "harmony"}, "harmony"),
 ])
 def test_baseline_defaults_and_known_models(model, baseline):
     assert parse_spec(with_change(example_spec(), ("model",), model)).model_baseline == baseline
@@ -200,3 +201,19 @@ def test_history_and_lookback_default_to_a_number_of_intervals(interval_s, lookb
     assert (spec.lookback_s, spec.history_s) == (lookback_s, history_s)
     short = parse_spec(with_change(raw, ("historySeconds",), interval_s * 10))
     assert short.lookback_s == interval_s * 10  # a short history caps the default context
+
+
+def test_fine_tune_schedule_is_in_decisions_and_checked():
+    spec = parse_spec(with_change(example_spec(), ("model",), {"forecaster": "harmony", "fineTune": {
+        "intervalSeconds": 3600, "epochs": 3, "maxSeconds": 20}}))
+    assert spec.fine_tune == FineTune(every=120, epochs=3, max_seconds=20.0)  # 3600 s at a 30 s interval
+    never = with_change(example_spec(), ("model",), {"fineTune": {"intervalSeconds": 0}})
+    assert parse_spec(never).fine_tune.every == 0
+    for change, field in (({"epochs": 0}, "spec.model.fineTune.epochs"),
+                          ({"maxSeconds": 0}, "spec.model.fineTune.maxSeconds"),
+                          ({"often": 1}, "spec.model.fineTune.often")):
+        with pytest.raises(InvalidSpec) as err:
+            parse_spec(with_change(example_spec(), ("model",), {"fineTune": change}))
+        assert err.value.path == field
+    with pytest.raises(InvalidSpec, match="at most one of forecaster, baseline and checkpoint"):
+        parse_spec(with_change(example_spec(), ("model",), {"forecaster": "ar:30", "baseline": "ar:30"}))

@@ -24,6 +24,7 @@ from harmony.decision.demand import DemandDefinition, demand_of
 from harmony.decision.posteriors import CapacityPosterior
 from harmony.errors import HarmonyInputError
 from harmony.forecasting.adapter import (
+    DEFAULT_FINE_TUNE_S,
     DEFAULT_SAMPLES,
     REFIT_EVERY,
     DemandForecaster,
@@ -60,7 +61,7 @@ class BacktestSettings:
     history_s: float | None = None
     refit_every: int = REFIT_EVERY
     n_samples: int = DEFAULT_SAMPLES
-    fine_tune_s: float = 0.0
+    fine_tune_s: float = DEFAULT_FINE_TUNE_S
     fine_tune_epochs: int = FineTune.epochs
     seed: int = 0
     capacity_prior: CapacityPosterior | None = None  # harmony's prior belief (e.g. from `harmony calibrate`)

@@ -38,7 +38,7 @@ from harmony.cli.tables import duration, results_table
 from harmony.decision.demand import demand_definition
 from harmony.decision.posteriors import CapacityPosterior
 from harmony.errors import HarmonyInputError
-from harmony.forecasting.adapter import DEFAULT_HISTORY_STEPS, DEFAULT_LOOKBACK_STEPS, REFIT_EVERY
+from harmony.forecasting.adapter import DEFAULT_FINE_TUNE_S, DEFAULT_HISTORY_STEPS, DEFAULT_LOOKBACK_STEPS, REFIT_EVERY
 from harmony.forecasting.predictors import build_predictor
 from harmony.telemetry.datasets import DATASETS_ROOT
 
@@ -70,7 +70,8 @@ def backtest(
     refit_every: Annotated[int, typer.Option(help="decisions between refits of a baseline (0: fit once)")
                            ] = REFIT_EVERY,
     fine_tune_seconds: Annotated[float, typer.Option(
-        help="seconds between fine-tunes of a model that learns in the loop (harmony; 0: never)")] = 0.0,
+        help="seconds between fine-tunes of a model that learns in the loop (harmony; 0: never)")
+    ] = DEFAULT_FINE_TUNE_S,
     fine_tune_epochs: Annotated[int, typer.Option(help="epochs of each fine-tune")] = 2,
     train_fraction: Annotated[float, typer.Option(help="share of the span used as history")] = 0.7,
     sweep: Annotated[bool, typer.Option(help="trace each policy's cost/breach curve over its knob")] = False,

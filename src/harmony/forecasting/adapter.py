@@ -106,6 +106,9 @@ class FineTune:
             raise HarmonyInputError(f"fine-tune needs every >= 0, epochs >= 1 and max_seconds > 0, got {self}")
 
 
+#: Seconds between fine-tunes of a model that learns in the loop (the CRD's spec.model.fineTune.intervalSeconds
+#: default; the backtest's --fine-tune-seconds default): four a day, each a few epochs on the history window.
+DEFAULT_FINE_TUNE_S = 21600
 #: What serves a workload until its model exists (too little history to train it yet): a baseline.
 FALLBACK_MODEL = "ar:30"
 #: Training windows a model that learns from the workload's own history needs before it replaces the fallback.

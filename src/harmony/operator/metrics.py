@@ -119,6 +119,12 @@ class OperatorMetrics:
                                           (*OBJECT, "reason"), registry=r)
         self.telemetry_age = Gauge("harmony_telemetry_age_seconds", "Age of the newest telemetry sample used.",
                                    OBJECT, registry=r)
+        self.fallback = Gauge("harmony_forecaster_fallback",
+                              "1 while the baseline stands in for the model (too little history to train it yet), "
+                              "else 0.", OBJECT, registry=r)
+        self.fine_tunes = Gauge("harmony_forecaster_fine_tunes",
+                                "Fine-tunes of the forecasting model since it was trained or loaded.", OBJECT,
+                                registry=r)
         self.autoscalers = Gauge("harmony_autoscalers", "HarmonyAutoscaler objects handled by this process.",
                                  registry=r)
         self._objects: set[tuple[str, str]] = set()
@@ -129,6 +135,7 @@ class OperatorMetrics:
         return [
             (self.recommended, ()), (self.desired, ()), (self.current, ()), (self.observed, ()), (self.breach, ()),
             (self.risk, ()), (self.capacity, ()), (self.duration, ()), (self.telemetry_age, ()),
+            (self.fallback, ()), (self.fine_tunes, ()),
             *((self.forecast, (_quantile_label(q),)) for q in QUANTILES),
             *((self.decisions, (r,)) for r in DECISION_REASONS),
             *((self.scale_events, (d,)) for d in DIRECTIONS),
@@ -171,6 +178,12 @@ class OperatorMetrics:
         self.decisions.labels(*key, _known(reason, DECISION_REASONS)).inc()
         if telemetry_age_s is not None:
             self.telemetry_age.labels(*key).set(telemetry_age_s)
+
+    def forecaster(self, namespace: str, autoscaler: str, *, fallback: bool, fine_tunes: int) -> None:
+        """What forecasts: whether the fallback baseline stands in for the model, and its fine-tunes."""
+        self._touch(namespace, autoscaler)
+        self.fallback.labels(namespace, autoscaler).set(1.0 if fallback else 0.0)
+        self.fine_tunes.labels(namespace, autoscaler).set(fine_tunes)
 
     def set_telemetry_age(self, namespace: str, autoscaler: str, age_s: float) -> None:
         """Seconds between now and the newest telemetry sample (grows while Prometheus is unreachable)."""

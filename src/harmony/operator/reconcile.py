@@ -109,6 +109,7 @@ class Observed:
     age_s: float | None = None
     samples: np.ndarray | None = None
     forecast_error: str = ""
+    forecaster_uid: str | None = None  # whose forecaster made the samples (its status goes on the object)
     discarded: str = ""  # why the posterior in status was not trusted ("": restored, or there was none)
 
 
@@ -134,11 +135,12 @@ class Reconciler:
         horizon = spec.cold_start_steps + 1
         lookback = max(1, math.ceil(spec.lookback_s / spec.interval_s))
         predictor = checkpoint_predictor(spec.model_checkpoint) if spec.model_checkpoint else None
-        key = (spec.model_baseline, id(predictor), horizon, lookback)
+        key = (spec.model_baseline, id(predictor), horizon, lookback, spec.fine_tune)
         cached = self.forecasters.get(uid)
         if cached is None or getattr(cached, "key", None) != key:
             cached = DemandForecaster(None if predictor else spec.model_baseline, horizon, lookback,
-                                      self.settings.n_samples, self.settings.refit_every, predictor)
+                                      self.settings.n_samples, self.settings.refit_every, predictor,
+                                      fine_tune=spec.fine_tune)
             cached.key = key
             self.forecasters[uid] = cached
         return cached
@@ -227,6 +229,7 @@ class Reconciler:
         seen.peak = float(np.nanmax(demand_col)) if np.isfinite(demand_col).any() else float("nan")
         seen.age_s = _age_s(window.frame.index, demand_col, now)
         try:
+            seen.forecaster_uid = uid
             seen.samples = self.forecaster(uid, spec).demand_samples(window.frame, (demand_name,),
                                                                      seed=self.settings.seed + decisions)
         except (HarmonyInputError, ValueError, FloatingPointError) as exc:
@@ -239,9 +242,15 @@ class Reconciler:
             self.metrics.telemetry_error(namespace, name, seen.forecast_error.split(":")[0])
             return st.set_condition(conditions, st.FORECAST_READY, False, _reason(seen.forecast_error),
                                     seen.forecast_error, now, generation)
+        model = self.forecasters[seen.forecaster_uid].status if seen.forecaster_uid in self.forecasters else None
+        self.metrics.forecaster(namespace, name, fallback=bool(model and model.fallback),
+                                fine_tunes=model.fine_tunes if model else 0)
+        if model is not None and model.fallback:  # a new workload: its model cannot be trained yet
+            return st.set_condition(conditions, st.FORECAST_READY, True, "BaselineFallback", model.reason, now,
+                                    generation)
         return st.set_condition(conditions, st.FORECAST_READY, True, "ForecastComputed",
-                                f"forecast of {spec.demand_indicator.name} over {spec.cold_start_steps + 1} steps",
-                                now, generation)
+                                f"forecast of {spec.demand_indicator.name} over {spec.cold_start_steps + 1} steps"
+                                + (f" by {model.model}" if model else ""), now, generation)
 
     # -- step and actuate --------------------------------------------------------------------------------
     @staticmethod
@@ -382,6 +391,8 @@ class Reconciler:
                              if seen.discarded else {})},
             # null removes a field in a merge patch: no back-off (or Recommend mode) leaves no stale record
             "lastScale": writer.last_scale,
+            # what forecasts: the model, or the baseline standing in for it until it can be trained
+            "forecaster": self.forecasters[uid].status.to_dict() if uid in self.forecasters else None,
             "conflictingWriter": writer.conflict,
         }
         return self._write(namespace, name, Outcome(status, scaled_to))

@@ -26,8 +26,10 @@ import yaml
 from harmony.decision.step import ControlSettings, cold_start_steps_of
 from harmony.errors import HarmonyInputError
 from harmony.forecasting.adapter import (  # shared with the backtest
+    DEFAULT_FINE_TUNE_S,
     MAX_HISTORY_S,
     MAX_LOOKBACK_S,
+    FineTune,
     default_history_s,
     default_lookback_s,
 )
@@ -116,6 +118,7 @@ class AutoscalerSpec:
     model_checkpoint: str | None
     lookback_s: int
     history_s: int
+    fine_tune: FineTune  # spec.model.fineTune, in decisions
 
     @property
     def demand_indicator(self) -> IndicatorSpec:
@@ -180,7 +183,8 @@ def _int(obj: Mapping, key: str, path: str, default: Any = _REQUIRED, minimum: i
 
 
 def _number(obj: Mapping, key: str, path: str, default: Any = _REQUIRED, minimum: float | None = None,
-            exclusive_minimum: float | None = None, exclusive_maximum: float | None = None) -> float | None:
+            exclusive_minimum: float | None = None, exclusive_maximum: float | None = None,
+            maximum: float | None = None) -> float | None:
     value = _field(obj, key, path, default)
     if value is None:
         return None
@@ -194,6 +198,8 @@ def _number(obj: Mapping, key: str, path: str, default: Any = _REQUIRED, minimum
         raise InvalidSpec(where, f"must be > {exclusive_minimum:g}, got {value:g}")
     if exclusive_maximum is not None and value >= exclusive_maximum:
         raise InvalidSpec(where, f"must be < {exclusive_maximum:g}, got {value:g}")
+    if maximum is not None and value > maximum:
+        raise InvalidSpec(where, f"must be <= {maximum:g}, got {value:g}")
     return value
 
 
@@ -297,23 +303,36 @@ def _check_checkpoint(checkpoint: str, indicators: Sequence[IndicatorSpec], inte
                           "series): train it on the workload's own series")
 
 
-def _model(spec: Mapping) -> tuple[str | None, str | None]:
+def _model(spec: Mapping, interval_s: int) -> tuple[str | None, str | None, FineTune]:
+    """(forecaster spec, checkpoint path, fine-tune schedule). `forecaster` names any predictor spec: a
+    baseline refitted at every decision (ar:30, seasonal:2880, last) or `harmony`, trained on the workload's own
+    history (the AR fallback stands in until there is enough of it) and fine-tuned on `fineTune`'s schedule;
+    `baseline` is its older name. A checkpoint is fine-tuned on the same schedule."""
     path = "spec.model"
     model = _mapping(_field(spec, "model", "spec", {}), path)
-    _known(model, path, ("baseline", "checkpoint"))
-    baseline = _str(model, "baseline", path, None, max_length=256)
+    _known(model, path, ("forecaster", "baseline", "checkpoint", "fineTune"))
+    named = [key for key in ("forecaster", "baseline", "checkpoint") if key in model]
+    if len(named) > 1:
+        raise InvalidSpec(path, f"set at most one of forecaster, baseline and checkpoint (got {', '.join(named)})")
+    key = named[0] if named and named[0] != "checkpoint" else "forecaster"
+    forecaster = _str(model, key, path, None, max_length=256)
     checkpoint = _str(model, "checkpoint", path, None, max_length=4096)
-    if baseline is not None and checkpoint is not None:
-        raise InvalidSpec(path, "set at most one of baseline and checkpoint")
+    tune = _mapping(_field(model, "fineTune", path, {}), f"{path}.fineTune")
+    _known(tune, f"{path}.fineTune", ("intervalSeconds", "epochs", "maxSeconds"))
+    every_s = _int(tune, "intervalSeconds", f"{path}.fineTune", DEFAULT_FINE_TUNE_S, 0, 30 * 86400)
+    epochs = _int(tune, "epochs", f"{path}.fineTune", FineTune.epochs, 1, 100)
+    max_s = _number(tune, "maxSeconds", f"{path}.fineTune", FineTune.max_seconds, exclusive_minimum=0.0,
+                    maximum=3600.0)
+    fine_tune = FineTune(every=math.ceil(every_s / interval_s), epochs=epochs, max_seconds=max_s)
     if checkpoint is not None:
         if not Path(checkpoint).is_file():
             raise InvalidSpec(f"{path}.checkpoint", f"no file at {checkpoint!r} (is its volume mounted?)")
-        return None, checkpoint
-    baseline = baseline if baseline is not None else DEFAULT_BASELINE
-    error = _baseline_error(baseline.strip())
+        return None, checkpoint, fine_tune
+    forecaster = forecaster if forecaster is not None else DEFAULT_BASELINE
+    error = _baseline_error(forecaster.strip())
     if error:
-        raise InvalidSpec(f"{path}.baseline", error)
-    return baseline.strip(), None
+        raise InvalidSpec(f"{path}.{key}", error)
+    return forecaster.strip(), None, fine_tune
 
 
 SPEC_FIELDS = ("scaleTargetRef", "minReplicas", "maxReplicas", "mode", "intervalSeconds", "lookbackSeconds",
@@ -366,7 +385,7 @@ def parse_spec(spec: Mapping) -> AutoscalerSpec:
     step_up = _int(behavior, "maxScaleUpStep", "spec.behavior", None, minimum=1)
     step_down = _int(behavior, "maxScaleDownStep", "spec.behavior", None, minimum=1)
 
-    baseline, checkpoint = _model(spec)
+    baseline, checkpoint, fine_tune = _model(spec, interval_s)
     if checkpoint is not None:
         _check_checkpoint(checkpoint, indicators, interval_s)
     return AutoscalerSpec(
@@ -374,7 +393,7 @@ def parse_spec(spec: Mapping) -> AutoscalerSpec:
         indicators=indicators, capacity_per_replica=capacity, max_breach_probability=max_breach,
         cold_start_s=cold_start_s, cost_per_replica_hour=cost, scale_down_stabilisation_s=stabilisation_s,
         max_step_up=step_up, max_step_down=step_down, model_baseline=baseline, model_checkpoint=checkpoint,
-        lookback_s=lookback_s, history_s=history_s,
+        lookback_s=lookback_s, history_s=history_s, fine_tune=fine_tune,
     )
 
 
