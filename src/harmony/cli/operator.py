@@ -15,16 +15,13 @@ import os
 import random
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import kopf
 import typer
-from kubernetes import client, config
 
 from harmony.cli.common import user_errors
 from harmony.errors import HarmonyInputError
-from harmony.operator.app import OperatorSettings, run
-from harmony.operator.health import (
+from harmony.operator.health import (  # the flags' defaults; kopf, kubernetes and the loop load in the command
     LIVENESS_ADDR,
     LIVENESS_PATH,
     LIVENESS_PORT,
@@ -32,10 +29,7 @@ from harmony.operator.health import (
     HealthSettings,
     liveness_endpoint,
 )
-from harmony.operator.kube import KubeClient
-from harmony.operator.metrics import METRICS_PORT, OperatorMetrics, serve
-from harmony.operator.reconcile import Reconciler, ReconcileSettings
-from harmony.operator.spec import AutoscalerSpec
+from harmony.operator.metrics import METRICS_PORT
 from harmony.telemetry.prometheus import (
     PrometheusClient,
     PrometheusConfig,
@@ -43,6 +37,13 @@ from harmony.telemetry.prometheus import (
     redact_url,
     stale_after_s,
 )
+
+if TYPE_CHECKING:
+    import kopf
+    from kubernetes import client
+
+    from harmony.operator.app import OperatorSettings
+    from harmony.operator.spec import AutoscalerSpec
 
 operator_app = typer.Typer(help="The Kubernetes operator.", no_args_is_help=True)
 log = logging.getLogger("harmony.operator")
@@ -65,6 +66,8 @@ def prometheus_tls(ca_file: Path | None, insecure_skip_verify: bool) -> bool | s
 
 def kube_configuration(kubeconfig: Path | None) -> client.Configuration:
     """In-cluster service account, else a kubeconfig file (--kubeconfig, else the default locations)."""
+    from kubernetes import client, config
+
     cfg = client.Configuration()
     try:
         if kubeconfig is None:
@@ -81,6 +84,7 @@ def kube_configuration(kubeconfig: Path | None) -> client.Configuration:
 
 def kopf_login(cfg: client.Configuration):
     """A kopf login handler that uses exactly the credentials the kubernetes client uses."""
+    import kopf
 
     def login(**_) -> kopf.ConnectionInfo:
         # the client keeps a token under "BearerToken" (kubeconfig and in-cluster loaders; older releases used
@@ -106,6 +110,8 @@ def operator_settings(namespace: list[str] | None, selector: list[str] | None, p
     priority None: a random peering priority for this start. kopf pauses every peer that shares the highest
     priority (it cannot tell which should work), so replicas of one shard started with the same default
     would all stand by; random priorities elect one and leave the others ready to take over."""
+    from harmony.operator.app import OperatorSettings
+
     if priority is None:
         priority = random.SystemRandom().randint(1, 2**31 - 1)
     labels = {}
@@ -175,6 +181,13 @@ def operator_run(
     verbose: Annotated[bool, typer.Option(help="debug logging")] = False,
 ) -> None:
     """Reconcile HarmonyAutoscalers: forecast from Prometheus, decide, scale (or recommend), report."""
+    from kubernetes import client
+
+    from harmony.operator.app import run
+    from harmony.operator.kube import KubeClient
+    from harmony.operator.metrics import OperatorMetrics, serve
+    from harmony.operator.reconcile import Reconciler, ReconcileSettings
+
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not verbose:  # a line or three per liveness/readiness probe otherwise; a failing probe still logs an error
