@@ -29,6 +29,7 @@ credentials in a Prometheus URL never reach a condition or a log line.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import math
@@ -228,10 +229,13 @@ class Reconciler:
     # -- step and actuate --------------------------------------------------------------------------------
     @staticmethod
     def _fresh_state(spec: AutoscalerSpec, seen: Observed) -> control.ControllerState:
-        """Priors for a new object: the declared capacity, or (learned) a first guess that the fleet as
-        provisioned handled the window's peak."""
+        """Priors for a new object: the declared capacity, or (learned) the calibrated prior of
+        spec.capacity.prior, else a first guess that the fleet as provisioned handled the window's peak."""
         if spec.capacity_per_replica is not None:
             return control.ControllerState.fresh(spec.capacity_per_replica, spec.max_breach_probability)
+        if spec.capacity_prior is not None:  # calibrated offline (spec.capacity.prior): better than a guess
+            fresh = control.ControllerState.fresh(spec.capacity_prior.mu[0], spec.max_breach_probability)
+            return dataclasses.replace(fresh, capacity=spec.capacity_prior)
         guess = max((seen.peak if np.isfinite(seen.peak) else 1.0) / max(seen.scale.observed_replicas, 1), 1e-6)
         return control.ControllerState.fresh(guess, spec.max_breach_probability, learned=True)
 
