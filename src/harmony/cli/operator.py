@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import os
 import random
 import signal
 from pathlib import Path
@@ -42,6 +41,7 @@ from harmony.telemetry.prometheus import (
     fetch_telemetry,
     redact_url,
     stale_after_s,
+    tls_verify,
 )
 
 operator_app = typer.Typer(help="The Kubernetes operator.", no_args_is_help=True)
@@ -49,18 +49,8 @@ log = logging.getLogger("harmony.operator")
 
 
 def prometheus_tls(ca_file: Path | None, insecure_skip_verify: bool) -> bool | str:
-    """`PrometheusConfig.verify_tls` from --ca-file and --insecure-skip-verify, refusing what would fail every
-    step later (a CA bundle that is not there) or silently mean something else (both flags: no verification)."""
-    if ca_file is not None and insecure_skip_verify:
-        raise HarmonyInputError("--ca-file and --insecure-skip-verify contradict each other (skipping "
-                                "verification would ignore the CA bundle): give one of them")
-    if insecure_skip_verify:
-        return False
-    if ca_file is None:
-        return True
-    if not ca_file.is_file() or not os.access(ca_file, os.R_OK):
-        raise HarmonyInputError(f"--ca-file {ca_file}: no readable file there (is its volume mounted?)")
-    return str(ca_file)
+    """`PrometheusConfig.verify_tls` from --ca-file and --insecure-skip-verify (`tls_verify`)."""
+    return tls_verify(ca_file, insecure_skip_verify)
 
 
 def kube_configuration(kubeconfig: Path | None) -> client.Configuration:
