@@ -47,7 +47,7 @@ from harmony.forecasting.adapter import DEFAULT_SAMPLES, REFIT_EVERY, DemandFore
 from harmony.operator import state as st
 from harmony.operator.kube import Conflict, Scale, TargetNotFound
 from harmony.operator.metrics import OperatorMetrics
-from harmony.operator.spec import AutoscalerSpec, InvalidSpec, checkpoint_predictor, parse_spec
+from harmony.operator.spec import AutoscalerSpec, InvalidSpec, parse_spec, served_checkpoint
 from harmony.telemetry.prometheus import PrometheusError, TelemetryWindow, redact_url
 
 log = logging.getLogger("harmony.operator")
@@ -59,6 +59,8 @@ CONFLICT_RETRIES = 3
 # enough that harmony takes the target back soon after the other writer is removed.
 CONFLICT_BACKOFF_INTERVALS = 10
 CONFLICTING_WRITER = "ConflictingWriter"
+CHECKPOINT_CURRENT = "CheckpointCurrent"
+CHECKPOINT_REJECTED = "CheckpointRejected"
 
 
 @dataclass(frozen=True)
@@ -119,9 +121,12 @@ class Reconciler:
         self.metrics.forget(namespace, name)
 
     def forecaster(self, uid: str, spec: AutoscalerSpec) -> DemandForecaster:
+        """The object's forecaster, built again when its model changes: another baseline, horizon or
+        lookback, or a new checkpoint version accepted by parse_spec (a file replaced at the same path is
+        taken up at the next step, without a restart; `served_checkpoint`)."""
         horizon = spec.cold_start_steps + 1
         lookback = max(1, math.ceil(spec.lookback_s / spec.interval_s))
-        predictor = checkpoint_predictor(spec.model_checkpoint) if spec.model_checkpoint else None
+        predictor = served_checkpoint(spec.model_checkpoint) if spec.model_checkpoint else None
         key = (spec.model_baseline, id(predictor), horizon, lookback)
         cached = self.forecasters.get(uid)
         if cached is None or getattr(cached, "key", None) != key:
@@ -130,6 +135,23 @@ class Reconciler:
             cached.key = key
             self.forecasters[uid] = cached
         return cached
+
+    def _checkpoint_condition(self, conditions: list[dict], namespace: str, name: str, uid: str,
+                              spec: AutoscalerSpec, now: dt.datetime) -> list[dict]:
+        """CheckpointCurrent: whether the file now at spec.model.checkpoint is the version served. A new file
+        that fails to load or to fit the spec is not taken up: the version accepted before keeps serving,
+        and a Warning Event says why, once per problem (the condition's message remembers it)."""
+        if spec.model_checkpoint is None:
+            return [c for c in conditions if c.get("type") != CHECKPOINT_CURRENT]
+        if spec.checkpoint_problem is None:
+            return st.set_condition(conditions, CHECKPOINT_CURRENT, True, "CheckpointServed",
+                                    f"serving {spec.model_checkpoint}", now)
+        before = next((c for c in conditions if c.get("type") == CHECKPOINT_CURRENT), {})
+        if before.get("message") != spec.checkpoint_problem:
+            log.warning("%s/%s: %s", namespace, name, spec.checkpoint_problem)
+            self._event(namespace, name, uid, CHECKPOINT_REJECTED, spec.checkpoint_problem, now, type_="Warning")
+        return st.set_condition(conditions, CHECKPOINT_CURRENT, False, CHECKPOINT_REJECTED, spec.checkpoint_problem,
+                                now)
 
     def reconcile(self, namespace: str, name: str, uid: str, generation: int | None, spec_body: Mapping,
                   status_body: Mapping | None) -> Outcome:
@@ -150,6 +172,7 @@ class Reconciler:
             return self._write(namespace, name, Outcome({**base, "conditions": conditions, **_NO_WRITER},
                                                         error=message))
         conditions = [c for c in conditions if c.get("type") != "InvalidSpec"]
+        conditions = self._checkpoint_condition(conditions, namespace, name, uid, spec, now)
 
         target = spec.target
         try:

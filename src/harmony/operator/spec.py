@@ -12,6 +12,7 @@ tests/test_crd.py reads the defaults and ranges back from the YAML and compares,
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -105,6 +106,7 @@ class AutoscalerSpec:
     history_s: int
     capacity_prior: CapacityPosterior | None = None
     prometheus: PrometheusSpec | None = None
+    checkpoint_problem: str | None = None
 
     @property
     def demand_indicator(self) -> IndicatorSpec:
@@ -155,18 +157,20 @@ def load_checkpoint(path: str, mtime_ns: int):
     return HarmonyPredictor.load(path)
 
 
-def checkpoint_predictor(path: str):
-    return load_checkpoint(path, Path(path).stat().st_mtime_ns)
+#: Per checkpoint path, the version last accepted for a spec: (modification time ns, predictor). A new file
+#: at the path (a training CronJob's output) is served from the step after it appears; one that fails to
+#: load or does not fit the spec leaves this one served (`AutoscalerSpec.checkpoint_problem` says why).
+_SERVED: dict[str, tuple[int, object]] = {}
 
 
-def _check_checkpoint(checkpoint: str, indicators: Sequence[IndicatorSpec], interval_s: int) -> None:
+def served_checkpoint(path: str):
+    """The predictor the operator serves for `path`: the last version `parse_spec` accepted."""
+    return _SERVED[path][1]
+
+
+def _schema_problem(predictor, checkpoint: str, indicators: Sequence[IndicatorSpec], interval_s: int) -> None:
     """A checkpoint serves only the inputs it was trained on: the same indicators in the same order, at the
     same interval, with the scaler of its training data."""
-    field = "spec.model.checkpoint"
-    try:
-        predictor = checkpoint_predictor(checkpoint)
-    except HarmonyInputError as exc:
-        raise InvalidSpec(field, str(exc)) from None
     trained = predictor.schema.indicators
     names = tuple(i.name for i in indicators)
     if names != trained:
@@ -176,8 +180,31 @@ def _check_checkpoint(checkpoint: str, indicators: Sequence[IndicatorSpec], inte
         raise InvalidSpec("spec.intervalSeconds", f"{checkpoint} was trained at an interval of "
                           f"{predictor.schema.interval.total_seconds():g} s, not {interval_s}")
     if predictor.input_scaler is None:
-        raise InvalidSpec(field, f"{checkpoint} holds no scaler for one workload's data (trained on several "
-                          "series): train it on the workload's own series")
+        raise InvalidSpec("spec.model.checkpoint", f"{checkpoint} holds no scaler for one workload's data (trained "
+                          "on several series): train it on the workload's own series")
+
+
+def _check_checkpoint(checkpoint: str, indicators: Sequence[IndicatorSpec], interval_s: int) -> str | None:
+    """Accept the file at `checkpoint` for this spec, or keep serving the version accepted before.
+
+    Returns None when the current file is served, else why it is not (a new file that fails to load or
+    does not fit the spec, while the previous version, still fitting, is served). Raises InvalidSpec when
+    nothing fitting was ever accepted: a first checkpoint that is wrong is the spec's fault."""
+    try:
+        mtime_ns = Path(checkpoint).stat().st_mtime_ns
+        predictor = load_checkpoint(checkpoint, mtime_ns)
+        _schema_problem(predictor, checkpoint, indicators, interval_s)
+    except (HarmonyInputError, OSError) as exc:
+        problem = exc if isinstance(exc, InvalidSpec) else InvalidSpec(
+            "spec.model.checkpoint", str(exc) if isinstance(exc, HarmonyInputError) else f"{checkpoint}: {exc}")
+        served = _SERVED.get(checkpoint)
+        if served is None:
+            raise problem from None
+        _schema_problem(served[1], checkpoint, indicators, interval_s)  # the spec may have changed too
+        when = dt.datetime.fromtimestamp(served[0] / 1e9, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return f"{problem}; serving the version of {checkpoint} modified {when}"
+    _SERVED[checkpoint] = (mtime_ns, predictor)
+    return None
 
 
 def _model(spec: Mapping) -> tuple[str | None, str | None]:
@@ -189,7 +216,7 @@ def _model(spec: Mapping) -> tuple[str | None, str | None]:
     if baseline is not None and checkpoint is not None:
         raise InvalidSpec(path, "set at most one of baseline and checkpoint")
     if checkpoint is not None:
-        if not Path(checkpoint).is_file():
+        if not Path(checkpoint).is_file() and checkpoint not in _SERVED:  # gone after serving: keep serving it
             raise InvalidSpec(f"{path}.checkpoint", f"no file at {checkpoint!r} (is its volume mounted?)")
         return None, checkpoint
     baseline = baseline if baseline is not None else DEFAULT_BASELINE
@@ -287,14 +314,14 @@ def parse_spec(spec: Mapping) -> AutoscalerSpec:
     step_down = _int(behavior, "maxScaleDownStep", "spec.behavior", None, minimum=1)
 
     baseline, checkpoint = _model(spec)
-    if checkpoint is not None:
-        _check_checkpoint(checkpoint, indicators, interval_s)
+    checkpoint_problem = None if checkpoint is None else _check_checkpoint(checkpoint, indicators, interval_s)
     return AutoscalerSpec(
         target=target, min_replicas=min_replicas, max_replicas=max_replicas, mode=mode, interval_s=interval_s,
         indicators=indicators, capacity_per_replica=capacity, max_breach_probability=max_breach,
         cold_start_s=cold_start_s, cost_per_replica_hour=cost, scale_down_stabilisation_s=stabilisation_s,
         max_step_up=step_up, max_step_down=step_down, model_baseline=baseline, model_checkpoint=checkpoint,
         lookback_s=lookback_s, history_s=history_s, capacity_prior=prior, prometheus=prometheus,
+        checkpoint_problem=checkpoint_problem,
     )
 
 
