@@ -245,9 +245,6 @@ def _capacity_prior(spec: Mapping, declared: float | None) -> CapacityPosterior 
     path = "spec.capacity.prior"
     prior = _mapping(capacity["prior"], path)
     _known(prior, path, PRIOR_FIELDS)
-    if declared is not None:
-        # a declared capacity is not learned: a prior would silently do nothing
-        raise InvalidSpec(path, "a prior is for a learned capacity: remove spec.capacityPerReplica or the prior")
     where = f"{path}.capacity_posterior"
     nig = _mapping(_field(prior, "capacity_posterior", path), where)
     _known(nig, where, PRIOR_PARAMETERS)
@@ -256,7 +253,11 @@ def _capacity_prior(spec: Mapping, declared: float | None) -> CapacityPosterior 
         raw = _field(nig, name, where)
         if isinstance(raw, str | bytes | Mapping) or not isinstance(raw, Sequence) or len(raw) != 1:
             raise InvalidSpec(f"{where}.{name}", f"must be a list of one number (one workload), got {raw!r}")
-        values[name] = _number({name: raw[0]}, name, where, exclusive_minimum=1.0 if name == "alpha" else 0.0)
+        values[name] = _number({f"{name}[0]": raw[0]}, f"{name}[0]", where,
+                               exclusive_minimum=1.0 if name == "alpha" else 0.0)
+    if declared is not None:
+        # a declared capacity is not learned: a prior would silently do nothing
+        raise InvalidSpec(path, "a prior is for a learned capacity: remove spec.capacityPerReplica or the prior")
     return CapacityPosterior.from_dict(values)
 
 
