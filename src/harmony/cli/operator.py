@@ -36,6 +36,8 @@ from harmony.operator.metrics import OperatorMetrics, serve
 from harmony.operator.reconcile import Reconciler, ReconcileSettings
 from harmony.operator.spec import AutoscalerSpec
 from harmony.telemetry.prometheus import (
+    ClientPool,
+    PrometheusAccess,
     PrometheusClient,
     PrometheusConfig,
     fetch_telemetry,
@@ -110,13 +112,16 @@ def operator_settings(namespace: list[str] | None, selector: list[str] | None, p
 
 
 def telemetry_source(prometheus: PrometheusClient):
-    """Range queries for a spec's indicators over its history window, ending now."""
+    """Range queries for a spec's indicators over its history window, ending now; with `access` (the
+    spec.prometheus of the autoscaler: its URL, its Secret's credentials), through a client of its own."""
+    pool = ClientPool(prometheus)
 
-    def fetch(spec: AutoscalerSpec, now: dt.datetime):
+    def fetch(spec: AutoscalerSpec, now: dt.datetime, access: PrometheusAccess | None = None):
         steps = max(int(spec.history_s // spec.interval_s), 2)
+        client = prometheus if access is None else pool.client(spec.prometheus and spec.prometheus.url, access)
         # in the spec's order (a trained model's order, checked when the spec is parsed); the demand
         # indicator's freshness decides staleness
-        return fetch_telemetry(prometheus, [(i.name, i.query, i.level) for i in spec.indicators], end=now,
+        return fetch_telemetry(client, [(i.name, i.query, i.level) for i in spec.indicators], end=now,
                                steps=steps, step_s=spec.interval_s, stale_after_s=stale_after_s(spec.interval_s),
                                demand=spec.demand_indicator.name)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime as dt
+import functools
 import logging
 import os
 import secrets
@@ -30,6 +31,7 @@ import traceback
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 import kopf
 
@@ -332,6 +334,14 @@ async def watch_peering(kube, settings: OperatorSettings, identity: str, health:
         reported = conflict
 
 
+def read_secret(kube, namespace: str, name: str) -> Mapping[str, str]:
+    """The `data` of a Secret (base64 values, decoded by `PrometheusAccess`): one GET on that Secret in the
+    autoscaler's own namespace, so the operator needs `get` on secrets there and nothing more (no list, no
+    watch: it never learns what other Secrets exist). Raises ApiError (404, 403, ...)."""
+    body = kube._request("GET", f"/api/v1/namespaces/{quote(namespace, safe='')}/secrets/{quote(name, safe='')}")
+    return body.get("data") or {}
+
+
 async def run(reconciler: Reconciler, settings: OperatorSettings, login: Callable | None = None,
               stop_flag: asyncio.Event | None = None, ready_flag: asyncio.Event | None = None,
               health: Health | None = None) -> None:
@@ -339,6 +349,8 @@ async def run(reconciler: Reconciler, settings: OperatorSettings, login: Callabl
     `settings.liveness_endpoint` (if any) answering from `health` (None: a fresh one), and, with peering,
     `watch_peering` beside it."""
     health = health if health is not None else Health(settings.health)
+    if reconciler.secrets is None:  # spec.prometheus.secretRef: read through the operator's own API client
+        reconciler.secrets = functools.partial(read_secret, reconciler.kube)
     executor = concurrent.futures.ThreadPoolExecutor(max(1, settings.workers), thread_name_prefix="harmony-reconcile")
     registry = build_registry(reconciler, settings, login, executor, health)
     identity, watcher = None, None

@@ -45,10 +45,17 @@ from harmony.decision.decide import LIMITED_MAX, LIMITED_MIN
 from harmony.errors import HarmonyInputError
 from harmony.forecasting.adapter import DEFAULT_SAMPLES, REFIT_EVERY, DemandForecaster
 from harmony.operator import state as st
-from harmony.operator.kube import Conflict, Scale, TargetNotFound
+from harmony.operator.kube import ApiError, Conflict, Scale, TargetNotFound
 from harmony.operator.metrics import OperatorMetrics
 from harmony.operator.spec import AutoscalerSpec, InvalidSpec, parse_spec, served_checkpoint
-from harmony.telemetry.prometheus import PrometheusError, TelemetryWindow, redact_url
+from harmony.telemetry.prometheus import (
+    AUTH_FAILED,
+    UNAVAILABLE,
+    PrometheusAccess,
+    PrometheusError,
+    TelemetryWindow,
+    redact_url,
+)
 
 log = logging.getLogger("harmony.operator")
 
@@ -115,6 +122,8 @@ class Reconciler:
     settings: ReconcileSettings = field(default_factory=ReconcileSettings)
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
     forecasters: dict[str, DemandForecaster] = field(default_factory=dict)
+    # (namespace, name) -> a Secret's `data`, for spec.prometheus.secretRef (harmony.operator.app.read_secret)
+    secrets: Callable[[str, str], Mapping[str, str]] | None = None
 
     def forget(self, uid: str, namespace: str, name: str) -> None:
         self.forecasters.pop(uid, None)
@@ -212,7 +221,9 @@ class Reconciler:
                  decisions: int) -> Observed:
         seen = Observed(scale)
         try:
-            window = self.telemetry(spec, now)
+            access = self._prometheus_access(namespace, spec)
+            # a spec without spec.prometheus reads the operator's own Prometheus: the source's two-argument form
+            window = self.telemetry(spec, now) if access is None else self.telemetry(spec, now, access)
         except PrometheusError as exc:
             # Prometheus answered, but not with data (the query or the credentials refused, HTML from a proxy,
             # garbage): it repeats until someone fixes it, so it is reported on the object, not raised
@@ -238,6 +249,29 @@ class Reconciler:
         except (HarmonyInputError, ValueError, FloatingPointError) as exc:
             seen.forecast_error = f"forecast-failed: {exc}"
         return seen
+
+    def _prometheus_access(self, namespace: str, spec: AutoscalerSpec) -> PrometheusAccess | None:
+        """The credentials of spec.prometheus: its Secret, read in the object's own namespace at every step
+        (a rotated Secret is used at once), or none (an own URL only); None without spec.prometheus. A
+        Secret that cannot be read or is malformed is an auth failure, reported on the object, never its
+        contents."""
+        wanted = spec.prometheus
+        if wanted is None:
+            return None
+        if wanted.secret_name is None:
+            return PrometheusAccess()
+        where = f"spec.prometheus.secretRef: Secret {namespace}/{wanted.secret_name}"
+        if self.secrets is None:
+            raise PrometheusError(f"{where}: this operator reads no Secrets", transient=False, reason=AUTH_FAILED)
+        try:
+            data = self.secrets(namespace, wanted.secret_name)
+            return PrometheusAccess.from_secret_data(data, where)
+        except HarmonyInputError as exc:
+            raise PrometheusError(str(exc), transient=False, reason=AUTH_FAILED) from None
+        except ApiError as exc:
+            why = {404: "not found", 403: "forbidden (the operator's RBAC does not grant get on secrets here)"}
+            raise PrometheusError(f"{where}: {why.get(exc.status, exc)}", transient=exc.status not in why,
+                                  reason=AUTH_FAILED if exc.status in why else UNAVAILABLE) from None
 
     def _forecast_condition(self, conditions: list[dict], namespace: str, name: str, spec: AutoscalerSpec,
                             seen: Observed, now: dt.datetime) -> list[dict]:

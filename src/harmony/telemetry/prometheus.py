@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -388,6 +389,19 @@ class PrometheusAccess:
         if self.ca_pem is not None:
             changes["verify_tls"] = ca_bundle_file(self.ca_pem)
         return dataclasses.replace(base, **changes)
+
+
+class ClientPool:
+    """Clients for autoscalers with a Prometheus access of their own (spec.prometheus), over the operator's
+    client: one per (URL, access), kept while used (least recently used beyond `size` are dropped), so
+    connections are pooled per server and a rotated Secret gets a fresh client."""
+
+    def __init__(self, base: PrometheusClient, size: int = 256) -> None:
+        self.base = base
+        self.client = functools.lru_cache(maxsize=size)(self._build)
+
+    def _build(self, url: str | None, access: PrometheusAccess) -> PrometheusClient:
+        return PrometheusClient(access.config(self.base.config, url), sleep=self.base.sleep)
 
 
 def ca_bundle_file(pem: str) -> str:
