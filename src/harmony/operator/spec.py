@@ -5,7 +5,13 @@ the operator may run against an API server that did not validate (the kmock emul
 CRD version, a CRD installed without its CEL rules), so `parse_spec` applies the same defaults and checks
 every constraint again, plus two the schema cannot: that the baseline model name is known and that a
 checkpoint file exists. Errors are `InvalidSpec`, whose message starts with the field path at fault
-(`spec.indicators[1].query: ...`), ready for a status condition.
+(`spec.indicators[1].query: ...`), ready for a status condition. The indicators' and `spec.prometheus`'
+parsing lives in harmony.telemetry.spec (the `prometheus` dataset source reads the same fields offline) and
+is re-exported here.
+
+A checkpoint is re-read when its file changes (a training job's new version is served from the next step);
+a new version that fails to load or to fit the spec leaves the one accepted before served, and the spec
+says why (`AutoscalerSpec.checkpoint_problem`) instead of failing.
 
 tests/test_crd.py reads the defaults and ranges back from the YAML and compares, so the two cannot drift.
 """
