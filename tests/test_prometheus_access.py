@@ -111,3 +111,31 @@ async def test_a_missing_foreign_or_malformed_secret_holds_with_an_auth_failure(
             assert message in forecast["message"] and TOKEN not in str(status)
             assert status["currentReplicas"] == 3 and status["desiredReplicas"] == 3  # held
             assert team.requests == []  # no query without its credentials
+
+
+@pytest.mark.asyncio
+async def test_the_running_operator_reads_the_secret_through_its_own_api_client():
+    """`harmony.operator.app.run` wires the Secret reader (the operator's API client): kopf on kmock."""
+    import time
+
+    from tests.operator_support import eventually, operator
+
+    now = int(time.time())
+    body = matrix([(float(t), "3") for t in range(now - 300, now + 300)])  # fresh for the test's minutes
+    with FakePrometheusAPI([(200, body)]) as team:
+        async with cluster(namespaces=("default", "team-a")) as (k8s, url):
+            k8s.resources["v1/secrets"] = kmock.ResourceInfo(kind="Secret", namespaced=True, verbs=VERBS)
+            add_secret(k8s, "team-a", "prom", {"token": TOKEN})
+            add_deployment(k8s, namespace="team-a", replicas=2)
+            add_autoscaler(k8s, namespace="team-a", mode="Recommend",
+                           prometheus={"url": team.url, "secretRef": {"name": "prom"}})
+            own = f"http://127.0.0.1:{find_free_port()}"
+            reconciler = make_reconciler(url, telemetry_source(PrometheusClient(PrometheusConfig(own, retries=0))))
+            assert reconciler.secrets is None
+            async with operator(reconciler, url):
+                sent = await eventually(lambda: team.requests and {k.lower(): v
+                                                                   for k, v in team.requests[0][2].items()})
+                ready = await eventually(lambda: condition(obj(k8s, HA, "team-a", "llm").get("status", {}),
+                                                           "ForecastReady"))
+            assert sent["authorization"] == f"Bearer {TOKEN}"
+            assert ready["status"] == "True", ready
