@@ -63,7 +63,9 @@ class PrometheusServer:
     """The real Prometheus, scraping `targets` every `scrape_interval`, as a context manager.
 
     targets: (job name, "host:port") pairs. wait_for: a PromQL query that must return a sample before
-    `__enter__` returns (e.g. the first scraped metric), so tests never sleep blindly.
+    `__enter__` returns (e.g. the first scraped metric), so tests never sleep blindly. backfill: an
+    OpenMetrics file turned into TSDB blocks (`promtool tsdb create-blocks-from openmetrics`) before the
+    server starts on them, kept however old (a bundled trace from years ago is history, not expired data).
     """
 
     def __init__(
@@ -75,8 +77,10 @@ class PrometheusServer:
         enable_lifecycle: bool = False,
         timeout_s: float = 30.0,
         binary: str | None = None,
+        backfill: Path | None = None,
     ) -> None:
         self.binary = binary or require_prometheus()
+        self.backfill = backfill
         self.targets = list(targets)
         self.wait_for = wait_for
         self.scrape_interval = scrape_interval
@@ -110,6 +114,11 @@ class PrometheusServer:
         ]
         if self.enable_lifecycle:
             args.append("--web.enable-lifecycle")
+        if self.backfill is not None:
+            promtool = shutil.which("promtool") or str(Path(self.binary).with_name("promtool"))
+            subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(self.backfill),
+                            str(root / "data")], check=True, capture_output=True, timeout=self.timeout_s)
+            args.append("--storage.tsdb.retention.time=100y")
         self._log = open(root / "prometheus.log", "wb")  # closed in stop()
         self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, cwd=root)
         try:

@@ -157,6 +157,8 @@ def test_example_is_accepted():
     (("historySeconds",), 330000),  # 11000 points at 30 s: Prometheus' limit, exactly
     (("historySeconds",), DELETE),  # defaults to 1440 intervals, within it
     (("capacityPerReplica",), 1e-9),  # the floor itself
+    (("prometheus",), {"url": "https://mimir.monitoring:8080/prometheus", "secretRef": {"name": "team-a-prom"}}),
+    (("prometheus",), {"secretRef": {"name": "team-a-prom"}}),
 ])
 def test_valid_variants_are_accepted(where, value):
     assert violations(with_change(load_example(), ("spec", *where), value)) == []
@@ -221,6 +223,7 @@ def test_cel_rules_are_present_and_compile():
     model_rule = ("(has(self.forecaster) ? 1 : 0) + (has(self.baseline) ? 1 : 0) + (has(self.checkpoint) ? 1 : 0)"
                   " <= 1")
     assert ("spec.model", model_rule) in rules
+    assert ("spec", "!has(self.capacityPerReplica) || !has(self.capacity) || !has(self.capacity.prior)") in rules
     assert ("spec", "!has(self.historySeconds) || self.historySeconds / self.intervalSeconds <= 11000") in rules
     env = celpy.Environment()
     for _, rule in rules:

@@ -44,6 +44,9 @@ PEERING_VERBS = ("get", "list", "watch", "patch", "create")
 CLUSTER_PEERING = {("kopf.dev", "clusterkopfpeerings", v) for v in PEERING_VERBS}
 NAMESPACED_PEERING = {("kopf.dev", "kopfpeerings", v) for v in PEERING_VERBS}
 
+AUTOSCALER = {"apiVersion": "harmony.dev/v1alpha1", "kind": "HarmonyAutoscaler", "metadata": {"name": "llm"},
+              "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "llm"}, "maxReplicas": 8,
+                       "indicators": [{"name": "rps", "query": "sum(rate(requests_total[1m]))", "demand": True}]}}
 CASES = {
     "default": {},
     "namespaced": {"rbac": {"scope": "namespaced"}, "watchNamespaces": ["team-a", "team-b"]},
@@ -56,7 +59,22 @@ CASES = {
     "existing-claim": {"checkpoints": {"enabled": True, "existingClaim": "trained-models"},
                        "prometheus": {"url": "https://prom:9091", "caFile": "/etc/prom/ca.crt",
                                       "bearerTokenFile": "/var/run/secrets/prom/token"}},
+    "training": {"checkpoints": {"enabled": True, "storageClassName": "fast"},
+                 "training": {"enabled": True, "autoscaler": AUTOSCALER, "args": ["--option", "start=-14d"],
+                              "resources": {"limits": {"nvidia.com/gpu": 1}}},
+                 "prometheus": {"bearerTokenFile": "/var/run/secrets/prom/token"},
+                 "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
+                 "extraVolumes": [{"name": "prom-token", "projected": {"sources": [
+                     {"serviceAccountToken": {"path": "token", "audience": "prometheus"}}]}}],
+                 "extraVolumeMounts": [{"name": "prom-token", "mountPath": "/var/run/secrets/prom", "readOnly": True}]},
+    "secrets": {"rbac": {"prometheusSecrets": {"enabled": True}}},
+    "secrets-namespaced": {"rbac": {"scope": "namespaced", "prometheusSecrets": {"enabled": True, "names": ["prom"]}},
+                           "watchNamespaces": ["team-a"]},
+    "secrets-watched": {"rbac": {"prometheusSecrets": {"enabled": True}}, "watchNamespaces": ["team-a", "team-b"]},
 }
+SECRETS = {("", "secrets", "get")}
+#: Cases of a cluster-scoped operator serving named namespaces that reads Secrets: a Role in each of them.
+SECRET_ROLES = {"secrets-watched": ("team-a", "team-b")}
 EXPECTED_RULES = {
     "default": COMMON | CLUSTER_ONLY,
     "namespaced": COMMON,
@@ -65,6 +83,10 @@ EXPECTED_RULES = {
     "monitoring": COMMON | CLUSTER_ONLY,
     "checkpoints": COMMON | CLUSTER_ONLY,
     "existing-claim": COMMON | CLUSTER_ONLY,
+    "training": COMMON | CLUSTER_ONLY,  # the training job has no API access at all
+    "secrets": COMMON | CLUSTER_ONLY | SECRETS,  # serving every namespace: get, by name, in any
+    "secrets-namespaced": COMMON | SECRETS,
+    "secrets-watched": COMMON | CLUSTER_ONLY,  # Secrets only in the watched namespaces' Roles
 }
 
 
@@ -99,7 +121,9 @@ def granted(docs: list[dict]) -> dict[tuple[str, str], set]:
     for role in of_kind(docs, "ClusterRole") + of_kind(docs, "Role"):
         perms = set()
         for rule in role["rules"]:
-            assert set(rule) <= {"apiGroups", "resources", "verbs"}, rule  # no resourceNames / nonResourceURLs
+            # no nonResourceURLs; resourceNames only to narrow the Secrets read (rbac.prometheusSecrets.names)
+            assert set(rule) <= {"apiGroups", "resources", "verbs"} | (
+                {"resourceNames"} if rule["resources"] == ["secrets"] else set()), rule
             perms |= {(g, r, v) for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
         out[(role["kind"], role["metadata"].get("namespace"))] = perms
     return out
@@ -178,10 +202,21 @@ def test_rbac_grants_exactly_the_table(case):
         assert set(roles) == {("Role", ns) for ns in values["watchNamespaces"]}
         assert not of_kind(docs, "ClusterRole") and not of_kind(docs, "ClusterRoleBinding")
     else:
-        assert set(roles) == {("ClusterRole", None)}
-        assert not of_kind(docs, "Role") and not of_kind(docs, "RoleBinding")
-    for perms in roles.values():
-        assert perms == EXPECTED_RULES[name]
+        assert set(roles) == {("ClusterRole", None)} | {("Role", ns) for ns in SECRET_ROLES.get(name, ())}
+        if name not in SECRET_ROLES:
+            assert not of_kind(docs, "Role") and not of_kind(docs, "RoleBinding")
+    for (kind, _), perms in roles.items():
+        assert perms == (SECRETS if kind == "Role" and name in SECRET_ROLES else EXPECTED_RULES[name])
+
+
+def test_secrets_are_read_by_name_only_and_narrowed_to_the_names_given(chart):
+    """get only (never list or watch: the operator cannot enumerate Secrets); with names, only those."""
+    for values, names in ((CASES["secrets"], None), (CASES["secrets-namespaced"], ["prom"])):
+        rules = [r for role in of_kind(render(chart, values), "ClusterRole") + of_kind(render(chart, values), "Role")
+                 for r in role["rules"] if "secrets" in r["resources"]]
+        assert rules and all(r["verbs"] == ["get"] and r.get("resourceNames") == names for r in rules)
+    assert not [r for role in of_kind(render(chart, {}), "ClusterRole") for r in role["rules"]
+                if "secrets" in r["resources"]]
 
 
 def test_bindings_point_at_the_service_account(case):
@@ -500,3 +535,64 @@ def test_prometheus_adapter_example():
     assert "<<.Series>>" in rule["metricsQuery"] and "<<.LabelMatchers>>" in rule["metricsQuery"]
     assert rule["resources"]["overrides"] == {"autoscaler_namespace": {"resource": "namespace"}}
     assert "by (autoscaler_namespace, autoscaler)" in rule["metricsQuery"]
+
+
+# --- training in the cluster, extra volumes and env, the PodDisruptionBudget --------------------------------
+
+def test_training_cronjob_writes_the_volume_the_operator_reads(chart):
+    docs = render(chart, CASES["training"])
+    (job,) = of_kind(docs, "CronJob")
+    assert job["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    (train,) = pod["containers"]
+    assert train["args"][:3] == ["train", "--dataset=prometheus", "--path=/etc/harmony/training/autoscaler.yaml"]
+    assert "--option=url=http://prometheus-operated.monitoring.svc:9090" in train["args"]
+    assert "--option=token-file=/var/run/secrets/prom/token" in train["args"]
+    assert "--out=/models/harmony.ckpt" in train["args"] and train["args"][-2:] == ["--option", "start=-14d"]
+    assert train["resources"] == {"limits": {"nvidia.com/gpu": 1}}
+    mounts = {m["mountPath"]: m for m in train["volumeMounts"]}
+    assert not mounts["/models"].get("readOnly") and "/var/run/secrets/prom" in mounts
+    (pvc,) = of_kind(docs, "PersistentVolumeClaim")
+    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes[mounts["/models"]["name"]]["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+    # ReadWriteOnce: writable on one node, so the job is placed beside the operator
+    (term,) = pod["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"].items() <= pod_labels(docs).items()
+    # the operator mounts the same claim read-only
+    operator_pod, operator = container(docs)
+    assert {m["mountPath"]: m for m in operator["volumeMounts"]}["/models"]["readOnly"] is True
+    (config,) = [d for d in of_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("-training")]
+    assert yaml.safe_load(config["data"]["autoscaler.yaml"]) == AUTOSCALER
+    assert config["metadata"]["name"] == volumes[mounts["/etc/harmony/training"]["name"]]["configMap"]["name"]
+
+
+def test_training_needs_the_checkpoints_volume_and_an_autoscaler(chart):
+    with pytest.raises(helm.HelmError):
+        chart.validate_schema({"training": {"enabled": True, "autoscaler": AUTOSCALER}})
+    with pytest.raises(helm.HelmError, match="training.autoscaler"):
+        chart.render({"checkpoints": {"enabled": True}, "training": {"enabled": True}}, name=RELEASE,
+                     namespace=NAMESPACE)
+    with pytest.raises(helm.HelmError):
+        chart.validate_schema({"training": {"checkpoint": "/elsewhere/x.ckpt"}})
+    assert not of_kind(render(chart, {}), "CronJob")
+
+
+def test_extra_volumes_mounts_and_env_reach_the_operator(chart):
+    docs = render(chart, CASES["training"])
+    pod, c = container(docs)
+    assert {"name": "HTTPS_PROXY", "value": "http://proxy:3128"} in c["env"]
+    assert {"name": "prom-token", "mountPath": "/var/run/secrets/prom", "readOnly": True} in c["volumeMounts"]
+    assert "prom-token" in {v["name"] for v in pod["volumes"]}
+    with pytest.raises(helm.HelmError):
+        chart.validate_schema({"extraVolumeMounts": [{"name": "x"}]})  # a mount needs its mountPath
+
+
+def test_a_disruption_budget_only_with_several_replicas(chart):
+    assert not of_kind(render(chart, {}), "PodDisruptionBudget")
+    docs = render(chart, CASES["peering"])
+    (pdb,) = of_kind(docs, "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels(docs).items()

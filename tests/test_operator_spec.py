@@ -10,6 +10,7 @@ import types
 import pytest
 
 from harmony.decision.decide import DecisionSettings
+from harmony.decision.posteriors import BreachPosterior
 from harmony.errors import HarmonyInputError
 from harmony.forecasting.adapter import FineTune
 from harmony.operator.spec import (
@@ -217,3 +218,41 @@ def test_fine_tune_schedule_is_in_decisions_and_checked():
         assert err.value.path == field
     with pytest.raises(InvalidSpec, match="at most one of forecaster, baseline and checkpoint"):
         parse_spec(with_change(example_spec(), ("model",), {"forecaster": "ar:30", "baseline": "ar:30"}))
+
+
+def test_calibrates_output_pasted_into_a_spec_is_the_prior_a_fresh_state_starts_from(tmp_path):
+    """`harmony calibrate --out` writes JSON; pasted whole as spec.capacity.prior (YAML is a superset of
+    JSON), the CRD accepts it and parse_spec reads the same NIG prior, which a new object's state starts from."""
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from harmony.cli.main import app
+    from harmony.operator.kube import Scale
+    from harmony.operator.reconcile import Observed, Reconciler
+    from tests.crd_helpers import violations
+
+    out = tmp_path / "prior.json"
+    result = CliRunner().invoke(app, ["calibrate", "--dataset", "gentd26", "--warmup", "50", "--samples", "50",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    record = json.loads(out.read_text())
+    manifest = load_example()
+    del manifest["spec"]["capacityPerReplica"]  # a prior is for a learned capacity
+    manifest["spec"]["capacity"] = {"prior": yaml.safe_load(out.read_text())}
+    assert violations(manifest) == []
+    spec = parse_spec(manifest["spec"])
+    assert spec.capacity_prior.to_dict() == record["capacity_posterior"]
+    state = Reconciler._fresh_state(spec, Observed(Scale(2, 2, "1", 2)))
+    assert state.capacity.to_dict() == record["capacity_posterior"]
+    assert state.breaches.to_dict() == BreachPosterior.prior(spec.max_breach_probability).to_dict()
+
+
+def test_spec_prometheus_names_a_url_and_a_secret_in_the_objects_namespace():
+    spec = parse_spec(with_change(example_spec(), ("prometheus",), {"url": "https://mimir:8080/prometheus",
+                                                                    "secretRef": {"name": "team-a"}}))
+    assert (spec.prometheus.url, spec.prometheus.secret_name) == ("https://mimir:8080/prometheus", "team-a")
+    assert parse_spec(example_spec()).prometheus is None
+    with pytest.raises(InvalidSpec, match=r"spec.prometheus.secretRef.namespace: unknown field"):
+        parse_spec(with_change(example_spec(), ("prometheus",), {"secretRef": {"name": "a", "namespace": "b"}}))

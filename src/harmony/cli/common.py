@@ -249,12 +249,19 @@ def parse_value(text: str):
 
 
 def dataset_options(option: list[str] | None, **flags) -> dict:
-    options = {}
+    """--option KEY=VALUE items as keywords (`token-file` -> token_file); a key given several times gets
+    the list of its values (the source refuses that unless the option is repeatable, e.g. `header`)."""
+    options: dict = {}
     for item in option or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise HarmonyInputError(f"--option {item!r} is not KEY=VALUE")
-        options[key.strip().replace("-", "_")] = parse_value(value.strip())
+        key, parsed = key.strip().replace("-", "_"), parse_value(value.strip())
+        if key in options:
+            before = options[key]
+            options[key] = [*(before if isinstance(before, list) else [before]), parsed]
+        else:
+            options[key] = parsed
     options.update({k: v for k, v in flags.items() if v not in (None, False)})
     return options
 

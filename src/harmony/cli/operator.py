@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import os
 import random
 import signal
 from pathlib import Path
@@ -31,11 +30,14 @@ from harmony.operator.health import (  # the flags' defaults; kopf, kubernetes a
 )
 from harmony.operator.metrics import METRICS_PORT
 from harmony.telemetry.prometheus import (
+    ClientPool,
+    PrometheusAccess,
     PrometheusClient,
     PrometheusConfig,
     fetch_telemetry,
     redact_url,
     stale_after_s,
+    tls_verify,
 )
 
 if TYPE_CHECKING:
@@ -50,18 +52,8 @@ log = logging.getLogger("harmony.operator")
 
 
 def prometheus_tls(ca_file: Path | None, insecure_skip_verify: bool) -> bool | str:
-    """`PrometheusConfig.verify_tls` from --ca-file and --insecure-skip-verify, refusing what would fail every
-    step later (a CA bundle that is not there) or silently mean something else (both flags: no verification)."""
-    if ca_file is not None and insecure_skip_verify:
-        raise HarmonyInputError("--ca-file and --insecure-skip-verify contradict each other (skipping "
-                                "verification would ignore the CA bundle): give one of them")
-    if insecure_skip_verify:
-        return False
-    if ca_file is None:
-        return True
-    if not ca_file.is_file() or not os.access(ca_file, os.R_OK):
-        raise HarmonyInputError(f"--ca-file {ca_file}: no readable file there (is its volume mounted?)")
-    return str(ca_file)
+    """`PrometheusConfig.verify_tls` from --ca-file and --insecure-skip-verify (`tls_verify`)."""
+    return tls_verify(ca_file, insecure_skip_verify)
 
 
 def kube_configuration(kubeconfig: Path | None) -> client.Configuration:
@@ -127,13 +119,16 @@ def operator_settings(namespace: list[str] | None, selector: list[str] | None, p
 
 
 def telemetry_source(prometheus: PrometheusClient):
-    """Range queries for a spec's indicators over its history window, ending now."""
+    """Range queries for a spec's indicators over its history window, ending now; with `access` (the
+    spec.prometheus of the autoscaler: its URL, its Secret's credentials), through a client of its own."""
+    pool = ClientPool(prometheus)
 
-    def fetch(spec: AutoscalerSpec, now: dt.datetime):
+    def fetch(spec: AutoscalerSpec, now: dt.datetime, access: PrometheusAccess | None = None):
         steps = max(int(spec.history_s // spec.interval_s), 2)
+        client = prometheus if access is None else pool.client(spec.prometheus and spec.prometheus.url, access)
         # in the spec's order (a trained model's order, checked when the spec is parsed); the demand
         # indicator's freshness decides staleness
-        return fetch_telemetry(prometheus, [(i.name, i.query, i.level) for i in spec.indicators], end=now,
+        return fetch_telemetry(client, [(i.name, i.query, i.level) for i in spec.indicators], end=now,
                                steps=steps, step_s=spec.interval_s, stale_after_s=stale_after_s(spec.interval_s),
                                demand=spec.demand_indicator.name)
 

@@ -42,6 +42,7 @@ import traceback
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 import kopf
 
@@ -391,6 +392,14 @@ async def watch_peering(kube, settings: OperatorSettings, identity: str, health:
         reported = conflict
 
 
+def read_secret(kube, namespace: str, name: str) -> Mapping[str, str]:
+    """The `data` of a Secret (base64 values, decoded by `PrometheusAccess`): one GET on that Secret in the
+    autoscaler's own namespace, so the operator needs `get` on secrets there and nothing more (no list, no
+    watch: it never learns what other Secrets exist). Raises ApiError (404, 403, ...)."""
+    body = kube._request("GET", f"/api/v1/namespaces/{quote(namespace, safe='')}/secrets/{quote(name, safe='')}")
+    return body.get("data") or {}
+
+
 async def run(reconciler: Reconciler, settings: OperatorSettings, login: Callable | None = None,
               stop_flag: asyncio.Event | None = None, ready_flag: asyncio.Event | None = None,
               health: Health | None = None) -> None:
@@ -399,6 +408,8 @@ async def run(reconciler: Reconciler, settings: OperatorSettings, login: Callabl
     `watch_peering` beside it, and with `settings.keda_scaler_port` KEDA's external scaler, listening before
     kopf starts (a port it cannot have is refused at once) and stopped after kopf."""
     health = health if health is not None else Health(settings.health)
+    if reconciler.secrets is None:  # spec.prometheus.secretRef: read through the operator's own API client
+        reconciler.secrets = functools.partial(read_secret, reconciler.kube)
     scaler = None
     if settings.keda_scaler_port:
         from harmony.operator.keda.scaler import serve  # grpc is loaded only when KEDA is served

@@ -34,6 +34,7 @@ credentials in a Prometheus URL never reach a condition or a log line.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import math
@@ -53,8 +54,15 @@ from harmony.operator import state as st
 from harmony.operator.decisions import DecisionBoard, PostedDecision
 from harmony.operator.kube import ApiError, Conflict, Scale, TargetNotFound
 from harmony.operator.metrics import OperatorMetrics
-from harmony.operator.spec import AutoscalerSpec, InvalidSpec, checkpoint_predictor, parse_spec
-from harmony.telemetry.prometheus import PrometheusError, TelemetryWindow, redact_url
+from harmony.operator.spec import AutoscalerSpec, InvalidSpec, parse_spec, served_checkpoint
+from harmony.telemetry.prometheus import (
+    AUTH_FAILED,
+    UNAVAILABLE,
+    PrometheusAccess,
+    PrometheusError,
+    TelemetryWindow,
+    redact_url,
+)
 
 log = logging.getLogger("harmony.operator")
 
@@ -65,6 +73,8 @@ CONFLICT_RETRIES = 3
 # enough that harmony takes the target back soon after the other writer is removed.
 CONFLICT_BACKOFF_INTERVALS = 10
 CONFLICTING_WRITER = "ConflictingWriter"
+CHECKPOINT_CURRENT = "CheckpointCurrent"
+CHECKPOINT_REJECTED = "CheckpointRejected"
 
 
 @dataclass(frozen=True)
@@ -125,6 +135,8 @@ class Reconciler:
     #: uid -> the count this process wrote to the object's target while the status write recording it in
     #: `lastScale` has not yet succeeded
     unrecorded_scales: dict[str, int] = field(default_factory=dict)
+    # (namespace, name) -> a Secret's `data`, for spec.prometheus.secretRef (harmony.operator.app.read_secret)
+    secrets: Callable[[str, str], Mapping[str, str]] | None = None
 
     def forget(self, uid: str, namespace: str, name: str) -> None:
         self.forecasters.pop(uid, None)
@@ -132,9 +144,12 @@ class Reconciler:
         self.metrics.forget(namespace, name)
 
     def forecaster(self, uid: str, spec: AutoscalerSpec) -> DemandForecaster:
+        """The object's forecaster, built again when its model changes: another baseline, horizon or
+        lookback, or a new checkpoint version accepted by parse_spec (a file replaced at the same path is
+        taken up at the next step, without a restart; `served_checkpoint`)."""
         horizon = spec.cold_start_steps + 1
         lookback = max(1, math.ceil(spec.lookback_s / spec.interval_s))
-        predictor = checkpoint_predictor(spec.model_checkpoint) if spec.model_checkpoint else None
+        predictor = served_checkpoint(spec.model_checkpoint) if spec.model_checkpoint else None
         key = (spec.model_baseline, id(predictor), horizon, lookback, spec.fine_tune)
         cached = self.forecasters.get(uid)
         if cached is None or getattr(cached, "key", None) != key:
@@ -144,6 +159,23 @@ class Reconciler:
             cached.key = key
             self.forecasters[uid] = cached
         return cached
+
+    def _checkpoint_condition(self, conditions: list[dict], namespace: str, name: str, uid: str,
+                              spec: AutoscalerSpec, now: dt.datetime, generation: int | None) -> list[dict]:
+        """CheckpointCurrent: whether the file now at spec.model.checkpoint is the version served. A new file
+        that fails to load or to fit the spec is not taken up: the version accepted before keeps serving,
+        and a Warning Event says why, once per problem (the condition's message remembers it)."""
+        if spec.model_checkpoint is None:
+            return [c for c in conditions if c.get("type") != CHECKPOINT_CURRENT]
+        if spec.checkpoint_problem is None:
+            return st.set_condition(conditions, CHECKPOINT_CURRENT, True, "CheckpointServed",
+                                    f"serving {spec.model_checkpoint}", now, generation)
+        before = next((c for c in conditions if c.get("type") == CHECKPOINT_CURRENT), {})
+        if before.get("message") != spec.checkpoint_problem:
+            log.warning("%s/%s: %s", namespace, name, spec.checkpoint_problem)
+            self._event(namespace, name, uid, CHECKPOINT_REJECTED, spec.checkpoint_problem, now, type_="Warning")
+        return st.set_condition(conditions, CHECKPOINT_CURRENT, False, CHECKPOINT_REJECTED, spec.checkpoint_problem,
+                                now, generation)
 
     def reconcile(self, namespace: str, name: str, uid: str, generation: int | None, spec_body: Mapping,
                   status_body: Mapping | None) -> Outcome:
@@ -164,6 +196,7 @@ class Reconciler:
             return self._write(namespace, name, Outcome({**base, "conditions": conditions, **_NO_WRITER},
                                                         error=message))
         conditions = [c for c in conditions if c.get("type") != "InvalidSpec"]
+        conditions = self._checkpoint_condition(conditions, namespace, name, uid, spec, now, generation)
 
         target = spec.target
         try:
@@ -208,7 +241,9 @@ class Reconciler:
                  decisions: int) -> Observed:
         seen = Observed(scale)
         try:
-            window = self.telemetry(spec, now)
+            access = self._prometheus_access(namespace, spec)
+            # a spec without spec.prometheus reads the operator's own Prometheus: the source's two-argument form
+            window = self.telemetry(spec, now) if access is None else self.telemetry(spec, now, access)
         except PrometheusError as exc:
             # Prometheus answered, but not with data (the query or the credentials refused, HTML from a proxy,
             # garbage): it repeats until someone fixes it, so it is reported on the object, not raised
@@ -236,6 +271,29 @@ class Reconciler:
             seen.forecast_error = f"forecast-failed: {exc}"
         return seen
 
+    def _prometheus_access(self, namespace: str, spec: AutoscalerSpec) -> PrometheusAccess | None:
+        """The credentials of spec.prometheus: its Secret, read in the object's own namespace at every step
+        (a rotated Secret is used at once), or none (an own URL only); None without spec.prometheus. A
+        Secret that cannot be read or is malformed is an auth failure, reported on the object, never its
+        contents."""
+        wanted = spec.prometheus
+        if wanted is None:
+            return None
+        if wanted.secret_name is None:
+            return PrometheusAccess()
+        where = f"spec.prometheus.secretRef: Secret {namespace}/{wanted.secret_name}"
+        if self.secrets is None:
+            raise PrometheusError(f"{where}: this operator reads no Secrets", transient=False, reason=AUTH_FAILED)
+        try:
+            data = self.secrets(namespace, wanted.secret_name)
+            return PrometheusAccess.from_secret_data(data, where)
+        except HarmonyInputError as exc:
+            raise PrometheusError(str(exc), transient=False, reason=AUTH_FAILED) from None
+        except ApiError as exc:
+            why = {404: "not found", 403: "forbidden (the operator's RBAC does not grant get on secrets here)"}
+            raise PrometheusError(f"{where}: {why.get(exc.status, exc)}", transient=exc.status not in why,
+                                  reason=AUTH_FAILED if exc.status in why else UNAVAILABLE) from None
+
     def _forecast_condition(self, conditions: list[dict], namespace: str, name: str, spec: AutoscalerSpec,
                             seen: Observed, now: dt.datetime, generation: int | None) -> list[dict]:
         if seen.forecast_error:
@@ -255,10 +313,13 @@ class Reconciler:
     # -- step and actuate --------------------------------------------------------------------------------
     @staticmethod
     def _fresh_state(spec: AutoscalerSpec, seen: Observed) -> control.ControllerState:
-        """Priors for a new object: the declared capacity, or (learned) a first guess that the fleet as
-        provisioned handled the window's peak."""
+        """Priors for a new object: the declared capacity, or (learned) the calibrated prior of
+        spec.capacity.prior, else a first guess that the fleet as provisioned handled the window's peak."""
         if spec.capacity_per_replica is not None:
             return control.ControllerState.fresh(spec.capacity_per_replica, spec.max_breach_probability)
+        if spec.capacity_prior is not None:  # calibrated offline (spec.capacity.prior): better than a guess
+            fresh = control.ControllerState.fresh(spec.capacity_prior.mu[0], spec.max_breach_probability)
+            return dataclasses.replace(fresh, capacity=spec.capacity_prior)
         guess = max((seen.peak if np.isfinite(seen.peak) else 1.0) / max(seen.scale.observed_replicas, 1), 1e-6)
         return control.ControllerState.fresh(guess, spec.max_breach_probability, learned=True)
 
