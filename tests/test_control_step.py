@@ -16,7 +16,10 @@ def settings(**changes) -> control.ControlSettings:
 
 def test_settings_convert_seconds_once():
     s = settings(stabilisation_s=301.0)
-    assert s.horizon == 4 and s.decision.lead_steps == 2 and s.decision.stabilisation_steps == 6
+    assert s.horizon == 4 and s.decision.lead_steps == 2
+    # a 301 s window is 6 intervals of 60 s, the forecast's 4 steps vouch for 4: 2 past targets; 15 s periods
+    # end within one interval: no past count
+    assert s.behavior.scale_down.stabilization_window_s == 301.0 and s.behavior.memory(60.0, s.horizon) == (2, 0)
     assert control.cold_start_steps_of(0, 60) == 0 and control.cold_start_steps_of(61, 60) == 2
 
 
