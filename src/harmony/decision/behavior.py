@@ -110,15 +110,17 @@ def with_step_limits(behavior: Behavior, interval_s: float, scale_down_window_s:
                      max_step_up: int | None = None, max_step_down: int | None = None) -> Behavior:
     """`behavior` with the short forms of earlier versions (and of `ControlSettings.build`) folded in: a
     scale-down window, and at most N replicas added / removed per decision (a Pods policy of N per control
-    interval, alone, so that no default policy allows more)."""
+    interval, alone, so that no default policy allows more; the direction's selectPolicy is kept)."""
     up, down = behavior.scale_up, behavior.scale_down
+    per_decision = min(float(interval_s), MAX_PERIOD_S)  # any period within one interval counts this decision alone
     if scale_down_window_s is not None:
         down = ScalingRules(float(scale_down_window_s), down.select_policy, down.policies)
     if max_step_up is not None:
-        up = ScalingRules(up.stabilization_window_s, MAX_CHANGE, (ScalingPolicy(PODS, max_step_up, interval_s),))
+        up = ScalingRules(up.stabilization_window_s, up.select_policy,
+                          (ScalingPolicy(PODS, max_step_up, per_decision),))
     if max_step_down is not None:
-        down = ScalingRules(down.stabilization_window_s, MAX_CHANGE,
-                            (ScalingPolicy(PODS, max_step_down, interval_s),))
+        down = ScalingRules(down.stabilization_window_s, down.select_policy,
+                            (ScalingPolicy(PODS, max_step_down, per_decision),))
     return Behavior(up, down)
 
 

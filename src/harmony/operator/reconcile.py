@@ -255,7 +255,8 @@ class Reconciler:
         if backing_off:  # still writing while harmony backs off: keep the deadline, remember the count
             conflict["replicas"] = scale.replicas
             return Writer(True, conflict, _backoff_message(target.kind, target.name, conflict))
-        backoff_s = max(spec.scale_down_stabilisation_s, CONFLICT_BACKOFF_INTERVALS * spec.interval_s)
+        backoff_s = max(int(spec.behavior.scale_down.stabilization_window_s),
+                        CONFLICT_BACKOFF_INTERVALS * spec.interval_s)
         conflict = {"replicas": scale.replicas, "detected": st.timestamp(now),
                     "backoffUntil": st.timestamp(now + dt.timedelta(seconds=backoff_s))}
         message = (f"{target.kind} {target.name}: spec.replicas changed from {expected} to {scale.replicas} by "
