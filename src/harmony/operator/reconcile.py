@@ -11,6 +11,15 @@
   (AbleToScale=False, reason ConflictingWriter, a Warning Event, `harmony_reconcile_failures_total{reason=
   "conflicting-writer"}`) and writes no scale for max(the stabilisation window, CONFLICT_BACKOFF_INTERVALS
   intervals), then tries again, instead of fighting the other writer every step.
+- gate (`_gate`, before actuate): the annotation `harmony.dev/paused: "true"` stops writes (AbleToScale=False,
+  reason Paused; the decision is still made and learned from, and reported with reason `paused`);
+  `harmony.dev/paused-replicas: "N"` sets the target to N once, then holds it. In Scale mode a target that an
+  autoscaling/v2 HPA or a KEDA ScaledObject of the namespace already scales is reported (AbleToScale=False,
+  reason TargetManagedElsewhere, a Warning Event when it starts) and never written: two autoscalers on one
+  target fight. Recommend mode is exempt, since an HPA or KEDA reading harmony's metric is its intended setup.
+- fallback (`_fallback_replicas`): after spec.fallback.failureThreshold consecutive steps without a forecast
+  (telemetry missing, stale or failing, or the forecaster failing), the count is spec.fallback.replicas
+  instead of the held one (reason `fallback`, Ready=False reason Fallback), until a forecast is back.
 - report: conditions, status (the state survives restarts there), metrics and an event per scaling. An
   Event that cannot be posted (events forbidden, say) is logged and counted ("event-failed"), never allowed
   to stop the status write.
@@ -29,6 +38,7 @@ credentials in a Prometheus URL never reach a condition or a log line.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import math
@@ -40,11 +50,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from harmony.decision import step as control
-from harmony.decision.decide import LIMITED_MAX, LIMITED_MIN
+from harmony.decision.decide import LIMITED_MAX, LIMITED_MIN, Decision
 from harmony.errors import HarmonyInputError
 from harmony.forecasting.adapter import DEFAULT_SAMPLES, REFIT_EVERY, DemandForecaster
 from harmony.operator import state as st
-from harmony.operator.kube import Conflict, Scale, TargetNotFound
+from harmony.operator.kube import ApiError, Conflict, Scale, TargetNotFound
 from harmony.operator.metrics import OperatorMetrics
 from harmony.operator.spec import AutoscalerSpec, InvalidSpec, checkpoint_predictor, parse_spec
 from harmony.telemetry.prometheus import PrometheusError, TelemetryWindow, redact_url
@@ -58,6 +68,14 @@ CONFLICT_RETRIES = 3
 # enough that harmony takes the target back soon after the other writer is removed.
 CONFLICT_BACKOFF_INTERVALS = 10
 CONFLICTING_WRITER = "ConflictingWriter"
+PAUSED = "Paused"
+MANAGED_ELSEWHERE = "TargetManagedElsewhere"
+FALLBACK = "Fallback"
+PAUSED_ANNOTATION = "harmony.dev/paused"
+PAUSED_REPLICAS_ANNOTATION = "harmony.dev/paused-replicas"
+# decision reasons of the step's count replaced by the gate or the fallback (status lastDecision, metrics)
+PAUSED_REASON = "paused"
+FALLBACK_REASON = "fallback"
 
 
 @dataclass(frozen=True)
@@ -89,6 +107,16 @@ class Writer:
     conflict: dict | None = None
     message: str = ""
     last_scale: dict | None = None
+
+
+@dataclass
+class Gate:
+    """Why this step writes no scale of its own (`reason`: PAUSED or MANAGED_ELSEWHERE; "" for none), the
+    condition message, and with paused-replicas the count to set (`set_to`) before holding it."""
+
+    reason: str = ""
+    message: str = ""
+    set_to: int | None = None
 
 
 @dataclass
@@ -131,7 +159,8 @@ class Reconciler:
         return cached
 
     def reconcile(self, namespace: str, name: str, uid: str, generation: int | None, spec_body: Mapping,
-                  status_body: Mapping | None) -> Outcome:
+                  status_body: Mapping | None, annotations: Mapping | None = None) -> Outcome:
+        """One step for the object's spec, status and metadata.annotations (the pause annotations)."""
         started = time.perf_counter()
         now = self.clock()
         status_body = dict(status_body or {})
@@ -166,22 +195,97 @@ class Reconciler:
         conditions = self._forecast_condition(conditions, namespace, name, spec, seen, now)
         settings = spec.control_settings()
         state = restored or self._fresh_state(spec, seen)
-        writer = self._other_writer(namespace, name, uid, spec, scale, status_body, now)
-        result, scaled_to, current, conflicted = self._step_and_actuate(namespace, name, spec, seen, state, settings,
-                                                                        writer.hold)
+        gate = self._gate(namespace, name, uid, spec, annotations or {}, conditions, now)
+        # paused or managed elsewhere, the count is not harmony's: nobody else's write is a conflict
+        writer = Writer() if gate.reason else self._other_writer(namespace, name, uid, spec, scale, status_body, now)
+        failures = 0 if seen.samples is not None else st.forecast_failures(status_body.get("posterior")) + 1
+        fallback_to = self._fallback_replicas(spec, failures)
+        result, scaled_to, current, conflicted = self._step_and_actuate(
+            namespace, name, spec, seen, state, settings, writer.hold or bool(gate.reason), fallback_to)
+        if gate.set_to is not None and spec.mode == "Scale":
+            scaled_to = self._set_paused_replicas(namespace, name, spec, seen.scale, gate.set_to)
         if conflicted:
             self.metrics.reconcile_failure(namespace, name, "conflict")
             conditions = st.set_condition(conditions, st.ABLE_TO_SCALE, False, "Conflict",
                                           f"scale changed concurrently {CONFLICT_RETRIES} times", now)
-        if spec.mode == "Scale":
+        if spec.mode == "Scale" and not gate.reason:
             # the count the target has as this step ends: the next step tells another writer's by it
             writer.last_scale = {"replicas": scaled_to if scaled_to is not None else current,
                                  "time": st.timestamp(now)}
         if writer.hold:
             conditions = st.set_condition(conditions, st.ABLE_TO_SCALE, False, CONFLICTING_WRITER, writer.message,
                                           now)
+        if gate.reason:
+            conditions = st.set_condition(conditions, st.ABLE_TO_SCALE, False, gate.reason, gate.message, now)
+            if gate.reason == PAUSED:
+                result = _replace_reason(result, PAUSED_REASON)
         return self._report(namespace, name, uid, base, conditions, spec, seen, result, scaled_to, current,
-                            conflicted, writer, started, now)
+                            conflicted, writer, started, now, gate, failures)
+
+    # -- gate and fallback ---------------------------------------------------------------------------------
+    def _gate(self, namespace: str, name: str, uid: str, spec: AutoscalerSpec, annotations: Mapping,
+              conditions: list[dict], now: dt.datetime) -> Gate:
+        """Whether harmony may write the target's scale this step (see the module docstring)."""
+        replicas = annotations.get(PAUSED_REPLICAS_ANNOTATION)
+        if replicas is not None:
+            count = _count(replicas)
+            if count is None:
+                return Gate(PAUSED, f"annotation {PAUSED_REPLICAS_ANNOTATION}: {str(replicas)[:64]!r} is not a "
+                                    "replica count (a whole number >= 0); paused without one: no scale writes")
+            return Gate(PAUSED, f"paused at {count} replicas by annotation {PAUSED_REPLICAS_ANNOTATION}",
+                        set_to=count)
+        if str(annotations.get(PAUSED_ANNOTATION, "")).strip().lower() == "true":
+            return Gate(PAUSED, f"paused by annotation {PAUSED_ANNOTATION}: no scale writes")
+        if spec.mode != "Scale":
+            return Gate()  # an HPA or KEDA reading harmony's recommendation is Recommend mode's intended setup
+        other = self._managed_elsewhere(namespace, name, spec)
+        if other is None:
+            return Gate()
+        target = spec.target
+        message = (f"{target.kind} {target.name} is scaled by {other.kind} {other.name}: harmony writes no scale "
+                   "(two autoscalers on one target fight); delete it, or use mode: Recommend and let it read "
+                   "harmony's metric")
+        previous = next((c for c in conditions if c.get("type") == st.ABLE_TO_SCALE), {})
+        if previous.get("reason") != MANAGED_ELSEWHERE or previous.get("status") != "False":
+            log.warning("%s/%s: %s", namespace, name, message)
+            self._event(namespace, name, uid, MANAGED_ELSEWHERE, message, now, type_="Warning")
+        return Gate(MANAGED_ELSEWHERE, message)
+
+    def _managed_elsewhere(self, namespace: str, name: str, spec: AutoscalerSpec):
+        """The namespace's HPA or ScaledObject that scales the target, or None. A list that fails (the API
+        server busy, RBAC without the chart's rules) is logged and counted, and the step goes on: the other
+        writer check still backs off from any autoscaler that does write the target."""
+        target = spec.target
+        try:
+            others = self.kube.other_autoscalers(namespace)
+        except ApiError as exc:
+            log.warning("%s/%s: could not list the namespace's HPAs and ScaledObjects: %s", namespace, name,
+                        redact_url(str(exc)))
+            self.metrics.reconcile_failure(namespace, name, "api-error")
+            return None
+        return next((o for o in others if o.scales(target.api_version, target.kind, target.name)), None)
+
+    def _set_paused_replicas(self, namespace: str, name: str, spec: AutoscalerSpec, scale: Scale,
+                             replicas: int) -> int | None:
+        """paused-replicas: the target set to `replicas` when it has another count (once: then it holds);
+        a write that loses a race is tried again next step."""
+        if scale.replicas == replicas:
+            return None
+        target = spec.target
+        try:
+            self.kube.set_scale(target.api_version, target.kind, namespace, target.name, replicas,
+                                scale.resource_version)
+        except (Conflict, TargetNotFound) as exc:
+            log.info("%s/%s: paused-replicas write not done (%s); next step tries again", namespace, name, exc)
+            return None
+        return replicas
+
+    @staticmethod
+    def _fallback_replicas(spec: AutoscalerSpec, failures: int) -> int | None:
+        """spec.fallback's count once `failures` consecutive steps had no forecast, else None (hold)."""
+        if spec.fallback is None or failures < spec.fallback.failure_threshold:
+            return None
+        return min(max(spec.fallback.replicas, spec.min_replicas), spec.max_replicas)
 
     # -- observe -----------------------------------------------------------------------------------------
     def _observe(self, namespace: str, name: str, uid: str, spec: AutoscalerSpec, scale: Scale, now: dt.datetime,
@@ -268,15 +372,18 @@ class Reconciler:
         return Writer(True, conflict, _backoff_message(target.kind, target.name, conflict))
 
     def _step_and_actuate(self, namespace: str, name: str, spec: AutoscalerSpec, seen: Observed,
-                          state: control.ControllerState, settings: control.ControlSettings, hold: bool = False):
-        """The control step, then (Scale mode, unless backing off from another writer: `hold`) the write; a
-        409 re-reads the scale and steps again."""
+                          state: control.ControllerState, settings: control.ControlSettings, hold: bool = False,
+                          fallback_to: int | None = None):
+        """The control step (its count replaced by `fallback_to` when set), then (Scale mode, unless backing
+        off or gated: `hold`) the write; a 409 re-reads the scale and steps again."""
         scale, target = seen.scale, spec.target
         scaled_to, conflicted = None, False
         for attempt in range(CONFLICT_RETRIES):
             observation = _observation(seen.demand, scale)
             result = control.step(state, seen.samples, observation, settings,
                                   control.step_rng(self.settings.seed, state.decisions))
+            if fallback_to is not None:
+                result = _fall_back(result, fallback_to)
             if spec.mode != "Scale" or hold or result.replicas == scale.replicas:
                 break
             try:
@@ -300,8 +407,10 @@ class Reconciler:
     # -- report ------------------------------------------------------------------------------------------
     def _report(self, namespace: str, name: str, uid: str, base: dict, conditions: list[dict],
                 spec: AutoscalerSpec, seen: Observed, result: control.StepResult, scaled_to: int | None,
-                current: int, conflicted: bool, writer: Writer, started: float, now: dt.datetime) -> Outcome:
+                current: int, conflicted: bool, writer: Writer, started: float, now: dt.datetime,
+                gate: Gate | None = None, failures: int = 0) -> Outcome:
         target = spec.target
+        gate = gate or Gate()
         decision = result.decision
         reason, desired = result.reason, result.replicas
         breach_p = float(decision.breach_probability[0])
@@ -311,14 +420,14 @@ class Reconciler:
             self._event(namespace, name, uid, "ScaledUp" if direction == "up" else "ScaledDown",
                         f"{target.kind} {target.name}: {current} -> {scaled_to} replicas ({reason}; "
                         f"breach probability {breach_p:.4f})", now)
-        if not conflicted and not writer.hold:
+        if not conflicted and not writer.hold and not gate.reason:
             conditions = st.set_condition(conditions, st.ABLE_TO_SCALE, True, "ScaleSubresourceReachable",
                                           f"{target.kind} {target.name} has {current} replicas", now)
         limited = reason in (LIMITED_MAX, LIMITED_MIN)
         conditions = st.set_condition(conditions, st.SCALING_LIMITED, limited, reason if limited else "WithinBounds",
                                       f"target {result.target} within [{spec.min_replicas}, "
                                       f"{spec.max_replicas}]" if not limited else f"bounded at {desired}", now)
-        conditions = self._ready(conditions, seen, reason, desired, current, conflicted, writer, now)
+        conditions = self._ready(conditions, seen, reason, desired, current, conflicted, writer, now, gate)
 
         samples = seen.samples
         quantiles = {} if samples is None else dict(zip(
@@ -340,7 +449,7 @@ class Reconciler:
             "lastDecision": {"time": st.timestamp(now), "replicas": desired,
                              "breachProbability": None if math.isnan(breach_p) else round(breach_p, 6),
                              "reason": reason},
-            "posterior": st.to_status(result.state, spec.capacity_per_replica),
+            "posterior": {**st.to_status(result.state, spec.capacity_per_replica), st.FORECAST_FAILURES: failures},
             # null removes a field in a merge patch: no back-off (or Recommend mode) leaves no stale record
             "lastScale": writer.last_scale,
             "conflictingWriter": writer.conflict,
@@ -349,12 +458,19 @@ class Reconciler:
 
     @staticmethod
     def _ready(conditions: list[dict], seen: Observed, reason: str, desired: int, current: int, conflicted: bool,
-               writer: Writer, now: dt.datetime) -> list[dict]:
-        """Ready: the step decided on a forecast and could act on it. A hold for want of telemetry, a
-        back-off from another writer and a scale write that kept losing races are not Ready, and say why."""
+               writer: Writer, now: dt.datetime, gate: Gate | None = None) -> list[dict]:
+        """Ready: the step decided on a forecast and could act on it. A fallback, a hold for want of telemetry,
+        a pause, a target managed elsewhere, a back-off from another writer and a scale write that kept losing
+        races are not Ready, and say why."""
+        if reason == FALLBACK_REASON:
+            return st.set_condition(conditions, st.READY, False, FALLBACK,
+                                    f"no forecast for several steps: fallback to {desired} replicas "
+                                    f"({seen.forecast_error})", now)
         if seen.forecast_error:
             return st.set_condition(conditions, st.READY, False, _reason(seen.forecast_error),
                                     f"holding {current} replicas: {seen.forecast_error}", now)
+        if gate is not None and gate.reason:
+            return st.set_condition(conditions, st.READY, False, gate.reason, gate.message, now)
         if writer.hold:
             return st.set_condition(conditions, st.READY, False, CONFLICTING_WRITER, writer.message, now)
         if conflicted:
@@ -386,6 +502,26 @@ def _backoff_message(kind: str, target: str, conflict: Mapping) -> str:
     return (f"{kind} {target}: another writer set spec.replicas to {conflict.get('replicas')} "
             f"(detected {conflict.get('detected')}); harmony writes no scale until {conflict.get('backoffUntil')}, "
             "then tries again")
+
+
+def _count(value: object) -> int | None:
+    """An annotation's replica count ("3"), or None when it is not a whole number >= 0."""
+    text = str(value).strip()
+    return int(text) if text.isdecimal() and len(text) <= 9 else None
+
+
+def _replace_reason(result: control.StepResult, reason: str) -> control.StepResult:
+    decision = dataclasses.replace(result.decision, reason=np.array([reason], dtype=object))
+    return dataclasses.replace(result, decision=decision)
+
+
+def _fall_back(result: control.StepResult, replicas: int) -> control.StepResult:
+    """The step's result with `replicas` (spec.fallback's) as its count and target: no forecast judged it,
+    so no breach probability."""
+    count = np.array([replicas], dtype=np.int64)
+    decision = Decision(count, count.copy(), np.array([np.nan]), np.array([np.nan]),
+                                np.array([FALLBACK_REASON], dtype=object))
+    return dataclasses.replace(result, decision=decision)
 
 
 def _observation(demand: float, scale: Scale) -> control.Observation:

@@ -74,6 +74,17 @@ def to_status(state: ControllerState, declared_capacity: float | None = None) ->
     }
 
 
+#: The posterior's count of consecutive steps without a forecast (spec.fallback's failureThreshold counts them).
+FORECAST_FAILURES = "forecastFailures"
+
+
+def forecast_failures(posterior: Mapping | None) -> int:
+    """Consecutive steps without a forecast before this one, as the last step wrote them; 0 when absent or
+    not a count (a hand-edited blob must not trigger, nor postpone, the fallback by more than one step)."""
+    value = (posterior or {}).get(FORECAST_FAILURES, 0)
+    return value if _whole(value) and value >= 0 else 0
+
+
 def _read(posterior: Mapping, max_replicas: int | None) -> ControllerState | None:
     """The state in `posterior` if every field is plausible, else None."""
     capacity, breaches = posterior["capacity"], posterior["breaches"]
