@@ -19,7 +19,9 @@ import numpy as np
 from harmony.backtest.forecasts import ReplayForecasts
 from harmony.backtest.policies import POLICIES, build_policy
 from harmony.backtest.policies.base import PolicySetup
+from harmony.backtest.policies.harmony import Harmony
 from harmony.backtest.simulator import SimulationResult, simulate
+from harmony.decision.behavior import Behavior
 from harmony.decision.demand import DemandDefinition, demand_of
 from harmony.decision.posteriors import CapacityPosterior
 from harmony.errors import HarmonyInputError
@@ -45,7 +47,8 @@ class BacktestSettings:
     (the CRD's lookbackSeconds / historySeconds; None: their defaults for the trace's interval).
     refit_every: decisions between refits of a baseline (the operator's cadence). n_samples: forecast
     samples per decision. capacity_prior: harmony's prior over the per-replica capacity (default: centred on
-    the definition's capacity)."""
+    the definition's capacity). behavior: the harmony policy's scaling behaviour, the CRD's spec.behavior
+    (None: the HPA's defaults, as the operator's)."""
 
     cold_start_s: float = 300.0
     sla: float = 0.01
@@ -59,6 +62,7 @@ class BacktestSettings:
     n_samples: int = DEFAULT_SAMPLES
     seed: int = 0
     capacity_prior: CapacityPosterior | None = None  # harmony's prior belief (e.g. from `harmony calibrate`)
+    behavior: Behavior | None = None
 
     def __post_init__(self) -> None:
         for flag, value in (("--cold-start", self.cold_start_s), ("--lookback-seconds", self.lookback_s),
@@ -193,6 +197,8 @@ class Backtest:
         policy = build_policy(name, value)
         if takes_sla(name) and self.settings.capacity_prior is not None:
             policy.capacity_prior = self.settings.capacity_prior  # harmony's step, alone or through the HPA
+        if isinstance(policy, Harmony) and self.settings.behavior is not None:
+            policy.behavior = self.settings.behavior  # the count harmony sets itself (not through an HPA)
         if policy.needs_forecaster:
             self.ensure_forecaster()
         return simulate(policy, self.demand, self.first_tick, self.setup(future=policy.needs_future))
