@@ -213,3 +213,21 @@ async def test_recommend_mode_is_the_intended_setup_with_an_hpa_reading_harmonys
         assert replicas(k8s) == 2  # Recommend mode writes nothing anyway
         assert condition(status(k8s), "AbleToScale")["status"] == "True"
         assert status(k8s)["recommendedReplicas"] > 2 and not events(k8s, MANAGED_ELSEWHERE)
+
+
+@pytest.mark.asyncio
+async def test_a_list_harmony_may_not_make_is_counted_and_the_step_goes_on():
+    """RBAC without the chart's rules: the HPA list is forbidden. The step still scales (the other-writer
+    check remains the backstop) and counts the API error."""
+    async with cluster() as (k8s, url):
+        add_deployment(k8s, replicas=2)
+        add_autoscaler(k8s)
+        add_hpa(k8s, target="other-server")
+        k8s[kmock.method.GET, kmock.resource(HPAS)] << 403 << {
+            "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403,
+            "message": "horizontalpodautoscalers.autoscaling is forbidden"}
+        rec = make_reconciler(url, ScriptedTelemetry(level=20.0))
+        await step(rec, k8s)
+        assert replicas(k8s) > 2
+        labels = {"namespace": "default", "autoscaler": "llm", "reason": "api-error"}
+        assert rec.metrics.registry.get_sample_value("harmony_reconcile_failures_total", labels) == 1.0
