@@ -5,7 +5,8 @@
 - `PrometheusServer`: runs the real binary on 127.0.0.1:<free port> with a temporary config and TSDB,
   waits until it is ready and a given metric has been scraped, and stops it by PID.
 - `FakePrometheusAPI`: a tiny HTTP server answering with crafted responses of the documented API (edge
-  cases a real server will not produce on demand: "+Inf", several series, 503s) and recording requests.
+  cases a real server will not produce on demand: "+Inf", several series, 503s) and recording requests;
+  it can hold its answers until the test releases them (a slow server, without a sleep anywhere).
 - `SilentServer`: accepts TCP connections and never answers (timeouts).
 """
 
@@ -19,9 +20,10 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -175,13 +177,19 @@ class PrometheusServer:
 class FakePrometheusAPI:
     """A local HTTP server answering queued (status, body) responses, recording each request.
 
-    `responses` are served in order; the last one repeats. A dict body is sent as JSON, a str as is.
-    `requests` holds (method, path with query, headers) of every request received.
+    `responses` are served in order; the last one repeats. A dict body is sent as JSON, a str as is, and a
+    callable is called with the request's query parameters (a dict of str) for the dict or str to send, so
+    that an answer can fit the range asked for (`range_answer`).
+    `requests` holds (method, path with query, headers) of every request received, recorded on arrival.
+    `release`: answers wait until it is set (it is, unless the test clears it to make the server slow); a
+    client whose timeout passes meanwhile gets no answer, and the held answer goes nowhere.
     """
 
-    def __init__(self, responses: Sequence[tuple[int, dict | str]]) -> None:
+    def __init__(self, responses: Sequence[tuple[int, dict | str | Callable[[dict], dict | str]]]) -> None:
         self.responses = list(responses)
         self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self.release = threading.Event()
+        self.release.set()
         self._lock = threading.Lock()
         fake = self
 
@@ -190,12 +198,18 @@ class FakePrometheusAPI:
                 with fake._lock:
                     fake.requests.append(("GET", self.path, dict(self.headers)))
                     status, body = fake.responses[0] if len(fake.responses) == 1 else fake.responses.pop(0)
+                fake.release.wait(60)  # bounded: a test that forgets to release must not hang the server
+                if callable(body):
+                    body = body({k: v[-1] for k, v in parse_qs(urlsplit(self.path).query).items()})
                 data = json.dumps(body).encode() if isinstance(body, dict) else body.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json" if isinstance(body, dict) else "text/plain")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json" if isinstance(body, dict) else "text/plain")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up waiting (its timeout): what a slow server's answer meets
 
             def log_message(self, *args) -> None:
                 pass
@@ -212,6 +226,7 @@ class FakePrometheusAPI:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.release.set()  # answers still held go out (to clients long gone) and free their threads
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)
@@ -227,6 +242,18 @@ def matrix(*series: Sequence[tuple[float, str]]) -> dict:
                        for k, values in enumerate(series)],
         },
     }
+
+
+def range_answer(value: float) -> Callable[[dict], dict]:
+    """A FakePrometheusAPI body: `value` at every step of the range asked for (start, end, step), as a
+    healthy Prometheus answers a query_range over a steady series."""
+
+    def answer(params: dict) -> dict:
+        start, end, step = float(params["start"]), float(params["end"]), float(params["step"])
+        stamps = [start + k * step for k in range(int(round((end - start) / step)) + 1)]
+        return matrix([(t, repr(float(value))) for t in stamps])
+
+    return answer
 
 
 class SilentServer:

@@ -5,6 +5,7 @@ parse_spec's (read from the YAML, so the two cannot drift)."""
 from __future__ import annotations
 
 import copy
+import re
 
 import celpy
 import jsonschema
@@ -12,6 +13,7 @@ import kubernetes_validate
 import pytest
 
 from harmony.operator.spec import CRD_PATH, crd_manifest, parse_spec
+from harmony.operator.state import CONDITION_REASON
 from tests.crd_helpers import (
     DELETE,
     INVALID_SPECS,
@@ -61,22 +63,54 @@ def test_crd_manifest_is_the_yaml_and_a_fresh_copy():
     assert CRD_PATH.is_file() and CRD_PATH.name == "harmonyautoscaler.yaml"
 
 
+def column_value(obj: dict, json_path: str):
+    """A printer column's value: a dotted path, where a `conditions[?(@.type=="X")]` step picks condition X."""
+    value = obj
+    for key in re.findall(r'[^.\[]+(?:\[\?\(@\.type=="\w+"\)\])?', json_path):
+        field, _, wanted = key.partition('[?(@.type=="')
+        value = value[field]
+        if wanted:
+            value = next(c for c in value if c["type"] == wanted.removesuffix('")]'))
+    return value
+
+
 def test_printer_columns_resolve_on_an_object_with_status():
     columns = {c["name"]: c for c in crd_manifest()["spec"]["versions"][0]["additionalPrinterColumns"]}
-    assert list(columns) == ["Target", "Mode", "Current", "Desired", "Breach", "Age"]
+    assert list(columns) == ["Target", "Mode", "Ready", "Min", "Max", "Current", "Desired", "Breach", "Age"]
     obj = load_example()
     obj["metadata"]["creationTimestamp"] = "2025-01-01T00:00:00Z"
     obj["status"] = {"currentReplicas": 3, "desiredReplicas": 4,
+                     "conditions": [{"type": "ForecastReady", "status": "True"}, {"type": "Ready", "status": "False"}],
                      "lastDecision": {"time": "2025-01-01T00:05:00Z", "replicas": 4, "breachProbability": 0.004,
                                       "reason": "scale-up"}}
-    expected = {"Target": "llm-server", "Mode": "Scale", "Current": 3, "Desired": 4, "Breach": 0.004,
+    expected = {"Target": "llm-server", "Mode": "Scale", "Ready": "False", "Min": obj["spec"]["minReplicas"],
+                "Max": obj["spec"]["maxReplicas"], "Current": 3, "Desired": 4, "Breach": 0.004,
                 "Age": "2025-01-01T00:00:00Z"}
     for name, column in columns.items():
-        value = obj
-        for key in column["jsonPath"].lstrip(".").split("."):
-            value = value[key]
-        assert value == expected[name], name
+        assert column_value(obj, column["jsonPath"]) == expected[name], name
     assert columns["Age"]["type"] == "date" and columns["Breach"]["type"] == "number"
+    assert [columns[c]["type"] for c in ("Ready", "Min", "Max")] == ["string", "integer", "integer"]
+    assert columns["Ready"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].status'
+
+
+def test_conditions_are_shaped_like_metav1_condition():
+    """The schema controller-gen writes for []metav1.Condition: every field but observedGeneration required."""
+    item = crd_schema()["properties"]["status"]["properties"]["conditions"]["items"]
+    assert set(item["required"]) == {"type", "status", "reason", "message", "lastTransitionTime"}
+    fields = item["properties"]
+    assert set(fields) == set(item["required"]) | {"observedGeneration"}
+    assert (fields["observedGeneration"]["type"], fields["observedGeneration"]["minimum"]) == ("integer", 0)
+    assert fields["lastTransitionTime"]["format"] == "date-time"
+    assert fields["reason"]["pattern"] == "^" + CONDITION_REASON.pattern + "$"
+    ready = {"type": "Ready", "status": "True", "reason": "Reconciled", "message": "",
+             "lastTransitionTime": "2025-01-01T00:00:00Z", "observedGeneration": 2}
+    obj = load_example()
+    assert violations({**obj, "status": {"conditions": [ready]}}) == []
+    for field in item["required"]:  # each one missing is refused
+        assert violations({**obj, "status": {"conditions": [{k: v for k, v in ready.items() if k != field}]}}), field
+    for field, bad in (("reason", "limited-by-max-replicas"), ("reason", ""), ("observedGeneration", -1),
+                       ("type", "not a type")):
+        assert violations({**obj, "status": {"conditions": [{**ready, field: bad}]}}), (field, bad)
 
 
 def _walk(schema: dict, path: str = ""):
@@ -160,7 +194,7 @@ def test_status_as_the_operator_writes_it_is_accepted():
         "observedGeneration": 3, "currentReplicas": 4, "desiredReplicas": 5, "recommendedReplicas": 6,
         "decisions": 12,
         "conditions": [{"type": "Ready", "status": "True", "reason": "Reconciled", "message": "scale-up: 5",
-                        "lastTransitionTime": "2025-01-01T00:00:00Z"}],
+                        "lastTransitionTime": "2025-01-01T00:00:00Z", "observedGeneration": 3}],
         "lastDecision": {"time": "2025-01-01T00:00:00Z", "replicas": 5, "breachProbability": None,
                          "reason": "hold-telemetry-stale"},
         "posterior": {"capacity": {"mu": [25.0], "kappa": [10.0], "alpha": [3.0], "beta": [12.5]},

@@ -15,6 +15,7 @@ import pytest
 import typer
 import yaml
 
+from harmony.operator.metrics import METRICS_PORT
 from harmony.operator.spec import CRD_PATH
 
 helm = pytest.importorskip("helm_python", reason="helm-python-sdk (test extra) renders the chart offline")
@@ -159,7 +160,7 @@ def test_schema_rejects_bad_values(chart):
         with pytest.raises(helm.HelmError):
             chart.render(bad, name=RELEASE, namespace=NAMESPACE)
     with pytest.raises(helm.HelmError, match="liveness.port must differ"):  # two servers cannot share a port
-        chart.render({"liveness": {"port": 9100}}, name=RELEASE, namespace=NAMESPACE)
+        chart.render({"liveness": {"port": METRICS_PORT}}, name=RELEASE, namespace=NAMESPACE)
 
 
 # --- RBAC ---------------------------------------------------------------------------------------------------
@@ -259,11 +260,11 @@ def test_probes_tmp_and_metrics_port(case):
     _, docs = case
     pod, c = container(docs)
     ports = {p["name"]: p for p in c["ports"]}
-    assert ports == {"metrics": {"name": "metrics", "containerPort": 9100, "protocol": "TCP"},
+    assert ports == {"metrics": {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
                      "liveness": {"name": "liveness", "containerPort": LIVENESS_PORT, "protocol": "TCP"}}
     # the probes ask kopf's liveness endpoint, on the operator's default port and path, not the exporter
     defaults = operator_defaults()
-    assert (defaults["--liveness-port"], defaults["--metrics-port"]) == (LIVENESS_PORT, 9100)
+    assert (defaults["--liveness-port"], defaults["--metrics-port"]) == (LIVENESS_PORT, METRICS_PORT)
     args = dict(a.split("=", 1) for a in c["args"][2:] if "=" in a)
     assert (args["--liveness-port"], args["--liveness-addr"]) == (str(LIVENESS_PORT), "0.0.0.0")
     for probe in ("livenessProbe", "readinessProbe"):
@@ -304,7 +305,7 @@ def test_args_are_built_from_values(case):
         given.setdefault(f[0], []).append(f[1] if len(f) == 2 else None)
     prom = values.get("prometheus", {})
     assert given["--prometheus-url"] == [prom.get("url", "http://prometheus-operated.monitoring.svc:9090")]
-    assert given["--metrics-port"] == ["9100"]
+    assert given["--metrics-port"] == [str(METRICS_PORT)]
     assert given.get("--namespace", []) == values.get("watchNamespaces", [])
     assert given.get("--selector", []) == [f"{k}={v}" for k, v in values.get("selector", {}).items()]
     peering = values.get("peering", {})
@@ -398,7 +399,8 @@ def test_service_monitor(chart):
     assert sm["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
     (ep,) = sm["spec"]["endpoints"]
     assert ep["port"] in {p["name"] for p in svc["spec"]["ports"]}
-    assert ep["path"] == "/metrics" and ep["honorLabels"] is True
+    # the target's labels win (honorLabels false, or unset): harmony's object labels collide with none of them
+    assert ep["path"] == "/metrics" and ep.get("honorLabels", False) is False
     assert set(ep) <= {"port", "path", "interval", "scrapeTimeout", "honorLabels"}
 
 
@@ -414,7 +416,10 @@ def test_prometheus_rule(chart):
         assert r["annotations"]["summary"] and r["annotations"]["description"]
         assert r["expr"].count("(") == r["expr"].count(")")
     breach = alerts["HarmonyBreachProbabilityAboveSLA"]
-    assert breach["expr"] == "harmony_breach_probability > harmony_effective_risk" and breach["for"] == "10m"
+    assert breach["expr"] == "harmony_breach_probability_ratio > harmony_effective_risk_ratio"
+    assert breach["for"] == "10m"
+    for r in alerts.values():  # the object's labels as the metrics name them (a scrape's `namespace` is not it)
+        assert "$labels.namespace" not in r["annotations"]["summary"], r["alert"]
     assert alerts["HarmonyTelemetryStale"]["expr"] == "increase(harmony_telemetry_errors_total[10m]) > 0"
     assert alerts["HarmonyDecisionsFailing"]["expr"] == "increase(harmony_reconcile_failures_total[10m]) > 0"
     assert "HarmonyOperatorDown" in alerts  # the chart's ServiceMonitor scrapes it: job is known
@@ -485,7 +490,7 @@ def test_keda_example():
     (trigger,) = so["spec"]["triggers"]
     assert trigger["type"] == "prometheus" and trigger["metricType"] in {"Value", "AverageValue"}
     query = trigger["metadata"]["query"]
-    assert 'harmony_recommended_replicas{namespace="default",autoscaler="llm-server"}' in query
+    assert 'harmony_recommended_replicas{autoscaler_namespace="default",autoscaler="llm-server"}' in query
     assert float(trigger["metadata"]["threshold"]) > 0
     assert all(isinstance(v, str) for v in trigger["metadata"].values())
 
@@ -496,4 +501,5 @@ def test_prometheus_adapter_example():
     assert "harmony_recommended_replicas" in rule["seriesQuery"]
     assert rule["name"]["as"] == "harmony_recommended_replicas"
     assert "<<.Series>>" in rule["metricsQuery"] and "<<.LabelMatchers>>" in rule["metricsQuery"]
-    assert rule["resources"]["overrides"]["namespace"] == {"resource": "namespace"}
+    assert rule["resources"]["overrides"] == {"autoscaler_namespace": {"resource": "namespace"}}
+    assert "by (autoscaler_namespace, autoscaler)" in rule["metricsQuery"]

@@ -229,5 +229,5 @@ async def test_a_list_harmony_may_not_make_is_counted_and_the_step_goes_on():
         rec = make_reconciler(url, ScriptedTelemetry(level=20.0))
         await step(rec, k8s)
         assert replicas(k8s) > 2
-        labels = {"namespace": "default", "autoscaler": "llm", "reason": "api-error"}
+        labels = {"autoscaler_namespace": "default", "autoscaler": "llm", "reason": "api-error"}
         assert rec.metrics.registry.get_sample_value("harmony_reconcile_failures_total", labels) == 1.0

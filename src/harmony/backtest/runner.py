@@ -29,6 +29,7 @@ from harmony.forecasting.adapter import (
     DEFAULT_SAMPLES,
     REFIT_EVERY,
     DemandForecaster,
+    FineTune,
     default_history_s,
     default_lookback_s,
     validation_rows,
@@ -46,7 +47,9 @@ class BacktestSettings:
     policies. lookback_s / history_s: the forecast's context and the telemetry window each decision reads
     (the CRD's lookbackSeconds / historySeconds; None: their defaults for the trace's interval).
     refit_every: decisions between refits of a baseline (the operator's cadence). n_samples: forecast
-    samples per decision. capacity_prior: harmony's prior over the per-replica capacity (default: centred on
+    samples per decision. fine_tune_s: seconds between fine-tunes of a model that learns in the loop (HARMONY;
+    0: never), fine_tune_epochs its epochs each time (the CRD's spec.model.fineTune).
+    capacity_prior: harmony's prior over the per-replica capacity (default: centred on
     the definition's capacity). behavior: the harmony policy's scaling behaviour, the CRD's spec.behavior
     (None: the HPA's defaults, as the operator's)."""
 
@@ -60,6 +63,8 @@ class BacktestSettings:
     history_s: float | None = None
     refit_every: int = REFIT_EVERY
     n_samples: int = DEFAULT_SAMPLES
+    fine_tune_s: float = 0.0
+    fine_tune_epochs: int = FineTune.epochs
     seed: int = 0
     capacity_prior: CapacityPosterior | None = None  # harmony's prior belief (e.g. from `harmony calibrate`)
     behavior: Behavior | None = None
@@ -85,6 +90,10 @@ class BacktestSettings:
         if self.lookback_s is not None and self.history_s is not None and self.lookback_s > self.history_s:
             raise HarmonyInputError(f"--lookback-seconds {self.lookback_s:g} exceeds --history-seconds "
                                     f"{self.history_s:g}")
+        if not (math.isfinite(self.fine_tune_s) and self.fine_tune_s >= 0):
+            raise HarmonyInputError(f"--fine-tune-seconds must be >= 0 and finite, got {self.fine_tune_s}")
+        if self.fine_tune_epochs < 1:
+            raise HarmonyInputError(f"--fine-tune-epochs must be >= 1, got {self.fine_tune_epochs}")
         if self.refit_every < 0:
             raise HarmonyInputError(f"--refit-every must be >= 0, got {self.refit_every}")
         if not 0 < self.train_fraction < 1:
@@ -163,8 +172,9 @@ class Backtest:
             lookback = max(1, math.ceil(lookback_s / step_s))
             history = max(1, math.ceil(history_s / step_s))
             self._check_window(lookback, history, lookback_s, history_s)
+            tune = FineTune(every=math.ceil(self.settings.fine_tune_s / step_s), epochs=self.settings.fine_tune_epochs)
             adapter = DemandForecaster(self.settings.model, self.setup().horizon, lookback, self.settings.n_samples,
-                                       self.settings.refit_every)
+                                       self.settings.refit_every, fine_tune=tune)
             self.forecaster = ReplayForecasts(self.frame, self.definition.indicators, adapter, history,
                                               self.first_tick, self.settings.seed)
             if self.forecaster.demand_samples(self.first_tick - 1) is None:

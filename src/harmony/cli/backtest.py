@@ -69,6 +69,9 @@ def backtest(
     ] = None,
     refit_every: Annotated[int, typer.Option(help="decisions between refits of a baseline (0: fit once)")
                            ] = REFIT_EVERY,
+    fine_tune_seconds: Annotated[float, typer.Option(
+        help="seconds between fine-tunes of a model that learns in the loop (harmony; 0: never)")] = 0.0,
+    fine_tune_epochs: Annotated[int, typer.Option(help="epochs of each fine-tune")] = 2,
     train_fraction: Annotated[float, typer.Option(help="share of the span used as history")] = 0.7,
     sweep: Annotated[bool, typer.Option(help="trace each policy's cost/breach curve over its knob")] = False,
     max_gap: Annotated[int, typer.Option(help="interpolate telemetry gaps up to this many steps")] = 5,
@@ -102,6 +105,8 @@ def backtest(
         "--max-replicas": (max_replicas, AT_LEAST_ONE), "--capacity": (capacity, POSITIVE),
         "--lookback-seconds": (lookback_seconds, POSITIVE), "--history-seconds": (history_seconds, POSITIVE),
         "--refit-every": (refit_every, NON_NEGATIVE), "--train-fraction": (train_fraction, FRACTION),
+        "--fine-tune-seconds": (fine_tune_seconds, NON_NEGATIVE),
+        "--fine-tune-epochs": (fine_tune_epochs, AT_LEAST_ONE),
         "--max-gap": (max_gap, NON_NEGATIVE), "--seed": (seed, SEED),
     })
     if demand is not None and not any(n.strip() for n in demand.split(",")):
@@ -118,7 +123,8 @@ def backtest(
     settings = BacktestSettings(cold_start_s=cold_start, sla=sla, min_replicas=min_replicas,
                                 max_replicas=max_replicas, train_fraction=train_fraction, model=model,
                                 lookback_s=lookback_seconds, history_s=history_seconds,
-                                refit_every=refit_every, seed=seed, capacity_prior=prior)
+                                refit_every=refit_every, fine_tune_s=fine_tune_seconds,
+                                fine_tune_epochs=fine_tune_epochs, seed=seed, capacity_prior=prior)
     if series is None:
         series = frame.series[0]
     frame = frame.select(series=[series]).trim()

@@ -33,7 +33,7 @@ from harmony.operator.health import (
     liveness_endpoint,
 )
 from harmony.operator.kube import KubeClient
-from harmony.operator.metrics import OperatorMetrics, serve
+from harmony.operator.metrics import METRICS_PORT, OperatorMetrics, serve
 from harmony.operator.reconcile import Reconciler, ReconcileSettings
 from harmony.operator.spec import AutoscalerSpec
 from harmony.telemetry.prometheus import (
@@ -99,7 +99,7 @@ def kopf_login(cfg: client.Configuration):
 def operator_settings(namespace: list[str] | None, selector: list[str] | None, peering: str | None,
                       metrics_addr: str, metrics_port: int, workers: int,
                       priority: int | None = None, liveness: str | None = None,
-                      health: HealthSettings | None = None) -> OperatorSettings:
+                      health: HealthSettings | None = None, keda_scaler_port: int = 0) -> OperatorSettings:
     """The operator's settings from the command line's options (--selector items are KEY=VALUE; liveness:
     kopf's liveness endpoint URL, None for none).
 
@@ -116,7 +116,8 @@ def operator_settings(namespace: list[str] | None, selector: list[str] | None, p
         labels[key] = value
     return OperatorSettings(namespaces=tuple(namespace or ()), selector=labels, peering=peering, priority=priority,
                             metrics_addr=metrics_addr, metrics_port=metrics_port, liveness_endpoint=liveness,
-                            health=health if health is not None else HealthSettings(), workers=workers)
+                            health=health if health is not None else HealthSettings(), workers=workers,
+                            keda_scaler_port=keda_scaler_port)
 
 
 def telemetry_source(prometheus: PrometheusClient):
@@ -153,7 +154,7 @@ def operator_run(
     insecure_skip_verify: Annotated[bool, typer.Option(
         help="do not verify Prometheus TLS (not with --ca-file)")] = False,
     metrics_addr: Annotated[str, typer.Option(help="address of the Prometheus exporter (/metrics)")] = "0.0.0.0",
-    metrics_port: Annotated[int, typer.Option(help="port of the Prometheus exporter (/metrics)")] = 9100,
+    metrics_port: Annotated[int, typer.Option(help="port of the Prometheus exporter (/metrics)")] = METRICS_PORT,
     liveness_addr: Annotated[str, typer.Option(
         help=f"address of kopf's liveness endpoint (GET {LIVENESS_PATH}: 200 and a JSON report of the "
              "reconcile loop and Prometheus while steps progress, 500 when the loop is wedged)")] = LIVENESS_ADDR,
@@ -168,6 +169,9 @@ def operator_run(
     ] = HealthSettings.stall_min_s,
     samples: Annotated[int, typer.Option(help="forecast samples per decision")] = 200,
     workers: Annotated[int, typer.Option(help="reconcile steps in flight at once (threads; steps wait on I/O)")] = 16,
+    keda_scaler_port: Annotated[int, typer.Option(
+        min=0, max=65535, help="serve KEDA's external scaler (gRPC) on this port from the current decisions, for "
+                               "ScaledObjects with `type: external` triggers (0: off)")] = 0,
     verbose: Annotated[bool, typer.Option(help="debug logging")] = False,
 ) -> None:
     """Reconcile HarmonyAutoscalers: forecast from Prometheus, decide, scale (or recommend), report."""
@@ -176,9 +180,12 @@ def operator_run(
     if not verbose:  # a line or three per liveness/readiness probe otherwise; a failing probe still logs an error
         for quiet in ("aiohttp.access", "kopf.activities.probe"):
             logging.getLogger(quiet).setLevel(logging.WARNING)
+    if keda_scaler_port and keda_scaler_port in (metrics_port, liveness_port):
+        raise HarmonyInputError(f"--keda-scaler-port {keda_scaler_port}: already the metrics or liveness port")
     health_settings = HealthSettings(stall_intervals=stall_intervals, stall_min_s=stall_min_seconds)
     settings = operator_settings(namespace, selector, peering, metrics_addr, metrics_port, workers, priority,
-                                 liveness=liveness_endpoint(liveness_addr, liveness_port), health=health_settings)
+                                 liveness=liveness_endpoint(liveness_addr, liveness_port), health=health_settings,
+                                 keda_scaler_port=keda_scaler_port)
     if bearer_token_file is not None and not bearer_token_file.is_file():
         raise HarmonyInputError(f"{bearer_token_file}: no such file (--bearer-token-file)")
     verify = prometheus_tls(ca_file, insecure_skip_verify)

@@ -66,12 +66,15 @@ class Scale:
     resource_version: the scale's, the precondition of the next write.
     ready_replicas: pods Ready now (status.readyReplicas, or Ready pods matching status.selector): the
     capacity actually serving, the count breaches and capacity are learned from. None when the target
-    offers no way to tell (no readyReplicas and no selector in its scale subresource)."""
+    offers no way to tell (no readyReplicas and no selector in its scale subresource).
+    created: the target's metadata.creationTimestamp (a Scale carries its object's), None when absent: a
+    target deleted and created again is a new object with a count of its own, not another writer's."""
 
     replicas: int
     observed_replicas: int
     resource_version: str | None
     ready_replicas: int | None = None
+    created: str | None = None
 
 
 @dataclass(frozen=True)
@@ -164,9 +167,10 @@ class KubeClient:
         obj = self._get_target(self._scale_path(api_version, kind, namespace, name), kind, namespace, name)
         spec, status = obj.get("spec") or {}, obj.get("status") or {}
         replicas = int(spec.get("replicas", 0) or 0)
-        version_tag = (obj.get("metadata") or {}).get("resourceVersion")
+        meta = obj.get("metadata") or {}
         ready = self.get_ready_replicas(api_version, kind, namespace, name, status.get("selector"))
-        return Scale(replicas, int(status.get("replicas", replicas) or 0), version_tag, ready)
+        return Scale(replicas, int(status.get("replicas", replicas) or 0), meta.get("resourceVersion"), ready,
+                     meta.get("creationTimestamp"))
 
     def get_ready_replicas(self, api_version: str, kind: str, namespace: str, name: str,
                            selector: str | None) -> int | None:

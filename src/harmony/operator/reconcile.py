@@ -5,12 +5,15 @@
 - step: `harmony.decision.step.step`, the control step the backtest's harmony policy runs: it learns from the
   tick just observed and decides.
 - actuate: in Scale mode, write the count to the scale subresource; a 409 re-reads it and steps again from
-  the fresh count (the step is pure, so stepping again from the same state is exact). Another writer of the
-  target's replicas (an HPA, KEDA, a person) is detected from `status.lastScale`, the count the target had
-  when harmony's last step ended: a different count now means someone else wrote it. harmony then backs off
-  (AbleToScale=False, reason ConflictingWriter, a Warning Event, `harmony_reconcile_failures_total{reason=
-  "conflicting-writer"}`) and writes no scale for max(the stabilisation window, CONFLICT_BACKOFF_INTERVALS
-  intervals), then tries again, instead of fighting the other writer every step.
+  the fresh count (the step is pure, so stepping again from the same state is exact); a write the API
+  server fails otherwise holds the count (AbleToScale=False, FailedUpdateScale) until the next step.
+  Another writer of the target's replicas (an HPA, KEDA, a person) is detected from `status.lastScale`, the
+  count the target had when harmony's last step ended: a different count now means someone else wrote it
+  (unless harmony wrote it itself and failed to record it, or the target was created again since). harmony
+  then backs off (AbleToScale=False, reason ConflictingWriter, a Warning Event,
+  `harmony_reconcile_failures_total{reason="conflicting-writer"}`) and writes no scale for max(the
+  stabilisation window, CONFLICT_BACKOFF_INTERVALS intervals), then tries again, instead of fighting the
+  other writer every step.
 - gate (`_gate`, before actuate): the annotation `harmony.dev/paused: "true"` stops writes (AbleToScale=False,
   reason Paused; the decision is still made and learned from, and reported with reason `paused`);
   `harmony.dev/paused-replicas: "N"` sets the target to N once, then holds it. In Scale mode a target that an
@@ -20,9 +23,10 @@
 - fallback (`_fallback_replicas`): after spec.fallback.failureThreshold consecutive steps without a forecast
   (telemetry missing, stale or failing, or the forecaster failing), the count is spec.fallback.replicas
   instead of the held one (reason `fallback`, Ready=False reason Fallback), until a forecast is back.
-- report: conditions, status (the state survives restarts there), metrics and an event per scaling. An
-  Event that cannot be posted (events forbidden, say) is logged and counted ("event-failed"), never allowed
-  to stop the status write.
+- report: conditions, status (the state survives restarts there), metrics, the decisions board (what the KEDA
+  external scaler serves, harmony.operator.decisions) and an event per scaling. An Event that cannot be
+  posted (events forbidden, say) is logged and counted ("event-failed"), never allowed to stop the status
+  write.
 
 The step is synchronous and takes its boundaries as constructor parameters (Kubernetes, Prometheus, the
 metrics registry, the clock), so tests run it against the kmock emulator and a real or fake telemetry source
@@ -32,7 +36,8 @@ Faults never lose data or jump the replica count: Prometheus down, refusing the 
 answering something that is not its API, stale or all-NaN telemetry hold the current count (the step's stale
 rule) with ForecastReady=False and Ready=False, a reason naming the cause and the telemetry error counted;
 a missing target sets AbleToScale=False; an invalid spec sets InvalidSpec and touches nothing; a restart
-restores posteriors and the stabilisation window from status. Messages pass through `redact_url`, so
+restores posteriors and the stabilisation window from status, and one it cannot trust is discarded and
+said so (a log line, a Warning Event, `status.posterior.discarded`). Messages pass through `redact_url`, so
 credentials in a Prometheus URL never reach a condition or a log line.
 """
 
@@ -42,6 +47,7 @@ import dataclasses
 import datetime as dt
 import logging
 import math
+import re
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -54,6 +60,7 @@ from harmony.decision.decide import LIMITED_MAX, LIMITED_MIN, Decision
 from harmony.errors import HarmonyInputError
 from harmony.forecasting.adapter import DEFAULT_SAMPLES, REFIT_EVERY, DemandForecaster
 from harmony.operator import state as st
+from harmony.operator.decisions import DecisionBoard, PostedDecision
 from harmony.operator.kube import ApiError, Conflict, Scale, TargetNotFound
 from harmony.operator.metrics import OperatorMetrics
 from harmony.operator.spec import AutoscalerSpec, InvalidSpec, checkpoint_predictor, parse_spec
@@ -130,6 +137,7 @@ class Observed:
     age_s: float | None = None
     samples: np.ndarray | None = None
     forecast_error: str = ""
+    discarded: str = ""  # why the posterior in status was not trusted ("": restored, or there was none)
 
 
 @dataclass
@@ -140,9 +148,14 @@ class Reconciler:
     settings: ReconcileSettings = field(default_factory=ReconcileSettings)
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
     forecasters: dict[str, DemandForecaster] = field(default_factory=dict)
+    decisions: DecisionBoard = field(default_factory=DecisionBoard)
+    #: uid -> the count this process wrote to the object's target while the status write recording it in
+    #: `lastScale` has not yet succeeded
+    unrecorded_scales: dict[str, int] = field(default_factory=dict)
 
     def forget(self, uid: str, namespace: str, name: str) -> None:
         self.forecasters.pop(uid, None)
+        self.unrecorded_scales.pop(uid, None)
         self.metrics.forget(namespace, name)
 
     def forecaster(self, uid: str, spec: AutoscalerSpec) -> DemandForecaster:
@@ -172,8 +185,8 @@ class Reconciler:
         except InvalidSpec as exc:
             self.metrics.reconcile_failure(namespace, name, "invalid-spec")
             message = redact_url(str(exc))
-            conditions = st.set_condition(conditions, "InvalidSpec", True, "InvalidSpec", message, now)
-            conditions = st.set_condition(conditions, st.READY, False, "InvalidSpec", message, now)
+            conditions = st.set_condition(conditions, "InvalidSpec", True, "InvalidSpec", message, now, generation)
+            conditions = st.set_condition(conditions, st.READY, False, "InvalidSpec", message, now, generation)
             # harmony acts on nothing meanwhile: whatever count the target gets is nobody's conflict
             return self._write(namespace, name, Outcome({**base, "conditions": conditions, **_NO_WRITER},
                                                         error=message))
@@ -184,15 +197,20 @@ class Reconciler:
             scale = self.kube.get_scale(target.api_version, target.kind, namespace, target.name)
         except TargetNotFound as exc:
             self.metrics.reconcile_failure(namespace, name, "target-not-found")
-            conditions = st.set_condition(conditions, st.ABLE_TO_SCALE, False, "TargetNotFound", str(exc), now)
-            conditions = st.set_condition(conditions, st.READY, False, "TargetNotFound", str(exc), now)
+            conditions = st.set_condition(conditions, st.ABLE_TO_SCALE, False, "TargetNotFound", str(exc), now,
+                                          generation)
+            conditions = st.set_condition(conditions, st.READY, False, "TargetNotFound", str(exc), now, generation)
             # a target created again starts from its own count, not a conflict with the old one's
             return self._write(namespace, name, Outcome({**base, "conditions": conditions, **_NO_WRITER},
                                                         error=str(exc)))
 
-        restored = st.restore(status_body.get("posterior"), spec.capacity_per_replica, spec.max_replicas)
+        restored, discarded = st.read_posterior(status_body.get("posterior"), spec.capacity_per_replica,
+                                                spec.max_replicas)
+        if discarded:
+            self._posterior_discarded(namespace, name, uid, discarded, now)
         seen = self._observe(namespace, name, uid, spec, scale, now, restored.decisions if restored else 0)
-        conditions = self._forecast_condition(conditions, namespace, name, spec, seen, now)
+        seen.discarded = discarded
+        conditions = self._forecast_condition(conditions, namespace, name, spec, seen, now, generation)
         settings = spec.control_settings()
         state = restored or self._fresh_state(spec, seen)
         gate = self._gate(namespace, name, uid, spec, annotations or {}, conditions, now)
@@ -200,27 +218,28 @@ class Reconciler:
         writer = Writer() if gate.reason else self._other_writer(namespace, name, uid, spec, scale, status_body, now)
         failures = 0 if seen.samples is not None else st.forecast_failures(status_body.get("posterior")) + 1
         fallback_to = self._fallback_replicas(spec, failures)
-        result, scaled_to, current, conflicted = self._step_and_actuate(
-            namespace, name, spec, seen, state, settings, writer.hold or bool(gate.reason), fallback_to)
+        result, scaled_to, current, unable = self._step_and_actuate(
+            namespace, name, uid, spec, seen, state, settings, writer.hold or bool(gate.reason), fallback_to)
         if gate.set_to is not None and spec.mode == "Scale":
             scaled_to = self._set_paused_replicas(namespace, name, spec, seen.scale, gate.set_to)
-        if conflicted:
-            self.metrics.reconcile_failure(namespace, name, "conflict")
-            conditions = st.set_condition(conditions, st.ABLE_TO_SCALE, False, "Conflict",
-                                          f"scale changed concurrently {CONFLICT_RETRIES} times", now)
+        if unable:
+            conditions = st.set_condition(conditions, st.ABLE_TO_SCALE, False, *unable, now, generation)
         if spec.mode == "Scale" and not gate.reason:
             # the count the target has as this step ends: the next step tells another writer's by it
             writer.last_scale = {"replicas": scaled_to if scaled_to is not None else current,
                                  "time": st.timestamp(now)}
         if writer.hold:
             conditions = st.set_condition(conditions, st.ABLE_TO_SCALE, False, CONFLICTING_WRITER, writer.message,
-                                          now)
+                                          now, generation)
         if gate.reason:
-            conditions = st.set_condition(conditions, st.ABLE_TO_SCALE, False, gate.reason, gate.message, now)
+            conditions = st.set_condition(conditions, st.ABLE_TO_SCALE, False, gate.reason, gate.message, now,
+                                          generation)
             if gate.reason == PAUSED:
                 result = _replace_reason(result, PAUSED_REASON)
-        return self._report(namespace, name, uid, base, conditions, spec, seen, result, scaled_to, current,
-                            conflicted, writer, started, now, gate, failures)
+        outcome = self._report(namespace, name, uid, base, conditions, spec, seen, result, scaled_to, current,
+                               unable, writer, started, now, gate, failures)
+        self.unrecorded_scales.pop(uid, None)  # recorded: status.lastScale holds the count
+        return outcome
 
     # -- gate and fallback ---------------------------------------------------------------------------------
     def _gate(self, namespace: str, name: str, uid: str, spec: AutoscalerSpec, annotations: Mapping,
@@ -320,14 +339,14 @@ class Reconciler:
         return seen
 
     def _forecast_condition(self, conditions: list[dict], namespace: str, name: str, spec: AutoscalerSpec,
-                            seen: Observed, now: dt.datetime) -> list[dict]:
+                            seen: Observed, now: dt.datetime, generation: int | None) -> list[dict]:
         if seen.forecast_error:
             self.metrics.telemetry_error(namespace, name, seen.forecast_error.split(":")[0])
             return st.set_condition(conditions, st.FORECAST_READY, False, _reason(seen.forecast_error),
-                                    seen.forecast_error, now)
+                                    seen.forecast_error, now, generation)
         return st.set_condition(conditions, st.FORECAST_READY, True, "ForecastComputed",
                                 f"forecast of {spec.demand_indicator.name} over {spec.cold_start_steps + 1} steps",
-                                now)
+                                now, generation)
 
     # -- step and actuate --------------------------------------------------------------------------------
     @staticmethod
@@ -351,7 +370,11 @@ class Reconciler:
         until = st.parse_timestamp(conflict.get("backoffUntil"))
         backing_off = until is not None and now < until
         target = spec.target
-        if expected is None or scale.replicas == expected:
+        created, recorded = st.parse_timestamp(scale.created), st.parse_timestamp(last.get("time"))
+        if created is not None and recorded is not None and created >= recorded:
+            expected = None  # the target was created again since: its count is its own, nobody else's
+        # a count this process wrote but whose status write failed is its own, not another writer's
+        if expected is None or scale.replicas in (expected, self.unrecorded_scales.get(uid)):
             if backing_off:  # the other writer is quiet now, but the back-off runs its course
                 return Writer(True, conflict, _backoff_message(target.kind, target.name, conflict))
             return Writer()  # nobody else wrote (or the back-off is over): act
@@ -371,13 +394,14 @@ class Reconciler:
         self._event(namespace, name, uid, CONFLICTING_WRITER, message, now, type_="Warning")
         return Writer(True, conflict, _backoff_message(target.kind, target.name, conflict))
 
-    def _step_and_actuate(self, namespace: str, name: str, spec: AutoscalerSpec, seen: Observed,
+    def _step_and_actuate(self, namespace: str, name: str, uid: str, spec: AutoscalerSpec, seen: Observed,
                           state: control.ControllerState, settings: control.ControlSettings, hold: bool = False,
                           fallback_to: int | None = None):
         """The control step (its count replaced by `fallback_to` when set), then (Scale mode, unless backing
-        off or gated: `hold`) the write; a 409 re-reads the scale and steps again."""
+        off or gated: `hold`) the write; a 409 re-reads the scale and steps again. `unable`: (reason, message)
+        of a write that did not happen, for AbleToScale, else None."""
         scale, target = seen.scale, spec.target
-        scaled_to, conflicted = None, False
+        scaled_to, unable = None, None
         for attempt in range(CONFLICT_RETRIES):
             observation = _observation(seen.demand, scale)
             result = control.step(state, seen.samples, observation, settings,
@@ -389,7 +413,7 @@ class Reconciler:
             try:
                 self.kube.set_scale(target.api_version, target.kind, namespace, target.name, result.replicas,
                                     scale.resource_version)
-                scaled_to = result.replicas
+                scaled_to = self.unrecorded_scales[uid] = result.replicas  # until the status write records it
                 break
             except Conflict:
                 # someone else wrote the scale since we read it: step again from the fresh count
@@ -400,17 +424,26 @@ class Reconciler:
                     break  # deleted meanwhile: the next step reports it
             except TargetNotFound:
                 break  # deleted between the read and the write: the next step reports it
+            except ApiError as exc:
+                # the API server failed the write (a 500, a timeout): nothing changed; hold, say so, try next step
+                unable = ("FailedUpdateScale", f"{target.kind} {target.name}: writing {result.replicas} replicas "
+                                               f"failed: {exc}")
+                log.warning("%s/%s: %s", namespace, name, unable[1])
+                self.metrics.reconcile_failure(namespace, name, "api-error")
+                break
         else:
-            conflicted = True
-        return result, scaled_to, scale.replicas, conflicted
+            unable = ("Conflict", f"scale changed concurrently {CONFLICT_RETRIES} times")
+            self.metrics.reconcile_failure(namespace, name, "conflict")
+        return result, scaled_to, scale.replicas, unable
 
     # -- report ------------------------------------------------------------------------------------------
     def _report(self, namespace: str, name: str, uid: str, base: dict, conditions: list[dict],
                 spec: AutoscalerSpec, seen: Observed, result: control.StepResult, scaled_to: int | None,
-                current: int, conflicted: bool, writer: Writer, started: float, now: dt.datetime,
-                gate: Gate | None = None, failures: int = 0) -> Outcome:
+                current: int, unable: tuple[str, str] | None, writer: Writer, started: float,
+                now: dt.datetime, gate: Gate | None = None, failures: int = 0) -> Outcome:
         target = spec.target
         gate = gate or Gate()
+        generation = base["observedGeneration"]
         decision = result.decision
         reason, desired = result.reason, result.replicas
         breach_p = float(decision.breach_probability[0])
@@ -420,14 +453,16 @@ class Reconciler:
             self._event(namespace, name, uid, "ScaledUp" if direction == "up" else "ScaledDown",
                         f"{target.kind} {target.name}: {current} -> {scaled_to} replicas ({reason}; "
                         f"breach probability {breach_p:.4f})", now)
-        if not conflicted and not writer.hold and not gate.reason:
+        if not unable and not writer.hold and not gate.reason:
             conditions = st.set_condition(conditions, st.ABLE_TO_SCALE, True, "ScaleSubresourceReachable",
-                                          f"{target.kind} {target.name} has {current} replicas", now)
+                                          f"{target.kind} {target.name} has {current} replicas", now, generation)
         limited = reason in (LIMITED_MAX, LIMITED_MIN)
-        conditions = st.set_condition(conditions, st.SCALING_LIMITED, limited, reason if limited else "WithinBounds",
+        conditions = st.set_condition(conditions, st.SCALING_LIMITED, limited,
+                                      _reason(reason) if limited else "WithinBounds",  # CamelCase, as metav1's
                                       f"target {result.target} within [{spec.min_replicas}, "
-                                      f"{spec.max_replicas}]" if not limited else f"bounded at {desired}", now)
-        conditions = self._ready(conditions, seen, reason, desired, current, conflicted, writer, now, gate)
+                                      f"{spec.max_replicas}]" if not limited else f"bounded at {desired}", now,
+                                      generation)
+        conditions = self._ready(conditions, seen, reason, desired, current, unable, writer, now, generation, gate)
 
         samples = seen.samples
         quantiles = {} if samples is None else dict(zip(
@@ -439,6 +474,8 @@ class Reconciler:
             capacity=float(result.state.capacity.mu[0]), observed_demand=seen.demand,
             forecast_quantiles=quantiles, duration_s=time.perf_counter() - started, reason=reason,
             telemetry_age_s=seen.age_s)
+        self.decisions.post(namespace, name, PostedDecision(result.target, desired, now, float(spec.interval_s),
+                                                            spec.mode))
         status = {
             **base,
             "currentReplicas": scaled_to if scaled_to is not None else current,
@@ -449,7 +486,10 @@ class Reconciler:
             "lastDecision": {"time": st.timestamp(now), "replicas": desired,
                              "breachProbability": None if math.isnan(breach_p) else round(breach_p, 6),
                              "reason": reason},
-            "posterior": {**st.to_status(result.state, spec.capacity_per_replica), st.FORECAST_FAILURES: failures},
+            "posterior": {**st.to_status(result.state, spec.capacity_per_replica), st.FORECAST_FAILURES: failures,
+                          # kept until the next discard (a merge patch leaves what it does not name)
+                          **({"discarded": {"time": st.timestamp(now), "reason": seen.discarded}}
+                             if seen.discarded else {})},
             # null removes a field in a merge patch: no back-off (or Recommend mode) leaves no stale record
             "lastScale": writer.last_scale,
             "conflictingWriter": writer.conflict,
@@ -457,26 +497,34 @@ class Reconciler:
         return self._write(namespace, name, Outcome(status, scaled_to))
 
     @staticmethod
-    def _ready(conditions: list[dict], seen: Observed, reason: str, desired: int, current: int, conflicted: bool,
-               writer: Writer, now: dt.datetime, gate: Gate | None = None) -> list[dict]:
+    def _ready(conditions: list[dict], seen: Observed, reason: str, desired: int, current: int,
+               unable: tuple[str, str] | None, writer: Writer, now: dt.datetime,
+               generation: int | None, gate: Gate | None = None) -> list[dict]:
         """Ready: the step decided on a forecast and could act on it. A fallback, a hold for want of telemetry,
         a pause, a target managed elsewhere, a back-off from another writer and a scale write that kept losing
-        races are not Ready, and say why."""
+        races or failed are not Ready, and say why."""
         if reason == FALLBACK_REASON:
             return st.set_condition(conditions, st.READY, False, FALLBACK,
                                     f"no forecast for several steps: fallback to {desired} replicas "
-                                    f"({seen.forecast_error})", now)
+                                    f"({seen.forecast_error})", now, generation)
         if seen.forecast_error:
             return st.set_condition(conditions, st.READY, False, _reason(seen.forecast_error),
-                                    f"holding {current} replicas: {seen.forecast_error}", now)
+                                    f"holding {current} replicas: {seen.forecast_error}", now, generation)
         if gate is not None and gate.reason:
-            return st.set_condition(conditions, st.READY, False, gate.reason, gate.message, now)
+            return st.set_condition(conditions, st.READY, False, gate.reason, gate.message, now, generation)
         if writer.hold:
-            return st.set_condition(conditions, st.READY, False, CONFLICTING_WRITER, writer.message, now)
-        if conflicted:
-            return st.set_condition(conditions, st.READY, False, "Conflict",
-                                    f"scale changed concurrently {CONFLICT_RETRIES} times", now)
-        return st.set_condition(conditions, st.READY, True, "Reconciled", f"{reason}: {desired} replicas", now)
+            return st.set_condition(conditions, st.READY, False, CONFLICTING_WRITER, writer.message, now, generation)
+        if unable:
+            return st.set_condition(conditions, st.READY, False, *unable, now, generation)
+        return st.set_condition(conditions, st.READY, True, "Reconciled", f"{reason}: {desired} replicas", now,
+                                generation)
+
+    def _posterior_discarded(self, namespace: str, name: str, uid: str, why: str, now: dt.datetime) -> None:
+        """Say that the step starts from priors, and why: a restart (or a peer taking over) that silently
+        forgot what was learned would look like a jump nobody can explain."""
+        message = f"status.posterior discarded ({why}): starting from priors"
+        log.warning("%s/%s: %s", namespace, name, message)
+        self._event(namespace, name, uid, "PosteriorDiscarded", message, now, type_="Warning")
 
     def _event(self, namespace: str, name: str, uid: str, reason: str, message: str, now: dt.datetime,
                type_: str = "Normal") -> None:
@@ -543,6 +591,6 @@ def _age_s(index, demand: np.ndarray, now: dt.datetime) -> float | None:
 
 
 def _reason(error: str) -> str:
-    """A CamelCase condition reason from an error tag like 'prometheus-unavailable: ...'."""
-    tag = error.split(":")[0].strip() or "TelemetryStale"
-    return "".join(part.capitalize() for part in tag.replace("_", "-").split("-"))
+    """A CamelCase condition reason (metav1.Condition's pattern) from a tag like 'prometheus-unavailable: ...'."""
+    parts = re.split(r"[^A-Za-z0-9]+", error.split(":")[0])
+    return "".join(part.capitalize() for part in parts if part).lstrip("0123456789") or "TelemetryStale"
