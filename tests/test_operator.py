@@ -337,7 +337,8 @@ async def test_an_api_error_is_counted_as_such_and_the_next_step_recovers():
         async with operator(rec, url):
             await eventually(lambda: status(k8s).get("posterior", {}).get("decisions", 0) >= 1)
         failures = rec.metrics.registry.get_sample_value(
-            "harmony_reconcile_failures_total", {"autoscaler_namespace": "default", "autoscaler": "llm", "reason": "api-error"})
+            "harmony_reconcile_failures_total",
+            {"autoscaler_namespace": "default", "autoscaler": "llm", "reason": "api-error"})
         assert failures == 1
 
 
