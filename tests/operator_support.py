@@ -155,7 +155,8 @@ def autoscaler_spec(**overrides) -> dict:
         "indicators": [{"name": "demand", "query": "sum(rate(requests_total[1m]))", "level": 1, "demand": True}],
         "capacityPerReplica": 1.0,
         "sla": {"maxBreachProbability": 0.01, "coldStartSeconds": 3},
-        "behavior": {"scaleDownStabilizationSeconds": 5},
+        # the HPA's default scale-up rate (double or +4 per 15 s) would bind for 15 one-second decisions
+        "behavior": {"scaleDownStabilizationSeconds": 5, "maxScaleUpStep": 1000},
         "model": {"baseline": "last"},
         "lookbackSeconds": 10, "historySeconds": 120,
     }

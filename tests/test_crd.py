@@ -25,6 +25,7 @@ from tests.crd_helpers import (
     violations,
     with_change,
 )
+from tests.test_operator_spec import BEHAVIOR_INVALID, HPA_BEHAVIOR
 
 
 def test_crd_is_valid_apiextensions_v1_in_strict_mode():
@@ -173,6 +174,22 @@ def test_invalid_specs_are_rejected(where, value, field):
     assert any(field.startswith(v.split(": ", 1)[0]) for v in found), found
 
 
+@pytest.mark.parametrize(("where", "value", "field"), [c[1:] for c in BEHAVIOR_INVALID],
+                         ids=[c[0] for c in BEHAVIOR_INVALID])
+def test_invalid_behavior_and_fallback_are_rejected(where, value, field):
+    found = violations(with_change(load_example(), ("spec", *where), value))
+    assert found, "accepted"
+    assert any(field.startswith(v.split(": ", 1)[0]) for v in found), found
+
+
+@pytest.mark.parametrize("behavior", [HPA_BEHAVIOR, {"scaleUp": {"selectPolicy": "Disabled"}}, {}])
+def test_the_hpas_behavior_shape_and_a_fallback_are_accepted(behavior):
+    obj = with_change(load_example(), ("spec", "behavior"), behavior)
+    obj = with_change(obj, ("spec", "fallback"), {"failureThreshold": 3, "replicas": 4})
+    assert violations(obj) == []
+    assert parse_spec(obj["spec"]).fallback.replicas == 4
+
+
 def test_status_as_the_operator_writes_it_is_accepted():
     obj = load_example()
     obj["status"] = {
@@ -268,7 +285,6 @@ DEFAULT_READERS = {
     "spec.sla.coldStartSeconds": lambda s: s.cold_start_s,
     "spec.costPerReplicaHour": lambda s: s.cost_per_replica_hour,
     "spec.behavior": lambda s: {},
-    "spec.behavior.scaleDownStabilizationSeconds": lambda s: s.scale_down_stabilisation_s,
     "spec.model": lambda s: {"forecaster": s.model_baseline},
     "spec.model.fineTune.intervalSeconds": lambda s: s.fine_tune.every * s.interval_s,
     "spec.model.fineTune.epochs": lambda s: s.fine_tune.epochs,

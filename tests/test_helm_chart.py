@@ -38,6 +38,8 @@ COMMON = {
     *{("apps", f"{r}/scale", v) for r in ("deployments", "statefulsets") for v in ("get", "patch")},
     *{("apps", r, "get") for r in ("deployments", "statefulsets")},  # status.readyReplicas
     ("", "events", "create"),
+    # the TargetManagedElsewhere guard lists them each step
+    ("autoscaling", "horizontalpodautoscalers", "list"), ("keda.sh", "scaledobjects", "list"),
 }
 CLUSTER_ONLY = {("", "namespaces", "list"), ("", "namespaces", "watch")}
 PEERING_VERBS = ("get", "list", "watch", "patch", "create")

@@ -19,7 +19,9 @@ import numpy as np
 from harmony.backtest.forecasts import ReplayForecasts
 from harmony.backtest.policies import POLICIES, build_policy
 from harmony.backtest.policies.base import PolicySetup
+from harmony.backtest.policies.harmony import Harmony
 from harmony.backtest.simulator import SimulationResult, simulate
+from harmony.decision.behavior import Behavior
 from harmony.decision.demand import DemandDefinition, demand_of
 from harmony.decision.posteriors import CapacityPosterior
 from harmony.errors import HarmonyInputError
@@ -49,7 +51,8 @@ class BacktestSettings:
     samples per decision. fine_tune_s: seconds between fine-tunes of a model that learns in the loop (HARMONY;
     0: never), fine_tune_epochs its epochs each time (the CRD's spec.model.fineTune).
     capacity_prior: harmony's prior over the per-replica capacity (default: centred on
-    the definition's capacity)."""
+    the definition's capacity). behavior: the harmony policy's scaling behaviour, the CRD's spec.behavior
+    (None: the HPA's defaults, as the operator's)."""
 
     cold_start_s: float = 300.0
     sla: float = 0.01
@@ -65,6 +68,7 @@ class BacktestSettings:
     fine_tune_epochs: int = FineTune.epochs
     seed: int = 0
     capacity_prior: CapacityPosterior | None = None  # harmony's prior belief (e.g. from `harmony calibrate`)
+    behavior: Behavior | None = None
 
     def __post_init__(self) -> None:
         for flag, value in (("--cold-start", self.cold_start_s), ("--lookback-seconds", self.lookback_s),
@@ -204,6 +208,8 @@ class Backtest:
         policy = build_policy(name, value)
         if takes_sla(name) and self.settings.capacity_prior is not None:
             policy.capacity_prior = self.settings.capacity_prior  # harmony's step, alone or through the HPA
+        if isinstance(policy, Harmony) and self.settings.behavior is not None:
+            policy.behavior = self.settings.behavior  # the count harmony sets itself (not through an HPA)
         if policy.needs_forecaster:
             self.ensure_forecaster()
         return simulate(policy, self.demand, self.first_tick, self.setup(future=policy.needs_future))

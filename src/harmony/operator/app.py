@@ -261,7 +261,7 @@ def build_registry(reconciler: Reconciler, settings: OperatorSettings,
                 try:
                     outcome = await asyncio.get_running_loop().run_in_executor(
                         executor, reconciler.reconcile, namespace, name, uid, meta.get("generation"), dict(spec),
-                        current)
+                        current, dict(meta.get("annotations") or {}))  # meta is live: this step's annotations
                     own = outcome.status if outcome.error is None else own
                     # progress even with outcome.error: the step ran and put the object's fault on its status
                     health.step_finished()

@@ -1,11 +1,11 @@
 """The Kubernetes side of the operator: scale subresources, readiness, status writes and Events, as plain JSON
 requests.
 
-One small wrapper (`KubeClient`) so the reconciler depends on four operations, not on a client's API
-surface (app.py's peering check reads kopf's peering objects through it too); tests point it at the kmock
-emulator. The scale subresource is reached generically (`/apis/{group}/{version}/namespaces/{ns}/{plural}/
-{name}/scale`), so Deployments, StatefulSets and any custom resource with a scale subresource work alike; the
-plural comes from API discovery.
+One small wrapper (`KubeClient`) so the reconciler depends on a few operations (the scale, status writes,
+Events, the namespace's other autoscalers), not on a client's API surface (app.py's peering check reads
+kopf's peering objects through it too); tests point it at the kmock emulator. The scale subresource is
+reached generically (`/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}/scale`), so Deployments,
+StatefulSets and any custom resource with a scale subresource work alike; the plural comes from API discovery.
 
 Ready replicas are counted as the HPA counts them, not taken from the scale's status.replicas (which
 includes pods still starting): apps/v1 workloads report status.readyReplicas on the object itself; any
@@ -75,6 +75,25 @@ class Scale:
     resource_version: str | None
     ready_replicas: int | None = None
     created: str | None = None
+
+
+@dataclass(frozen=True)
+class OtherAutoscaler:
+    """An HPA or a KEDA ScaledObject and the target it scales (target_api_version None: not stated)."""
+
+    kind: str
+    name: str
+    target_api_version: str | None
+    target_kind: str
+    target_name: str
+
+    def scales(self, api_version: str, kind: str, name: str) -> bool:
+        """Whether it scales the workload `kind` `name` of `api_version`: same kind and name, and the same API
+        group when it states one (apps/v1 and apps/v1beta1 name one Deployment)."""
+        if (self.target_kind, self.target_name) != (kind, name):
+            return False
+        return self.target_api_version is None or (
+            self.target_api_version.rpartition("/")[0] == api_version.rpartition("/")[0])
 
 
 class KubeClient:
@@ -214,6 +233,31 @@ class KubeClient:
         }
         self._request("POST", f"/api/v1/namespaces/{_q(namespace)}/events", body, "application/json")
 
+
+    # --- other autoscalers of the namespace --------------------------------------------------------------
+    def other_autoscalers(self, namespace: str) -> list[OtherAutoscaler]:
+        """The autoscaling/v2 HorizontalPodAutoscalers and KEDA (keda.sh/v1alpha1) ScaledObjects of
+        `namespace`, each with the target it scales. A 404 on a list means the API is not served (KEDA not
+        installed; an API server without autoscaling/v2): none of that kind."""
+        found = []
+        for path, kind, defaults in (
+                (f"/apis/autoscaling/v2/namespaces/{_q(namespace)}/horizontalpodautoscalers",
+                 "HorizontalPodAutoscaler", {}),
+                # KEDA defaults an omitted target to an apps/v1 Deployment
+                (f"/apis/keda.sh/v1alpha1/namespaces/{_q(namespace)}/scaledobjects", "ScaledObject",
+                 {"apiVersion": "apps/v1", "kind": "Deployment"})):
+            try:
+                items = self._request("GET", path).get("items") or []
+            except ApiError as exc:
+                if exc.status == 404:
+                    continue
+                raise
+            for item in items:
+                ref = {**defaults, **((item.get("spec") or {}).get("scaleTargetRef") or {})}
+                found.append(OtherAutoscaler(kind, str((item.get("metadata") or {}).get("name", "")),
+                                             ref.get("apiVersion"), str(ref.get("kind", "")),
+                                             str(ref.get("name", ""))))
+        return found
 
     # --- kopf peering ----------------------------------------------------------------------------------
     def get_peers(self, peering: str, namespace: str | None = None) -> dict[str, dict] | None:

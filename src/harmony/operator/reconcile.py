@@ -14,6 +14,15 @@
   `harmony_reconcile_failures_total{reason="conflicting-writer"}`) and writes no scale for max(the
   stabilisation window, CONFLICT_BACKOFF_INTERVALS intervals), then tries again, instead of fighting the
   other writer every step.
+- gate (`_gate`, before actuate): the annotation `harmony.dev/paused: "true"` stops writes (AbleToScale=False,
+  reason Paused; the decision is still made and learned from, and reported with reason `paused`);
+  `harmony.dev/paused-replicas: "N"` sets the target to N once, then holds it. In Scale mode a target that an
+  autoscaling/v2 HPA or a KEDA ScaledObject of the namespace already scales is reported (AbleToScale=False,
+  reason TargetManagedElsewhere, a Warning Event when it starts) and never written: two autoscalers on one
+  target fight. Recommend mode is exempt, since an HPA or KEDA reading harmony's metric is its intended setup.
+- fallback (`_fallback_replicas`): after spec.fallback.failureThreshold consecutive steps without a forecast
+  (telemetry missing, stale or failing, or the forecaster failing), the count is spec.fallback.replicas
+  instead of the held one (reason `fallback`, Ready=False reason Fallback), until a forecast is back.
 - report: conditions, status (the state survives restarts there), metrics, the decisions board (what the KEDA
   external scaler serves, harmony.operator.decisions) and an event per scaling. An Event that cannot be
   posted (events forbidden, say) is logged and counted ("event-failed"), never allowed to stop the status
@@ -47,7 +56,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from harmony.decision import step as control
-from harmony.decision.decide import LIMITED_MAX, LIMITED_MIN
+from harmony.decision.decide import LIMITED_MAX, LIMITED_MIN, Decision
 from harmony.errors import HarmonyInputError
 from harmony.forecasting.adapter import DEFAULT_SAMPLES, REFIT_EVERY, DemandForecaster
 from harmony.operator import state as st
@@ -75,6 +84,14 @@ CONFLICT_BACKOFF_INTERVALS = 10
 CONFLICTING_WRITER = "ConflictingWriter"
 CHECKPOINT_CURRENT = "CheckpointCurrent"
 CHECKPOINT_REJECTED = "CheckpointRejected"
+PAUSED = "Paused"
+MANAGED_ELSEWHERE = "TargetManagedElsewhere"
+FALLBACK = "Fallback"
+PAUSED_ANNOTATION = "harmony.dev/paused"
+PAUSED_REPLICAS_ANNOTATION = "harmony.dev/paused-replicas"
+# decision reasons of the step's count replaced by the gate or the fallback (status lastDecision, metrics)
+PAUSED_REASON = "paused"
+FALLBACK_REASON = "fallback"
 
 
 @dataclass(frozen=True)
@@ -106,6 +123,16 @@ class Writer:
     conflict: dict | None = None
     message: str = ""
     last_scale: dict | None = None
+
+
+@dataclass
+class Gate:
+    """Why this step writes no scale of its own (`reason`: PAUSED or MANAGED_ELSEWHERE; "" for none), the
+    condition message, and with paused-replicas the count to set (`set_to`) before holding it."""
+
+    reason: str = ""
+    message: str = ""
+    set_to: int | None = None
 
 
 @dataclass
@@ -178,7 +205,8 @@ class Reconciler:
                                 now, generation)
 
     def reconcile(self, namespace: str, name: str, uid: str, generation: int | None, spec_body: Mapping,
-                  status_body: Mapping | None) -> Outcome:
+                  status_body: Mapping | None, annotations: Mapping | None = None) -> Outcome:
+        """One step for the object's spec, status and metadata.annotations (the pause annotations)."""
         started = time.perf_counter()
         now = self.clock()
         status_body = dict(status_body or {})
@@ -219,22 +247,98 @@ class Reconciler:
         conditions = self._forecast_condition(conditions, namespace, name, spec, seen, now, generation)
         settings = spec.control_settings()
         state = restored or self._fresh_state(spec, seen)
-        writer = self._other_writer(namespace, name, uid, spec, scale, status_body, now)
-        result, scaled_to, current, unable = self._step_and_actuate(namespace, name, uid, spec, seen, state,
-                                                                    settings, writer.hold)
+        gate = self._gate(namespace, name, uid, spec, annotations or {}, conditions, now)
+        # paused or managed elsewhere, the count is not harmony's: nobody else's write is a conflict
+        writer = Writer() if gate.reason else self._other_writer(namespace, name, uid, spec, scale, status_body, now)
+        failures = 0 if seen.samples is not None else st.forecast_failures(status_body.get("posterior")) + 1
+        fallback_to = self._fallback_replicas(spec, failures)
+        result, scaled_to, current, unable = self._step_and_actuate(
+            namespace, name, uid, spec, seen, state, settings, writer.hold or bool(gate.reason), fallback_to)
+        if gate.set_to is not None and spec.mode == "Scale":
+            scaled_to = self._set_paused_replicas(namespace, name, spec, seen.scale, gate.set_to)
         if unable:
             conditions = st.set_condition(conditions, st.ABLE_TO_SCALE, False, *unable, now, generation)
-        if spec.mode == "Scale":
+        if spec.mode == "Scale" and not gate.reason:
             # the count the target has as this step ends: the next step tells another writer's by it
             writer.last_scale = {"replicas": scaled_to if scaled_to is not None else current,
                                  "time": st.timestamp(now)}
         if writer.hold:
             conditions = st.set_condition(conditions, st.ABLE_TO_SCALE, False, CONFLICTING_WRITER, writer.message,
                                           now, generation)
+        if gate.reason:
+            conditions = st.set_condition(conditions, st.ABLE_TO_SCALE, False, gate.reason, gate.message, now,
+                                          generation)
+            if gate.reason == PAUSED:
+                result = _replace_reason(result, PAUSED_REASON)
         outcome = self._report(namespace, name, uid, base, conditions, spec, seen, result, scaled_to, current,
-                               unable, writer, started, now)
+                               unable, writer, started, now, gate, failures)
         self.unrecorded_scales.pop(uid, None)  # recorded: status.lastScale holds the count
         return outcome
+
+    # -- gate and fallback ---------------------------------------------------------------------------------
+    def _gate(self, namespace: str, name: str, uid: str, spec: AutoscalerSpec, annotations: Mapping,
+              conditions: list[dict], now: dt.datetime) -> Gate:
+        """Whether harmony may write the target's scale this step (see the module docstring)."""
+        replicas = annotations.get(PAUSED_REPLICAS_ANNOTATION)
+        if replicas is not None:
+            count = _count(replicas)
+            if count is None:
+                return Gate(PAUSED, f"annotation {PAUSED_REPLICAS_ANNOTATION}: {str(replicas)[:64]!r} is not a "
+                                    "replica count (a whole number >= 0); paused without one: no scale writes")
+            return Gate(PAUSED, f"paused at {count} replicas by annotation {PAUSED_REPLICAS_ANNOTATION}",
+                        set_to=count)
+        if str(annotations.get(PAUSED_ANNOTATION, "")).strip().lower() == "true":
+            return Gate(PAUSED, f"paused by annotation {PAUSED_ANNOTATION}: no scale writes")
+        if spec.mode != "Scale":
+            return Gate()  # an HPA or KEDA reading harmony's recommendation is Recommend mode's intended setup
+        other = self._managed_elsewhere(namespace, name, spec)
+        if other is None:
+            return Gate()
+        target = spec.target
+        message = (f"{target.kind} {target.name} is scaled by {other.kind} {other.name}: harmony writes no scale "
+                   "(two autoscalers on one target fight); delete it, or use mode: Recommend and let it read "
+                   "harmony's metric")
+        previous = next((c for c in conditions if c.get("type") == st.ABLE_TO_SCALE), {})
+        if previous.get("reason") != MANAGED_ELSEWHERE or previous.get("status") != "False":
+            log.warning("%s/%s: %s", namespace, name, message)
+            self._event(namespace, name, uid, MANAGED_ELSEWHERE, message, now, type_="Warning")
+        return Gate(MANAGED_ELSEWHERE, message)
+
+    def _managed_elsewhere(self, namespace: str, name: str, spec: AutoscalerSpec):
+        """The namespace's HPA or ScaledObject that scales the target, or None. A list that fails (the API
+        server busy, RBAC without the chart's rules) is logged and counted, and the step goes on: the other
+        writer check still backs off from any autoscaler that does write the target."""
+        target = spec.target
+        try:
+            others = self.kube.other_autoscalers(namespace)
+        except ApiError as exc:
+            log.warning("%s/%s: could not list the namespace's HPAs and ScaledObjects: %s", namespace, name,
+                        redact_url(str(exc)))
+            self.metrics.reconcile_failure(namespace, name, "api-error")
+            return None
+        return next((o for o in others if o.scales(target.api_version, target.kind, target.name)), None)
+
+    def _set_paused_replicas(self, namespace: str, name: str, spec: AutoscalerSpec, scale: Scale,
+                             replicas: int) -> int | None:
+        """paused-replicas: the target set to `replicas` when it has another count (once: then it holds);
+        a write that loses a race is tried again next step."""
+        if scale.replicas == replicas:
+            return None
+        target = spec.target
+        try:
+            self.kube.set_scale(target.api_version, target.kind, namespace, target.name, replicas,
+                                scale.resource_version)
+        except (Conflict, TargetNotFound) as exc:
+            log.info("%s/%s: paused-replicas write not done (%s); next step tries again", namespace, name, exc)
+            return None
+        return replicas
+
+    @staticmethod
+    def _fallback_replicas(spec: AutoscalerSpec, failures: int) -> int | None:
+        """spec.fallback's count once `failures` consecutive steps had no forecast, else None (hold)."""
+        if spec.fallback is None or failures < spec.fallback.failure_threshold:
+            return None
+        return min(max(spec.fallback.replicas, spec.min_replicas), spec.max_replicas)
 
     # -- observe -----------------------------------------------------------------------------------------
     def _observe(self, namespace: str, name: str, uid: str, spec: AutoscalerSpec, scale: Scale, now: dt.datetime,
@@ -347,7 +451,8 @@ class Reconciler:
         if backing_off:  # still writing while harmony backs off: keep the deadline, remember the count
             conflict["replicas"] = scale.replicas
             return Writer(True, conflict, _backoff_message(target.kind, target.name, conflict))
-        backoff_s = max(spec.scale_down_stabilisation_s, CONFLICT_BACKOFF_INTERVALS * spec.interval_s)
+        backoff_s = max(int(spec.behavior.scale_down.stabilization_window_s),
+                        CONFLICT_BACKOFF_INTERVALS * spec.interval_s)
         conflict = {"replicas": scale.replicas, "detected": st.timestamp(now),
                     "backoffUntil": st.timestamp(now + dt.timedelta(seconds=backoff_s))}
         message = (f"{target.kind} {target.name}: spec.replicas changed from {expected} to {scale.replicas} by "
@@ -359,16 +464,19 @@ class Reconciler:
         return Writer(True, conflict, _backoff_message(target.kind, target.name, conflict))
 
     def _step_and_actuate(self, namespace: str, name: str, uid: str, spec: AutoscalerSpec, seen: Observed,
-                          state: control.ControllerState, settings: control.ControlSettings, hold: bool = False):
-        """The control step, then (Scale mode, unless backing off from another writer: `hold`) the write; a
-        409 re-reads the scale and steps again. `unable`: (reason, message) of a write that did not happen,
-        for AbleToScale, else None."""
+                          state: control.ControllerState, settings: control.ControlSettings, hold: bool = False,
+                          fallback_to: int | None = None):
+        """The control step (its count replaced by `fallback_to` when set), then (Scale mode, unless backing
+        off or gated: `hold`) the write; a 409 re-reads the scale and steps again. `unable`: (reason, message)
+        of a write that did not happen, for AbleToScale, else None."""
         scale, target = seen.scale, spec.target
         scaled_to, unable = None, None
         for attempt in range(CONFLICT_RETRIES):
             observation = _observation(seen.demand, scale)
             result = control.step(state, seen.samples, observation, settings,
                                   control.step_rng(self.settings.seed, state.decisions))
+            if fallback_to is not None:
+                result = _fall_back(result, fallback_to)
             if spec.mode != "Scale" or hold or result.replicas == scale.replicas:
                 break
             try:
@@ -401,8 +509,9 @@ class Reconciler:
     def _report(self, namespace: str, name: str, uid: str, base: dict, conditions: list[dict],
                 spec: AutoscalerSpec, seen: Observed, result: control.StepResult, scaled_to: int | None,
                 current: int, unable: tuple[str, str] | None, writer: Writer, started: float,
-                now: dt.datetime) -> Outcome:
+                now: dt.datetime, gate: Gate | None = None, failures: int = 0) -> Outcome:
         target = spec.target
+        gate = gate or Gate()
         generation = base["observedGeneration"]
         decision = result.decision
         reason, desired = result.reason, result.replicas
@@ -413,7 +522,7 @@ class Reconciler:
             self._event(namespace, name, uid, "ScaledUp" if direction == "up" else "ScaledDown",
                         f"{target.kind} {target.name}: {current} -> {scaled_to} replicas ({reason}; "
                         f"breach probability {breach_p:.4f})", now)
-        if not unable and not writer.hold:
+        if not unable and not writer.hold and not gate.reason:
             conditions = st.set_condition(conditions, st.ABLE_TO_SCALE, True, "ScaleSubresourceReachable",
                                           f"{target.kind} {target.name} has {current} replicas", now, generation)
         limited = reason in (LIMITED_MAX, LIMITED_MIN)
@@ -422,7 +531,7 @@ class Reconciler:
                                       f"target {result.target} within [{spec.min_replicas}, "
                                       f"{spec.max_replicas}]" if not limited else f"bounded at {desired}", now,
                                       generation)
-        conditions = self._ready(conditions, seen, reason, desired, current, unable, writer, now, generation)
+        conditions = self._ready(conditions, seen, reason, desired, current, unable, writer, now, generation, gate)
 
         samples = seen.samples
         quantiles = {} if samples is None else dict(zip(
@@ -446,7 +555,7 @@ class Reconciler:
             "lastDecision": {"time": st.timestamp(now), "replicas": desired,
                              "breachProbability": None if math.isnan(breach_p) else round(breach_p, 6),
                              "reason": reason},
-            "posterior": {**st.to_status(result.state, spec.capacity_per_replica),
+            "posterior": {**st.to_status(result.state, spec.capacity_per_replica), st.FORECAST_FAILURES: failures,
                           # kept until the next discard (a merge patch leaves what it does not name)
                           **({"discarded": {"time": st.timestamp(now), "reason": seen.discarded}}
                              if seen.discarded else {})},
@@ -461,13 +570,19 @@ class Reconciler:
     @staticmethod
     def _ready(conditions: list[dict], seen: Observed, reason: str, desired: int, current: int,
                unable: tuple[str, str] | None, writer: Writer, now: dt.datetime,
-               generation: int | None) -> list[dict]:
-        """Ready: the step decided on a forecast and could act on it. A hold for want of telemetry, a
-        back-off from another writer and a scale write that kept losing races or failed are not Ready, and say
-        why."""
+               generation: int | None, gate: Gate | None = None) -> list[dict]:
+        """Ready: the step decided on a forecast and could act on it. A fallback, a hold for want of telemetry,
+        a pause, a target managed elsewhere, a back-off from another writer and a scale write that kept losing
+        races or failed are not Ready, and say why."""
+        if reason == FALLBACK_REASON:
+            return st.set_condition(conditions, st.READY, False, FALLBACK,
+                                    f"no forecast for several steps: fallback to {desired} replicas "
+                                    f"({seen.forecast_error})", now, generation)
         if seen.forecast_error:
             return st.set_condition(conditions, st.READY, False, _reason(seen.forecast_error),
                                     f"holding {current} replicas: {seen.forecast_error}", now, generation)
+        if gate is not None and gate.reason:
+            return st.set_condition(conditions, st.READY, False, gate.reason, gate.message, now, generation)
         if writer.hold:
             return st.set_condition(conditions, st.READY, False, CONFLICTING_WRITER, writer.message, now, generation)
         if unable:
@@ -506,6 +621,26 @@ def _backoff_message(kind: str, target: str, conflict: Mapping) -> str:
     return (f"{kind} {target}: another writer set spec.replicas to {conflict.get('replicas')} "
             f"(detected {conflict.get('detected')}); harmony writes no scale until {conflict.get('backoffUntil')}, "
             "then tries again")
+
+
+def _count(value: object) -> int | None:
+    """An annotation's replica count ("3"), or None when it is not a whole number >= 0."""
+    text = str(value).strip()
+    return int(text) if text.isdecimal() and len(text) <= 9 else None
+
+
+def _replace_reason(result: control.StepResult, reason: str) -> control.StepResult:
+    decision = dataclasses.replace(result.decision, reason=np.array([reason], dtype=object))
+    return dataclasses.replace(result, decision=decision)
+
+
+def _fall_back(result: control.StepResult, replicas: int) -> control.StepResult:
+    """The step's result with `replicas` (spec.fallback's) as its count and target: no forecast judged it,
+    so no breach probability."""
+    count = np.array([replicas], dtype=np.int64)
+    decision = Decision(count, count.copy(), np.array([np.nan]), np.array([np.nan]),
+                                np.array([FALLBACK_REASON], dtype=object))
+    return dataclasses.replace(result, decision=decision)
 
 
 def _observation(demand: float, scale: Scale) -> control.Observation:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import yaml
 
+from harmony.decision import behavior as bh
 from harmony.decision.posteriors import CapacityPosterior
 from harmony.decision.step import ControlSettings, cold_start_steps_of
 from harmony.errors import HarmonyInputError
@@ -71,7 +72,6 @@ DEFAULT_MODE = "Recommend"
 DEFAULT_MAX_BREACH_PROBABILITY = 0.01
 DEFAULT_COLD_START_S = 300
 DEFAULT_COST_PER_REPLICA_HOUR = 1.0
-DEFAULT_SCALE_DOWN_STABILISATION_S = 300
 DEFAULT_BASELINE = "ar:30"
 # The least capacityPerReplica accepted. Replicas are demand / capacity: below this any real demand asks for
 # more replicas than a float can count (the count saturates at maxReplicas for ever), which is a unit
@@ -89,11 +89,21 @@ class ScaleTargetRef:
 
 
 @dataclass(frozen=True)
+class Fallback:
+    """`spec.fallback`: after `failure_threshold` consecutive steps without a forecast (telemetry missing,
+    stale or failing, or the forecaster failing), set `replicas` (within min/max) instead of holding."""
+
+    failure_threshold: int
+    replicas: int
+
+
+@dataclass(frozen=True)
 class AutoscalerSpec:
     """A validated HarmonyAutoscaler spec, in domain units (seconds, replicas, demand units).
 
     capacity_per_replica: demand units one ready replica serves at the SLA limit, or None when it is learned
     from observations (starting from a prior). model_baseline / model_checkpoint: exactly one is set.
+    behavior: the HPA-shaped scaling behaviour (`harmony.decision.behavior`); fallback: None for none.
     """
 
     target: ScaleTargetRef
@@ -106,9 +116,7 @@ class AutoscalerSpec:
     max_breach_probability: float
     cold_start_s: int
     cost_per_replica_hour: float
-    scale_down_stabilisation_s: int
-    max_step_up: int | None
-    max_step_down: int | None
+    behavior: bh.Behavior
     model_baseline: str | None
     model_checkpoint: str | None
     lookback_s: int
@@ -117,6 +125,7 @@ class AutoscalerSpec:
     capacity_prior: CapacityPosterior | None = None
     prometheus: PrometheusSpec | None = None
     checkpoint_problem: str | None = None
+    fallback: Fallback | None = None
 
     @property
     def demand_indicator(self) -> IndicatorSpec:
@@ -130,13 +139,11 @@ class AutoscalerSpec:
 
     def control_settings(self) -> ControlSettings:
         """The control step's settings (`harmony.decision.step.ControlSettings.build`, as the backtest builds
-        them): bounds, steps, cost, the stabilisation window, the SLA and whether capacity is learned."""
+        them): bounds, cost, the behaviour, the SLA and whether capacity is learned."""
         return ControlSettings.build(
             sla=self.max_breach_probability, interval_s=float(self.interval_s), cold_start_s=float(self.cold_start_s),
-            min_replicas=self.min_replicas, max_replicas=self.max_replicas,
-            stabilisation_s=float(self.scale_down_stabilisation_s), max_step_up=self.max_step_up,
-            max_step_down=self.max_step_down, cost_per_replica_hour=self.cost_per_replica_hour,
-            learn_capacity=self.capacity_per_replica is None)
+            min_replicas=self.min_replicas, max_replicas=self.max_replicas, behavior=self.behavior,
+            cost_per_replica_hour=self.cost_per_replica_hour, learn_capacity=self.capacity_per_replica is None)
 
 
 # --- the spec ---------------------------------------------------------------------------------------------
@@ -284,9 +291,80 @@ def _capacity_prior(spec: Mapping, declared: float | None) -> CapacityPosterior 
     return CapacityPosterior.from_dict(values)
 
 
+def _policies(rules: Mapping, path: str, default: tuple[bh.ScalingPolicy, ...]) -> tuple[bh.ScalingPolicy, ...]:
+    items = _field(rules, "policies", path, None)
+    if items is None:
+        return default  # the HPA's defaulting: absent policies are the direction's defaults
+    where = f"{path}.policies"
+    if isinstance(items, str | bytes | Mapping) or not isinstance(items, Sequence):
+        raise InvalidSpec(where, f"must be a list, got {type(items).__name__}")
+    if not items:
+        raise InvalidSpec(where, "needs at least one policy (leave it out for the HPA's defaults)")
+    out = []
+    for k, raw in enumerate(items):
+        at = f"{where}[{k}]"
+        policy = _mapping(raw, at)
+        _known(policy, at, ("type", "value", "periodSeconds"))
+        kind = _str(policy, "type", at)
+        if kind not in bh.POLICY_TYPES:
+            raise InvalidSpec(f"{at}.type", f"must be one of {', '.join(bh.POLICY_TYPES)}, got {kind!r}")
+        out.append(bh.ScalingPolicy(kind, _int(policy, "value", at, minimum=1),
+                                    float(_int(policy, "periodSeconds", at, minimum=1, maximum=bh.MAX_PERIOD_S))))
+    return tuple(out)
+
+
+def _rules(behavior: Mapping, key: str, default: bh.ScalingRules) -> bh.ScalingRules:
+    path = f"spec.behavior.{key}"
+    rules = _mapping(_field(behavior, key, "spec.behavior", {}), path)
+    _known(rules, path, ("stabilizationWindowSeconds", "selectPolicy", "policies"))
+    window = _int(rules, "stabilizationWindowSeconds", path, int(default.stabilization_window_s), 0,
+                  bh.MAX_WINDOW_S)
+    select = _str(rules, "selectPolicy", path, bh.MAX_CHANGE)
+    if select not in bh.SELECT_POLICIES:
+        raise InvalidSpec(f"{path}.selectPolicy", f"must be one of {', '.join(bh.SELECT_POLICIES)}, got {select!r}")
+    return bh.ScalingRules(float(window), select, _policies(rules, path, default.policies))
+
+
+def _behavior(spec: Mapping, interval_s: int) -> bh.Behavior:
+    """`spec.behavior`: the HPA's autoscaling/v2 shape (scaleUp, scaleDown), defaulted as the HPA defaults
+    it, with the short forms of earlier versions (scaleDownStabilizationSeconds, maxScaleUpStep,
+    maxScaleDownStep) folded in; a short form and the field it stands for are not both accepted."""
+    path = "spec.behavior"
+    behavior = _mapping(_field(spec, "behavior", "spec", {}), path)
+    _known(behavior, path, ("scaleUp", "scaleDown", "scaleDownStabilizationSeconds", "maxScaleUpStep",
+                            "maxScaleDownStep"))
+    up = _rules(behavior, "scaleUp", bh.DEFAULT_SCALE_UP)
+    down = _rules(behavior, "scaleDown", bh.DEFAULT_SCALE_DOWN)
+    window_s = _int(behavior, "scaleDownStabilizationSeconds", path, None, 0, bh.MAX_WINDOW_S)
+    step_up = _int(behavior, "maxScaleUpStep", path, None, minimum=1)
+    step_down = _int(behavior, "maxScaleDownStep", path, None, minimum=1)
+    for short, value, direction, long in (("scaleDownStabilizationSeconds", window_s, "scaleDown",
+                                           "stabilizationWindowSeconds"),
+                                          ("maxScaleUpStep", step_up, "scaleUp", "policies"),
+                                          ("maxScaleDownStep", step_down, "scaleDown", "policies")):
+        if value is not None and (behavior.get(direction) or {}).get(long) is not None:
+            raise InvalidSpec(f"{path}.{short}", f"set at most one of this and {path}.{direction}.{long}")
+    return bh.with_step_limits(bh.Behavior(up, down), float(interval_s), window_s, step_up, step_down)
+
+
+def _fallback(spec: Mapping, min_replicas: int, max_replicas: int) -> Fallback | None:
+    path = "spec.fallback"
+    fallback = _field(spec, "fallback", "spec", None)
+    if fallback is None:
+        return None
+    fallback = _mapping(fallback, path)
+    _known(fallback, path, ("failureThreshold", "replicas"))
+    threshold = _int(fallback, "failureThreshold", path, minimum=1)
+    replicas = _int(fallback, "replicas", path, minimum=0)
+    if not min_replicas <= replicas <= max_replicas:
+        raise InvalidSpec(f"{path}.replicas", f"{replicas} lies outside [spec.minReplicas, spec.maxReplicas] "
+                          f"([{min_replicas}, {max_replicas}])")
+    return Fallback(threshold, replicas)
+
+
 SPEC_FIELDS = ("scaleTargetRef", "minReplicas", "maxReplicas", "mode", "intervalSeconds", "lookbackSeconds",
                "historySeconds", "indicators", "capacityPerReplica", "capacity", "sla", "costPerReplicaHour",
-               "behavior", "model", "prometheus")
+               "behavior", "fallback", "model", "prometheus")
 
 
 def parse_spec(spec: Mapping) -> AutoscalerSpec:
@@ -330,22 +408,17 @@ def parse_spec(spec: Mapping) -> AutoscalerSpec:
     cold_start_s = _int(sla, "coldStartSeconds", "spec.sla", DEFAULT_COLD_START_S, 0, 86400)
     cost = _number(spec, "costPerReplicaHour", "spec", DEFAULT_COST_PER_REPLICA_HOUR, minimum=0.0)
 
-    behavior = _mapping(_field(spec, "behavior", "spec", {}), "spec.behavior")
-    _known(behavior, "spec.behavior", ("scaleDownStabilizationSeconds", "maxScaleUpStep", "maxScaleDownStep"))
-    stabilisation_s = _int(behavior, "scaleDownStabilizationSeconds", "spec.behavior",
-                           DEFAULT_SCALE_DOWN_STABILISATION_S, 0, 86400)
-    step_up = _int(behavior, "maxScaleUpStep", "spec.behavior", None, minimum=1)
-    step_down = _int(behavior, "maxScaleDownStep", "spec.behavior", None, minimum=1)
+    behavior = _behavior(spec, interval_s)
+    fallback = _fallback(spec, min_replicas, max_replicas)
 
     baseline, checkpoint, fine_tune = _model(spec, interval_s)
     checkpoint_problem = None if checkpoint is None else _check_checkpoint(checkpoint, indicators, interval_s)
     return AutoscalerSpec(
         target=target, min_replicas=min_replicas, max_replicas=max_replicas, mode=mode, interval_s=interval_s,
         indicators=indicators, capacity_per_replica=capacity, max_breach_probability=max_breach,
-        cold_start_s=cold_start_s, cost_per_replica_hour=cost, scale_down_stabilisation_s=stabilisation_s,
-        max_step_up=step_up, max_step_down=step_down, model_baseline=baseline, model_checkpoint=checkpoint,
-        lookback_s=lookback_s, history_s=history_s, fine_tune=fine_tune, capacity_prior=prior,
-        prometheus=prometheus, checkpoint_problem=checkpoint_problem,
+        cold_start_s=cold_start_s, cost_per_replica_hour=cost, behavior=behavior, model_baseline=baseline,
+        model_checkpoint=checkpoint, lookback_s=lookback_s, history_s=history_s, fine_tune=fine_tune,
+        capacity_prior=prior, prometheus=prometheus, checkpoint_problem=checkpoint_problem, fallback=fallback,
     )
 
 

@@ -1,7 +1,8 @@
 """What the operator remembers between decisions, kept in the object's status so a restart loses nothing.
 
-`status.posterior` holds the capacity and breach-rate posteriors and the recent targets of the
-stabilisation window; `status.conditions` the Ready / ForecastReady / AbleToScale / ScalingLimited
+`status.posterior` holds the capacity and breach-rate posteriors and the behaviour's memory (the recent
+targets of the stabilisation windows, the recent replica counts of the rate policies' periods);
+`status.conditions` the Ready / ForecastReady / AbleToScale / ScalingLimited
 conditions with reasons. Pure functions over plain dicts.
 """
 
@@ -25,8 +26,8 @@ SCALING_LIMITED = "ScalingLimited"
 CONDITION_REASON = re.compile(r"[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?")
 
 
-#: Most recent targets a status may hold: the HPA's longest stabilisation window (3600 s) at a 1 s interval
-#: needs 3601; a longer list was not written by us.
+#: Most recent targets (or replica counts) a status may hold: the HPA's longest stabilisation window (3600 s)
+#: at a 1 s interval needs 3599 (its longest period, 1800 s, 1799); a longer list was not written by us.
 MAX_RECENT_TARGETS = 4096
 #: How far a restored capacity mean may sit from the declared capacity: 4 prior standard deviations of a
 #: declared figure. A declared capacity is never learned, so a posterior made with it keeps it exactly; one
@@ -79,10 +80,22 @@ def to_status(state: ControllerState, declared_capacity: float | None = None) ->
         "capacity": state.capacity.to_dict(),
         "breaches": state.breaches.to_dict(),
         "recentTargets": [] if state.recent_targets is None else [int(v) for v in state.recent_targets[0]],
+        "recentReplicas": [] if state.recent_replicas is None else [int(v) for v in state.recent_replicas[0]],
         "decisions": state.decisions,
         "declaredCapacity": 0.0 if declared_capacity is None else float(declared_capacity),
         **({} if state.risk is None else {"risk": state.risk}),
     }
+
+
+#: The posterior's count of consecutive steps without a forecast (spec.fallback's failureThreshold counts them).
+FORECAST_FAILURES = "forecastFailures"
+
+
+def forecast_failures(posterior: Mapping | None) -> int:
+    """Consecutive steps without a forecast before this one, as the last step wrote them; 0 when absent or
+    not a count (a hand-edited blob must not trigger, nor postpone, the fallback by more than one step)."""
+    value = (posterior or {}).get(FORECAST_FAILURES, 0)
+    return value if _whole(value) and value >= 0 else 0
 
 
 def _read(posterior: Mapping, max_replicas: int | None) -> tuple[ControllerState | None, list[str]]:
@@ -99,6 +112,7 @@ def _read(posterior: Mapping, max_replicas: int | None) -> tuple[ControllerState
     mu, kappa, alpha, beta, a, b = numbers.values()
     forgetting = breaches.get("forgetting", 0.995)
     recent = posterior.get("recentTargets") or []
+    counts = posterior.get("recentReplicas") or []
     decisions = posterior.get("decisions", 0)
     risk = posterior.get("risk")
     checks = (
@@ -108,8 +122,9 @@ def _read(posterior: Mapping, max_replicas: int | None) -> tuple[ControllerState
         ("breaches.a and breaches.b must be >= 0, not both 0",
          bool(np.all(a >= 0) and np.all(b >= 0) and np.all(a + b > 0))),
         (f"breaches.forgetting {_shown(forgetting)} must be in (0, 1]", _real(forgetting) and 0 < forgetting <= 1),
-        (f"recentTargets must be a list of at most {MAX_RECENT_TARGETS} counts >= 0",
-         isinstance(recent, list) and len(recent) <= MAX_RECENT_TARGETS and all(_whole(v) and v >= 0 for v in recent)),
+        *((f"{key} must be a list of at most {MAX_RECENT_TARGETS} counts >= 0",
+           isinstance(v, list) and len(v) <= MAX_RECENT_TARGETS and all(_whole(n) and n >= 0 for n in v))
+          for key, v in (("recentTargets", recent), ("recentReplicas", counts))),
         (f"decisions {_shown(decisions)} must be a count >= 0", _whole(decisions) and decisions >= 0),
         (f"risk {_shown(risk)} must be in (0, 1)", risk is None or (_real(risk) and 0 < risk < 1)),
     )
@@ -120,7 +135,8 @@ def _read(posterior: Mapping, max_replicas: int | None) -> tuple[ControllerState
     if targets is not None and max_replicas is not None:
         targets = np.minimum(targets, int(max_replicas))
     return ControllerState(CapacityPosterior(mu, kappa, alpha, beta), BreachPosterior(a, b, float(forgetting)),
-                           targets, int(decisions), None if risk is None else float(risk)), []
+                           targets, int(decisions), None if risk is None else float(risk),
+                           np.asarray([counts], dtype=np.int64) if counts else None), []
 
 
 def _other_capacity(posterior: Mapping, capacity: CapacityPosterior, declared: float | None) -> str:
