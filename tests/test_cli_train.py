@@ -70,3 +70,24 @@ def test_ddp_on_two_cpu_processes_writes_one_checkpoint(tmp_path):
     assert output.count("wrote ") == 1 and output.count("best validation NLL") == 1
     state = torch.load(out, weights_only=True)
     assert state["settings"]["strategy"] == "ddp" and state["settings"]["devices"] == 2
+
+
+def test_a_model_trained_for_the_decision_forecasts_the_demand_path_alone(tmp_path):
+    """--target: the flow models the demand over the horizon, the other indicators are covariates; evaluate
+    scores it on its target, and a horizon beyond the trained one (which would need the covariates' future)
+    is refused in one line."""
+    out = tmp_path / "demand.ckpt"
+    result = run("train", *DATA, *SMALL, "--target", "requests", "--out", out)
+    assert result.exit_code == 0, result.output
+    state = torch.load(out, weights_only=True)
+    assert state["config"]["targets"] == (0,) and state["config"]["path_mix"] is True
+    scores_csv = tmp_path / "scores.csv"
+    evaluated = run("evaluate", *DATA, "--protocol", "rolling", "--lookback", "24", "--horizon", "2",
+                    "--models", f"harmony:{out}", "--out", scores_csv)
+    assert evaluated.exit_code == 0, evaluated.output
+    assert f"harmony:{out}" in scores_csv.read_text()
+    beyond = run("evaluate", *DATA, "--protocol", "rolling", "--lookback", "24", "--horizon", "4",
+                 "--models", f"harmony:{out}")
+    assert beyond.exit_code == 2 and "trained for 2 steps" in beyond.output
+    unknown = run("train", *DATA, *SMALL, "--target", "rps", "--out", tmp_path / "x.ckpt")
+    assert unknown.exit_code == 2 and "--target 'rps'" in unknown.output

@@ -63,6 +63,9 @@ def train(
                    ] = Path("model.ckpt"),
     lookback: Annotated[int, typer.Option(help="context window in steps")] = 72,
     horizon: Annotated[int, typer.Option(help="steps ahead the flow models jointly")] = 1,
+    target: Annotated[str | None, typer.Option(
+        help="indicator(s) the flow forecasts, comma-separated (the demand, over --horizon = the cold start plus "
+             "one interval, for the decision); the others are covariates. Default: all")] = None,
     epochs: Annotated[int, typer.Option(help="maximum epochs (early stopping on validation NLL)")] = 40,
     patience: Annotated[int, typer.Option(help="epochs without a better validation NLL before stopping")] = 5,
     seed: Annotated[int, typer.Option(help="seed: the same seed gives the same checkpoint")] = 0,
@@ -101,7 +104,14 @@ def train(
     check_accelerator(accelerator)
     check_out(out, force=force, inputs={"--path": dataset_input(dataset, path)}, formats=CHECKPOINT_FORMATS)
 
+    targets = None if target is None else tuple(t.strip() for t in target.split(","))
+    if targets is not None and not all(targets):
+        raise HarmonyInputError(f"--target {target!r}: name indicators, comma-separated")
     frame = load_frame(dataset, path, dataset_options(option))
+    unknown = [t for t in targets or () if t not in frame.indicator_names]
+    if unknown:
+        raise HarmonyInputError(f"--target {unknown[0]!r} is not an indicator of the data "
+                                f"({', '.join(frame.indicator_names)})")
     frame, _ = frame.fill_gaps(max_gap)
     split = frame.split(train=0.7, test=0.2)
     scaler = MinMaxScaler.fit(split.train)
@@ -111,8 +121,8 @@ def train(
         progress_bar=progress,
     )
     model = HarmonyPredictor(
-        lookback, horizon, settings, name="harmony", d_model=d_model, n_heads=heads, layers_per_level=layers,
-        dropout=dropout, hierarchy=not no_hierarchy, flow="none" if no_flow else flow,
+        lookback, horizon, settings, name="harmony", targets=targets, d_model=d_model, n_heads=heads,
+        layers_per_level=layers, dropout=dropout, hierarchy=not no_hierarchy, flow="none" if no_flow else flow,
     )
     if rank_zero_only.rank == 0:
         console.print(f"training on {frame!r}")

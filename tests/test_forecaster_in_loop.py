@@ -1,0 +1,70 @@
+"""The HARMONY forecaster in the loop: trained for the decision's demand path, its calibration keeping whole
+paths, the AR fallback until it can be trained, and fine-tunes on a schedule."""
+
+import numpy as np
+import torch
+
+from harmony.forecasting.adapter import FALLBACK_MODEL, DemandForecaster, FineTune
+from harmony.forecasting.models.calibration import fit_window_mix, mix_with_window
+from harmony.telemetry.datasets import load_dataset
+
+TINY = "harmony:lookback=16+epochs=1+d_model=8+heads=2+flow_layers=1+quantiles=0"
+
+
+def frame(steps: int):
+    return load_dataset("synthetic", series=1, steps=steps, seed=5)
+
+
+def test_a_mixture_drawn_per_path_replaces_whole_paths_by_one_recent_step():
+    samples = torch.randn(400, 3, 5, 2)  # [n, windows, horizon, targets]
+    window = torch.arange(3 * 10 * 2, dtype=torch.float32).reshape(3, 10, 2)  # distinct values everywhere
+    mixed = mix_with_window(samples, window, torch.ones(5, 2), torch.full((5, 2), 4.0),
+                            torch.Generator().manual_seed(1), per_path=True)
+    # every path is constant over the horizon, both targets from the same recent step of their own window
+    assert torch.equal(mixed, mixed[:, :, :1].expand_as(mixed))
+    step = (mixed[..., 0] - window[:, :1, 0].T.unsqueeze(-1)) / 2  # window[b, l, 0] = b * 20 + 2 l
+    assert torch.equal(mixed[..., 1], mixed[..., 0] + 1)
+    assert set(step[:, :, 0].unique().tolist()) == {6.0, 7.0, 8.0, 9.0}  # the last 4 steps, all drawn
+    per_step = mix_with_window(samples, window, torch.ones(5, 2), torch.full((5, 2), 4.0),
+                               torch.Generator().manual_seed(1))
+    assert not torch.equal(per_step, per_step[:, :, :1].expand_as(per_step))  # per step: paths broken
+
+
+def test_the_path_mixture_is_fitted_per_target_and_shared_by_the_steps():
+    rng = torch.Generator().manual_seed(0)
+    windows = torch.randn(300, 12, 2, generator=rng)
+    # target 0 repeats a recent value (the mixture helps), target 1 is what the model says
+    observed = torch.stack([windows[:, -1, 0].repeat(3, 1).T, torch.zeros(300, 3)], dim=-1)  # [N, H=3, T=2]
+    model = torch.randn(200, 300, 3, 2, generator=rng)
+    model[..., 1] *= 0.1
+    weight, recent = fit_window_mix(model.flatten(2), windows, observed.flatten(1), seed=1, steps=3)
+    weight, recent = weight.view(3, 2), recent.view(3, 2)
+    assert torch.equal(weight, weight[:1].expand_as(weight)) and torch.equal(recent, recent[:1].expand_as(recent))
+    assert weight[0, 0] > 0.5 and recent[0, 0] <= 2 and weight[0, 1] == 0
+
+
+def test_until_the_history_suffices_the_baseline_stands_in_and_says_so():
+    forecaster = DemandForecaster(TINY, horizon=2, lookback=16)
+    short = frame(200)
+    samples = forecaster.demand_samples(short, ("requests",), seed=0)
+    assert samples.shape == (200, 2) and np.isfinite(samples).all()
+    assert forecaster.status.fallback and forecaster.status.model == FALLBACK_MODEL
+    assert "training windows" in forecaster.status.reason and forecaster.predictor is None
+    forecaster.demand_samples(frame(420), ("requests",), seed=1)  # now enough rows: the model is trained
+    assert not forecaster.status.fallback and forecaster.status.model == TINY
+    assert forecaster.predictor.target_names == ("requests",)  # trained for the decision's demand path
+    assert forecaster.predictor.network.config.horizon == 2
+
+
+def test_the_model_fine_tunes_on_its_schedule_from_its_own_weights():
+    forecaster = DemandForecaster(TINY, horizon=2, lookback=16, fine_tune=FineTune(every=2, epochs=1))
+    data = frame(500)
+    forecaster.demand_samples(data.slice(0, 420), ("requests",), seed=0)
+    trained = forecaster.predictor
+    before = {k: v.clone() for k, v in trained.network.state_dict().items()}
+    for t in range(421, 424):  # decisions 1, 2 (due: a fine-tune), 3
+        forecaster.demand_samples(data.slice(t - 420, t), ("requests",), seed=t)
+    assert forecaster.status.fine_tunes == 1 and forecaster.predictor is trained  # warm: the same model
+    assert forecaster.predictor.input_scaler is not None
+    after = trained.network.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # it learned (or recalibrated)
