@@ -598,3 +598,19 @@ def test_a_disruption_budget_only_with_several_replicas(chart):
     (pdb,) = of_kind(docs, "PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] == 1
     assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels(docs).items()
+
+
+def test_the_installation_name_is_the_same_whatever_shard_the_release_serves(chart):
+    """The finalizer is harmony.dev/<installation>: one name per release, so changing the release's selector or
+    watched namespaces leaves no finalizer that no running operator would remove."""
+    def installation(docs):
+        return [a for a in container(docs)[1]["args"] if a.startswith("--installation=")]
+
+    shard_a = render(chart, {"selector": {"shard": "a"}})
+    shard_b = render(chart, {"selector": {"shard": "b"}, "watchNamespaces": ["ml"]})
+    assert installation(shard_a) == installation(shard_b) and len(installation(shard_a)) == 1
+    from harmony.cli.operator import operator_settings
+
+    name = installation(shard_a)[0].split("=", 1)[1]
+    settings = operator_settings(None, None, None, "127.0.0.1", 0, 4, priority=1, installation=name)
+    assert settings.installation == name

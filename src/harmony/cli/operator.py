@@ -95,7 +95,8 @@ def kopf_login(cfg: client.Configuration):
 def operator_settings(namespace: list[str] | None, selector: list[str] | None, peering: str | None,
                       metrics_addr: str, metrics_port: int, workers: int,
                       priority: int | None = None, liveness: str | None = None,
-                      health: HealthSettings | None = None, keda_scaler_port: int = 0) -> OperatorSettings:
+                      health: HealthSettings | None = None, keda_scaler_port: int = 0,
+                      installation: str = "") -> OperatorSettings:
     """The operator's settings from the command line's options (--selector items are KEY=VALUE; liveness:
     kopf's liveness endpoint URL, None for none).
 
@@ -115,7 +116,7 @@ def operator_settings(namespace: list[str] | None, selector: list[str] | None, p
     return OperatorSettings(namespaces=tuple(namespace or ()), selector=labels, peering=peering, priority=priority,
                             metrics_addr=metrics_addr, metrics_port=metrics_port, liveness_endpoint=liveness,
                             health=health if health is not None else HealthSettings(), workers=workers,
-                            keda_scaler_port=keda_scaler_port)
+                            keda_scaler_port=keda_scaler_port, installation=installation)
 
 
 def telemetry_source(prometheus: PrometheusClient):
@@ -143,6 +144,9 @@ def operator_run(
              "namespaces created later (it lists and watches Namespaces cluster-wide, exact names do not)")] = None,
     selector: Annotated[list[str] | None, typer.Option(help="shard by label KEY=VALUE (repeatable)")] = None,
     peering: Annotated[str | None, typer.Option(help="kopf peering name shared by replicas of a shard")] = None,
+    installation: Annotated[str, typer.Option(
+        help="this installation's name (the chart's release): its finalizer is harmony.dev/NAME whatever shard "
+             "it serves, so a shard change orphans none (empty: one per shard)")] = "",
     priority: Annotated[int | None, typer.Option(
         help="peering priority: the highest live replica works (default: random per start, so none tie)")] = None,
     kubeconfig: Annotated[Path | None, typer.Option(help="kubeconfig file (default: in-cluster, then ~/.kube)")] = None,
@@ -193,7 +197,7 @@ def operator_run(
     health_settings = HealthSettings(stall_intervals=stall_intervals, stall_min_s=stall_min_seconds)
     settings = operator_settings(namespace, selector, peering, metrics_addr, metrics_port, workers, priority,
                                  liveness=liveness_endpoint(liveness_addr, liveness_port), health=health_settings,
-                                 keda_scaler_port=keda_scaler_port)
+                                 keda_scaler_port=keda_scaler_port, installation=installation)
     if bearer_token_file is not None and not bearer_token_file.is_file():
         raise HarmonyInputError(f"{bearer_token_file}: no such file (--bearer-token-file)")
     verify = prometheus_tls(ca_file, insecure_skip_verify)
