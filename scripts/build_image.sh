@@ -133,6 +133,9 @@ pip_sources() {
                 value=/opt/pip-sources/cert.pem
             elif [ "$path" != "$value" ] || [ "${value#/}" != "$value" ]; then
                 [ -e "$path" ] || continue
+                path="${path%/}"
+                # A local index's links point beside it (DIR/simple/NAME/ -> DIR/files/): mount DIR.
+                [ "$key" = find-links ] || [ "${path##*/}" != simple ] || path="${path%/simple}"
                 VOLUMES+=("--volume=$path:$path:ro")
                 if [ "$key" = find-links ] && compgen -G "$path/torch-$TORCH_VERSION+cpu-*.whl" >/dev/null; then
                     LOCAL_TORCH="$path"
