@@ -4,12 +4,13 @@
 #      build/rootfs-bookworm.tar and reused when present;
 #   2. a local base image from it (buildah from scratch + the rootfs), reused when present;
 #   3. `buildah bud --isolation chroot` of the Containerfile on that base (or on BASE, e.g. python:3.11-slim);
-#   4. a smoke run in the image (harmony --version, harmony operator run --help, every module imports, the uid);
+#   4. a smoke run in the image (harmony --version, harmony operator run --help, every module imports, the
+#      non-root uid of its USER);
 #   5. the OCI archive build/harmony-VERSION.oci.tar (`buildah push ... oci-archive:`).
 # One version source: pyproject.toml's version names the image and the archive (the chart's appVersion and
 # default tag must equal it; tests/test_image.py checks), its torch pin is the torch installed.
-# pip's sources are this machine's (pip config: index-url, extra-index-url, find-links; local ones mounted
-# read-only into the build); torch comes from PyTorch's CPU index unless a CPU wheel of the pinned version
+# pip's sources are this machine's (pip config: index-url, extra-index-url, find-links, trusted-host, cert;
+# local ones mounted read-only into the build); torch comes from PyTorch's CPU index unless a CPU wheel of the pinned version
 # lies in a local find-links directory. Needs root, buildah and debootstrap. Usage:
 #   bash scripts/build_image.sh            build, smoke-run, write the archive (`make image`)
 #   bash scripts/build_image.sh --print    print the image reference, version and archive path; build nothing
@@ -175,7 +176,7 @@ build() {
 
 # 4. The smoke run, as the image's own user.
 smoke() {
-    local uid
+    local uid user
     new_container "$IMAGE"
     echo "image: smoke: harmony --version"
     buildah run --isolation chroot "$CTR" -- harmony --version | tee "$BUILD/smoke-version.txt"
@@ -189,9 +190,10 @@ names = [m.name for m in pkgutil.walk_packages(harmony.__path__, "harmony.")]
 for name in names:
     importlib.import_module(name)
 print(len(names), "modules import from", harmony.__file__)'
+    user="$(buildah inspect --type image --format '{{.OCIv1.Config.User}}' "$IMAGE")"
     uid="$(buildah run --isolation chroot "$CTR" -- id -u)"
-    echo "image: smoke: runs as uid $uid"
-    [ "$uid" = 65532 ] || { echo "error: the image runs as uid $uid, not 65532" >&2; exit 1; }
+    echo "image: smoke: runs as uid $uid (USER $user)"
+    [ "$uid" != 0 ] && [ "$uid" = "${user%%:*}" ] || { echo "error: runs as uid $uid, USER is '$user'" >&2; exit 1; }
 }
 
 # 5. The archive, written whole or not at all.
