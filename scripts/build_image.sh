@@ -163,11 +163,15 @@ build() {
         torch_index="https://download.pytorch.org/whl/cpu"
     fi
     echo "image: building $IMAGE on $base"
+    # The labels twice: as build arguments for the Containerfile's LABEL, and as --label, because buildah's
+    # layer cache (--layers) reuses a LABEL step whose ARG changed and would keep the last build's revision.
     buildah bud --isolation chroot --layers --force-rm \
         "${VOLUMES[@]}" \
         --build-arg BASE="$base" \
         --build-arg VERSION="$VERSION" \
         --build-arg REVISION="$revision" \
+        --label org.opencontainers.image.version="$VERSION" \
+        --label org.opencontainers.image.revision="$revision" \
         --build-arg TORCH_VERSION="$TORCH_VERSION" \
         --build-arg TORCH_INDEX_URL="$torch_index" \
         --build-arg EXTRA_PIP_ARGS="$EXTRA_PIP_ARGS" \

@@ -114,6 +114,7 @@ def test_declares_the_oci_labels():
         assert labels[f"org.opencontainers.image.{arg.lower()}"] == f"${{{arg}}}"
         assert arg in arg_defaults(final)
         assert f"--build-arg {arg}=" in script
+        assert f"--label org.opencontainers.image.{arg.lower()}=" in script  # buildah's cache keeps stale LABELs
 
 
 def test_build_context_holds_what_the_containerfile_copies():
