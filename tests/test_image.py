@@ -2,7 +2,8 @@
 
 One version source: pyproject's version names the image scripts/build_image.sh builds and its archive, and
 the chart's default image (values.yaml image.repository, tag empty so Chart.yaml's appVersion) must be that
-reference, or `helm install` would pull an image nobody built. The image must run as the user the chart's
+reference, or `helm install` would pull an image nobody built (checked on the values and on the rendered
+Deployment, as is docs/install.md's values file). The image must run as the user the chart's
 securityContext names, declare its OCI labels, and install the torch pyproject pins.
 """
 
@@ -80,6 +81,29 @@ def test_one_version_names_the_image_the_archive_and_the_chart(printed, values):
     assert values["image"]["tag"] in ("", version)
     assert printed["image"] == f"{values['image']['repository']}:{version}"
     assert printed["archive"] == f"build/harmony-{version}.oci.tar"
+
+
+def deployment_image(values: dict) -> str:
+    """The operator container's image in the chart rendered with these values (helm-python-sdk, offline)."""
+    helm = pytest.importorskip("helm_python", reason="helm-python-sdk (test extra) renders the chart offline")
+    out = helm.Chart.load(str(CHART)).render(values, name="harmony", namespace="harmony-system", is_install=True)
+    docs = [d for path, text in out.items() if path.endswith("deployment.yaml") for d in yaml.safe_load_all(text)]
+    (container,) = docs[0]["spec"]["template"]["spec"]["containers"]
+    return container["image"]
+
+
+def test_the_chart_pulls_the_image_the_script_builds(printed):
+    assert deployment_image({}) == printed["image"]
+
+
+def test_the_install_docs_values_lint_and_name_the_pushed_image():
+    """docs/install.md's values file is an example, and examples are tests."""
+    helm = pytest.importorskip("helm_python", reason="helm-python-sdk (test extra) renders the chart offline")
+    doc = (ROOT / "docs" / "install.md").read_text()
+    values = yaml.safe_load(re.search(r"```yaml\n# harmony-values.yaml\n(.*?)```", doc, re.S).group(1))
+    report = helm.lint(str(CHART), values, strict=True, namespace="harmony-system")
+    assert not report["errors"] and all(m["severity"] < 2 for m in report["messages"]), report
+    assert deployment_image(values) == f"{values['image']['repository']}:{PROJECT['version']}"
 
 
 def test_torch_is_pyproject_pin(printed):
