@@ -183,6 +183,18 @@ INVALID_SPECS = [
      "spec.behavior.scaleDownStabilizationSeconds"),
     ("step-up-zero", ("behavior", "maxScaleUpStep"), 0, "spec.behavior.maxScaleUpStep"),
     ("step-down-zero", ("behavior", "maxScaleDownStep"), 0, "spec.behavior.maxScaleDownStep"),
-    ("baseline-and-checkpoint", ("model", "checkpoint"), "/models/harmony.ckpt", "spec.model"),
-    ("baseline-empty", ("model", "baseline"), "", "spec.model.baseline"),
+    ("forecaster-and-checkpoint", ("model", "checkpoint"), "/models/harmony.ckpt", "spec.model"),
+    ("forecaster-empty", ("model", "forecaster"), "", "spec.model.forecaster"),
+    ("prometheus-url-without-scheme", ("prometheus",), {"url": "prometheus:9090"}, "spec.prometheus.url"),
+    ("prometheus-secret-without-name", ("prometheus",), {"secretRef": {}}, "spec.prometheus.secretRef.name"),
+    ("prior-alpha-one", ("capacity",), {"prior": {"capacity_posterior": {
+        "mu": [5.0], "kappa": [3.0], "alpha": [1.0], "beta": [2.0]}}},
+     "spec.capacity.prior.capacity_posterior.alpha[0]"),
+    ("prior-two-workloads", ("capacity",), {"prior": {"capacity_posterior": {
+        "mu": [5.0, 6.0], "kappa": [3.0], "alpha": [3.0], "beta": [2.0]}}},
+     "spec.capacity.prior.capacity_posterior.mu"),
+    ("prior-without-posterior", ("capacity",), {"prior": {"unit": "requests/s per replica"}},
+     "spec.capacity.prior.capacity_posterior"),
+    ("prior-with-declared-capacity", ("capacity",), {"prior": {"capacity_posterior": {
+        "mu": [5.0], "kappa": [3.0], "alpha": [3.0], "beta": [2.0]}}}, "spec.capacity.prior"),
 ]

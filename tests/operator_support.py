@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import time
+from collections.abc import Mapping
 
 import kmock
 import numpy as np
@@ -79,14 +80,17 @@ async def api_create(url: str, path: str, body: dict) -> dict:
     return await asyncio.to_thread(post)
 
 
-def add_deployment(k8s, name="llm-server", namespace="default", replicas=2, ready: int | None = None) -> None:
+def add_deployment(k8s, name="llm-server", namespace="default", replicas=2, ready: int | None = None,
+                   created: dt.datetime | None = None) -> None:
     """A Deployment with `replicas` pods, `ready` of them Ready (default: all, a fleet in steady state). A
-    real Deployment omits status.readyReplicas while it is zero; so does this one."""
+    real Deployment omits status.readyReplicas while it is zero; so does this one. `created`: its
+    metadata.creationTimestamp (None: none, as kmock keeps it)."""
     ready = replicas if ready is None else ready
     status = {"replicas": replicas, **({"readyReplicas": ready} if ready else {})}
+    stamp = {} if created is None else {"creationTimestamp": created.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
     k8s.objects[DEPLOYMENTS, namespace, name] = {
         "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace, "resourceVersion": "1"},
+        "metadata": {"name": name, "namespace": namespace, "resourceVersion": "1", **stamp},
         "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
                  "template": {"metadata": {"labels": {"app": name}}}},
         "status": status,
@@ -134,9 +138,12 @@ def add_peering(k8s, name="harmony") -> None:
         "metadata": {"name": name, "resourceVersion": "1"}, "status": {}}
 
 
-def fail_first_write(k8s, subresource: str, code: int, reason: str, message: str) -> None:
-    """The API server answers the first PATCH of `subresource` (scale, status) with a Status error."""
-    k8s[kmock.method.PATCH, kmock.subresource(subresource)][:1] << code << {
+def fail_first_write(k8s, subresource: str, code: int, reason: str, message: str, times: int = 1) -> None:
+    """The API server answers the next `times` PATCHes of `subresource` (scale, status) with a Status error.
+    (kmock slices count requests from the first one logged: the next ones start after those served.)"""
+    writes = k8s[kmock.method.PATCH, kmock.subresource(subresource)]
+    served = len(list(writes))
+    writes[served:served + times] << code << {
         "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "code": code,
         "message": message}
 
@@ -148,7 +155,8 @@ def autoscaler_spec(**overrides) -> dict:
         "indicators": [{"name": "demand", "query": "sum(rate(requests_total[1m]))", "level": 1, "demand": True}],
         "capacityPerReplica": 1.0,
         "sla": {"maxBreachProbability": 0.01, "coldStartSeconds": 3},
-        "behavior": {"scaleDownStabilizationSeconds": 5},
+        # the HPA's default scale-up rate (double or +4 per 15 s) would bind for 15 one-second decisions
+        "behavior": {"scaleDownStabilizationSeconds": 5, "maxScaleUpStep": 1000},
         "model": {"baseline": "last"},
         "lookbackSeconds": 10, "historySeconds": 120,
     }
@@ -206,6 +214,9 @@ class Emulator(kmock.KubernetesEmulator):
     kmock's own (`_serve_update`, which writes, then returns the written object), and applied only when the
     answer is a success: an error status, or an exception, leaves the object and its watchers untouched.
 
+    Merge patches. A field replaced by a value of another shape (a corrupt scalar by an object) is replaced,
+    as RFC 7386 and the API server do; kmock refuses it (`_reshaped`).
+
     Request log. kmock keeps every request it has served (tests assert on them) and matches each new
     request against its reactions by filtering that whole log, so a request costs time proportional to the
     requests served before it: quadratic over a run (at 500 objects, 90% of the process's time after a
@@ -261,6 +272,9 @@ class Emulator(kmock.KubernetesEmulator):
         async with self._lock:
             if key not in self._objects or self._objects[key].deleted:
                 raise kmock.KubernetesObjectNotFoundError()
+            reshaped = _reshaped(self._objects[key].raw, request.data) if isinstance(request.data, Mapping) else {}
+            if reshaped:  # a merge patch (a JSON patch, kopf's, is a list and kmock's own)
+                self._objects[key].patch(reshaped)
             self._objects[key].patch(request.data)
             await self._buses[request.resource].put({"type": "MODIFIED", "object": self._objects[key].raw})
 
@@ -275,6 +289,22 @@ class Emulator(kmock.KubernetesEmulator):
                 raw = obj.raw
                 obj.delete()
                 await self._buses[key[0]].put({"type": "DELETED", "object": raw})
+
+
+def _reshaped(value: Mapping, patch: Mapping) -> dict:
+    """A merge patch removing the fields of `value` that `patch` replaces by a value of another shape (an
+    object by a scalar or the reverse). RFC 7386, which the API server follows, replaces them; kmock 0.8
+    refuses ("Cannot patch a dict by a scalar"), so a status write over a corrupt field would fail here only."""
+    out: dict = {}
+    for key, new in patch.items():
+        old = value.get(key)
+        if isinstance(old, Mapping) and isinstance(new, Mapping):
+            if inner := _reshaped(old, new):
+                out[key] = inner
+        elif key in value and old is not None and new is not None and isinstance(old, Mapping) != isinstance(
+                new, Mapping):
+            out[key] = None
+    return out
 
 
 @contextlib.asynccontextmanager

@@ -5,7 +5,8 @@
 - `PrometheusServer`: runs the real binary on 127.0.0.1:<free port> with a temporary config and TSDB,
   waits until it is ready and a given metric has been scraped, and stops it by PID.
 - `FakePrometheusAPI`: a tiny HTTP server answering with crafted responses of the documented API (edge
-  cases a real server will not produce on demand: "+Inf", several series, 503s) and recording requests.
+  cases a real server will not produce on demand: "+Inf", several series, 503s) and recording requests;
+  it can hold its answers until the test releases them (a slow server, without a sleep anywhere).
 - `SilentServer`: accepts TCP connections and never answers (timeouts).
 """
 
@@ -19,9 +20,10 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -61,7 +63,9 @@ class PrometheusServer:
     """The real Prometheus, scraping `targets` every `scrape_interval`, as a context manager.
 
     targets: (job name, "host:port") pairs. wait_for: a PromQL query that must return a sample before
-    `__enter__` returns (e.g. the first scraped metric), so tests never sleep blindly.
+    `__enter__` returns (e.g. the first scraped metric), so tests never sleep blindly. backfill: an
+    OpenMetrics file turned into TSDB blocks (`promtool tsdb create-blocks-from openmetrics`) before the
+    server starts on them, kept however old (a bundled trace from years ago is history, not expired data).
     """
 
     def __init__(
@@ -73,8 +77,10 @@ class PrometheusServer:
         enable_lifecycle: bool = False,
         timeout_s: float = 30.0,
         binary: str | None = None,
+        backfill: Path | None = None,
     ) -> None:
         self.binary = binary or require_prometheus()
+        self.backfill = backfill
         self.targets = list(targets)
         self.wait_for = wait_for
         self.scrape_interval = scrape_interval
@@ -108,6 +114,11 @@ class PrometheusServer:
         ]
         if self.enable_lifecycle:
             args.append("--web.enable-lifecycle")
+        if self.backfill is not None:
+            promtool = shutil.which("promtool") or str(Path(self.binary).with_name("promtool"))
+            subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(self.backfill),
+                            str(root / "data")], check=True, capture_output=True, timeout=self.timeout_s)
+            args.append("--storage.tsdb.retention.time=100y")
         self._log = open(root / "prometheus.log", "wb")  # closed in stop()
         self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, cwd=root)
         try:
@@ -175,13 +186,19 @@ class PrometheusServer:
 class FakePrometheusAPI:
     """A local HTTP server answering queued (status, body) responses, recording each request.
 
-    `responses` are served in order; the last one repeats. A dict body is sent as JSON, a str as is.
-    `requests` holds (method, path with query, headers) of every request received.
+    `responses` are served in order; the last one repeats. A dict body is sent as JSON, a str as is, and a
+    callable is called with the request's query parameters (a dict of str) for the dict or str to send, so
+    that an answer can fit the range asked for (`range_answer`).
+    `requests` holds (method, path with query, headers) of every request received, recorded on arrival.
+    `release`: answers wait until it is set (it is, unless the test clears it to make the server slow); a
+    client whose timeout passes meanwhile gets no answer, and the held answer goes nowhere.
     """
 
-    def __init__(self, responses: Sequence[tuple[int, dict | str]]) -> None:
+    def __init__(self, responses: Sequence[tuple[int, dict | str | Callable[[dict], dict | str]]]) -> None:
         self.responses = list(responses)
         self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self.release = threading.Event()
+        self.release.set()
         self._lock = threading.Lock()
         fake = self
 
@@ -190,12 +207,18 @@ class FakePrometheusAPI:
                 with fake._lock:
                     fake.requests.append(("GET", self.path, dict(self.headers)))
                     status, body = fake.responses[0] if len(fake.responses) == 1 else fake.responses.pop(0)
+                fake.release.wait(60)  # bounded: a test that forgets to release must not hang the server
+                if callable(body):
+                    body = body({k: v[-1] for k, v in parse_qs(urlsplit(self.path).query).items()})
                 data = json.dumps(body).encode() if isinstance(body, dict) else body.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json" if isinstance(body, dict) else "text/plain")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json" if isinstance(body, dict) else "text/plain")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up waiting (its timeout): what a slow server's answer meets
 
             def log_message(self, *args) -> None:
                 pass
@@ -212,6 +235,7 @@ class FakePrometheusAPI:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.release.set()  # answers still held go out (to clients long gone) and free their threads
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)
@@ -227,6 +251,18 @@ def matrix(*series: Sequence[tuple[float, str]]) -> dict:
                        for k, values in enumerate(series)],
         },
     }
+
+
+def range_answer(value: float) -> Callable[[dict], dict]:
+    """A FakePrometheusAPI body: `value` at every step of the range asked for (start, end, step), as a
+    healthy Prometheus answers a query_range over a steady series."""
+
+    def answer(params: dict) -> dict:
+        start, end, step = float(params["start"]), float(params["end"]), float(params["step"])
+        stamps = [start + k * step for k in range(int(round((end - start) / step)) + 1)]
+        return matrix([(t, repr(float(value))) for t in stamps])
+
+    return answer
 
 
 class SilentServer:

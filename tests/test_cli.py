@@ -1,5 +1,8 @@
 """The `harmony` CLI end to end (typer's runner, real bundled data)."""
 
+import gzip
+import json
+
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -47,6 +50,35 @@ def test_rolling_evaluation_on_a_user_file(tmp_path):
     assert result.exit_code == 0, result.output
     table = pd.read_csv(tmp_path / "r.csv")
     assert set(table["horizon"]) == {3} and set(table["series"]) == {"mine", "mean"}
+
+
+#: How a user reads each table format back: JSON is a list of records, one per row.
+READERS = {"csv": pd.read_csv, "csv.gz": pd.read_csv, "parquet": pd.read_parquet,
+           "json": lambda path: pd.DataFrame(json.loads(path.read_text()))}
+
+
+@pytest.fixture(scope="module")
+def parquet_results(one_container, tmp_path_factory):
+    out = tmp_path_factory.mktemp("results") / "results.parquet"
+    result = run("evaluate", "--dataset", "fisher", "--path", one_container, "--models", "last", "--out", out)
+    assert result.exit_code == 0, result.output
+    return pd.read_parquet(out)
+
+
+@pytest.mark.parametrize(("name", "kind"), [("r.csv", "csv"), ("r.csv.gz", "csv.gz"), ("r.json", "json"),
+                                            ("R.JSON", "json"), ("r.parquet", "parquet")])
+def test_evaluate_out_writes_the_format_its_extension_names(one_container, parquet_results, tmp_path, name, kind):
+    """Read back with its format's reader, each file holds the table Parquet holds (typed, exact): the same
+    columns in order, the same values to the last bit, the published rows' missing scores missing."""
+    out = tmp_path / name
+    result = run("evaluate", "--dataset", "fisher", "--path", one_container, "--models", "last", "--out", out)
+    assert result.exit_code == 0, result.output
+    if kind == "csv.gz":
+        assert gzip.open(out).read(6) == b"series"
+    table = READERS[kind](out)
+    assert parquet_results["mae"].isna().any() and (parquet_results["source"] == "published").any()
+    pd.testing.assert_frame_equal(table.drop(columns="seconds"), parquet_results.drop(columns="seconds"),
+                                  check_dtype=False, check_exact=True)  # seconds: the run's own timing
 
 
 def test_datasets_list_and_show():

@@ -255,18 +255,42 @@ def test_evaluate_never_overwrites_its_own_input(tmp_path):
 
 
 def test_an_existing_output_needs_force_for_every_command(tmp_path):
-    existing = tmp_path / "taken"
-    existing.write_text("keep me\n")
     obs = tmp_path / "obs.csv"
     pd.DataFrame({"c": 5 + np.random.default_rng(0).normal(0, 0.3, 20)}).to_csv(obs, index=False)
     csv = demand_csv(tmp_path / "d.csv", rows=400)
-    for args in (["train", *TINY_TRAIN], ["calibrate", "--observations", obs, "--column", "c", *FAST_FIT],
-                 ["evaluate", "--dataset", "csv", "--path", csv, "--models", "last"]):
+    for args, name in ((["train", *TINY_TRAIN], "taken.ckpt"),
+                       (["calibrate", "--observations", obs, "--column", "c", *FAST_FIT], "taken.json"),
+                       (["evaluate", "--dataset", "csv", "--path", csv, "--models", "last"], "taken.csv")):
+        existing = tmp_path / name
+        existing.write_text("keep me\n")
         refused(run(*args, "--out", existing), f"--out {existing} exists; pass --force")
         assert existing.read_text() == "keep me\n"
+    existing = tmp_path / "taken.json"
     forced = run("calibrate", "--observations", obs, "--column", "c", *FAST_FIT, "--out", existing, "--force")
     assert forced.exit_code == 0, forced.output
     assert "capacity_posterior" in json.loads(existing.read_text())
+
+
+def test_an_out_whose_extension_names_no_format_it_writes_is_refused_before_any_work(tmp_path):
+    """The writer follows the extension, so a name it cannot honour (a spreadsheet, a typo, none) is refused
+    naming --out and what it accepts, with nothing written; a folder output named like a file likewise."""
+    obs = tmp_path / "obs.csv"
+    pd.DataFrame({"c": 5 + np.random.default_rng(0).normal(0, 0.3, 20)}).to_csv(obs, index=False)
+    csv = demand_csv(tmp_path / "d.csv", rows=400)
+    commands = {"evaluate": (["evaluate", "--dataset", "csv", "--path", csv, "--models", "last"],
+                             ["results.xlsx", "results.gz", "results"], ".csv, .csv.gz, .parquet, .json"),
+                "calibrate": (["calibrate", "--observations", obs, "--column", "c", *FAST_FIT],
+                              ["prior.yaml", "prior.csv"], "in .json"),
+                "train": (["train", *TINY_TRAIN], ["model.bin", "model"], ".ckpt, .pt")}
+    for args, names, accepted in commands.values():
+        for name in names:
+            result = run(*args, "--out", tmp_path / name)
+            refused(result, f"--out {tmp_path / name}: the extension names the format", accepted)
+            assert "wrote" not in result.stdout and not (tmp_path / name).exists()
+    for name in ("report.csv", "report.parquet", "report.json"):
+        result = backtest_csv(csv, "--out", tmp_path / name)
+        refused(result, f"--out {tmp_path / name} is named like a", "writes a folder")
+        assert "evaluated span" not in result.stdout and not (tmp_path / name).exists()
 
 
 def test_train_with_force_overwrites_its_checkpoint(tmp_path):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from harmony.decision import behavior as bh
 from harmony.decision import step as control
-from harmony.decision.decide import HOLD_STALE, SCALE_UP
+from harmony.decision.decide import HOLD_STALE, LIMITED_STEP, SCALE_UP
 from harmony.operator import state as st
 
 
@@ -16,7 +18,10 @@ def settings(**changes) -> control.ControlSettings:
 
 def test_settings_convert_seconds_once():
     s = settings(stabilisation_s=301.0)
-    assert s.horizon == 4 and s.decision.lead_steps == 2 and s.decision.stabilisation_steps == 6
+    assert s.horizon == 4 and s.decision.lead_steps == 2
+    # a 301 s window is 6 intervals of 60 s, the forecast's 4 steps vouch for 4: 2 past targets; 15 s periods
+    # end within one interval: no past count
+    assert s.behavior.scale_down.stabilization_window_s == 301.0 and s.behavior.memory(60.0, s.horizon) == (2, 0)
     assert control.cold_start_steps_of(0, 60) == 0 and control.cold_start_steps_of(61, 60) == 2
 
 
@@ -63,9 +68,14 @@ def test_a_rising_forecast_scales_up_on_the_steps_a_new_replica_can_serve():
     assert result.reason == SCALE_UP and result.replicas >= 10
 
 
-def test_a_restart_from_status_decides_exactly_as_an_uninterrupted_run():
+SLOW = bh.Behavior(bh.ScalingRules(120, "Max", (bh.ScalingPolicy("Pods", 2, 180),)),
+                   bh.ScalingRules(600, "Min", (bh.ScalingPolicy("Percent", 20, 240), bh.ScalingPolicy("Pods", 1, 60))))
+
+
+@pytest.mark.parametrize("behavior", [None, SLOW], ids=["default", "slow"])
+def test_a_restart_from_status_decides_exactly_as_an_uninterrupted_run(behavior):
     rng = np.random.default_rng(3)
-    s = settings()
+    s = settings(behavior=behavior)
     kept = control.ControllerState.fresh(2.0, 0.05)
     restarted = kept
     replicas = 1
@@ -78,3 +88,24 @@ def test_a_restart_from_status_decides_exactly_as_an_uninterrupted_run():
         assert (a.replicas, a.target, a.reason) == (b.replicas, b.target, b.reason)
         kept, restarted, replicas = a.state, b.state, a.replicas
     assert kept.decisions == 25
+    if behavior is SLOW:  # the memory of the periods came back from status too
+        assert restarted.recent_replicas.shape == (1, 3) and restarted.recent_targets.shape == (1, 6)
+
+
+def test_the_behaviour_limits_the_decided_count_and_says_so():
+    """Pods 2 per 180 s at 60 s: the period holds the last 2 decisions; from 4 (4 before them) at most 6.
+    The reason names the limit, and the breach probability is that of the count set, not the target's. (The
+    last target, 20, is what the 120 s scale-up window lets through.)"""
+    s = settings(behavior=SLOW)
+    fresh = control.ControllerState.fresh(2.0, 0.05)
+    state = control.ControllerState(fresh.capacity, fresh.breaches, np.array([[20] * 6]), 10, None,
+                                    np.array([[4, 4, 4]]))
+    samples = np.tile(np.array([8.0, 8.0, 40.0, 40.0]), (200, 1))  # 20 replicas from the lead on
+    result = control.step(state, samples, control.Observation(8.0, 4, 4), s, control.step_rng(0, 10))
+    assert result.target >= 20 and (result.replicas, result.reason) == (6, LIMITED_STEP)
+    assert result.decision.breach_probability[0] == 1.0  # 6 x 2 < 40 at every sample
+    assert result.state.recent_replicas.tolist() == [[4, 4, 4]]
+    assert result.state.recent_targets[0, -1] == result.target
+    # a fresh controller sizes the workload it adopts at once; scale-up stabilisation waits for its own targets
+    first = control.step(fresh, samples, control.Observation(8.0, 4, 4), s, control.step_rng(0, 0))
+    assert first.replicas == first.target >= 20 and first.reason == SCALE_UP

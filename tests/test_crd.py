@@ -5,6 +5,7 @@ parse_spec's (read from the YAML, so the two cannot drift)."""
 from __future__ import annotations
 
 import copy
+import re
 
 import celpy
 import jsonschema
@@ -12,6 +13,7 @@ import kubernetes_validate
 import pytest
 
 from harmony.operator.spec import CRD_PATH, crd_manifest, parse_spec
+from harmony.operator.state import CONDITION_REASON
 from tests.crd_helpers import (
     DELETE,
     INVALID_SPECS,
@@ -23,6 +25,7 @@ from tests.crd_helpers import (
     violations,
     with_change,
 )
+from tests.test_operator_spec import BEHAVIOR_INVALID, HPA_BEHAVIOR
 
 
 def test_crd_is_valid_apiextensions_v1_in_strict_mode():
@@ -60,22 +63,54 @@ def test_crd_manifest_is_the_yaml_and_a_fresh_copy():
     assert CRD_PATH.is_file() and CRD_PATH.name == "harmonyautoscaler.yaml"
 
 
+def column_value(obj: dict, json_path: str):
+    """A printer column's value: a dotted path, where a `conditions[?(@.type=="X")]` step picks condition X."""
+    value = obj
+    for key in re.findall(r'[^.\[]+(?:\[\?\(@\.type=="\w+"\)\])?', json_path):
+        field, _, wanted = key.partition('[?(@.type=="')
+        value = value[field]
+        if wanted:
+            value = next(c for c in value if c["type"] == wanted.removesuffix('")]'))
+    return value
+
+
 def test_printer_columns_resolve_on_an_object_with_status():
     columns = {c["name"]: c for c in crd_manifest()["spec"]["versions"][0]["additionalPrinterColumns"]}
-    assert list(columns) == ["Target", "Mode", "Current", "Desired", "Breach", "Age"]
+    assert list(columns) == ["Target", "Mode", "Ready", "Min", "Max", "Current", "Desired", "Breach", "Age"]
     obj = load_example()
     obj["metadata"]["creationTimestamp"] = "2025-01-01T00:00:00Z"
     obj["status"] = {"currentReplicas": 3, "desiredReplicas": 4,
+                     "conditions": [{"type": "ForecastReady", "status": "True"}, {"type": "Ready", "status": "False"}],
                      "lastDecision": {"time": "2025-01-01T00:05:00Z", "replicas": 4, "breachProbability": 0.004,
                                       "reason": "scale-up"}}
-    expected = {"Target": "llm-server", "Mode": "Scale", "Current": 3, "Desired": 4, "Breach": 0.004,
+    expected = {"Target": "llm-server", "Mode": "Scale", "Ready": "False", "Min": obj["spec"]["minReplicas"],
+                "Max": obj["spec"]["maxReplicas"], "Current": 3, "Desired": 4, "Breach": 0.004,
                 "Age": "2025-01-01T00:00:00Z"}
     for name, column in columns.items():
-        value = obj
-        for key in column["jsonPath"].lstrip(".").split("."):
-            value = value[key]
-        assert value == expected[name], name
+        assert column_value(obj, column["jsonPath"]) == expected[name], name
     assert columns["Age"]["type"] == "date" and columns["Breach"]["type"] == "number"
+    assert [columns[c]["type"] for c in ("Ready", "Min", "Max")] == ["string", "integer", "integer"]
+    assert columns["Ready"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].status'
+
+
+def test_conditions_are_shaped_like_metav1_condition():
+    """The schema controller-gen writes for []metav1.Condition: every field but observedGeneration required."""
+    item = crd_schema()["properties"]["status"]["properties"]["conditions"]["items"]
+    assert set(item["required"]) == {"type", "status", "reason", "message", "lastTransitionTime"}
+    fields = item["properties"]
+    assert set(fields) == set(item["required"]) | {"observedGeneration"}
+    assert (fields["observedGeneration"]["type"], fields["observedGeneration"]["minimum"]) == ("integer", 0)
+    assert fields["lastTransitionTime"]["format"] == "date-time"
+    assert fields["reason"]["pattern"] == "^" + CONDITION_REASON.pattern + "$"
+    ready = {"type": "Ready", "status": "True", "reason": "Reconciled", "message": "",
+             "lastTransitionTime": "2025-01-01T00:00:00Z", "observedGeneration": 2}
+    obj = load_example()
+    assert violations({**obj, "status": {"conditions": [ready]}}) == []
+    for field in item["required"]:  # each one missing is refused
+        assert violations({**obj, "status": {"conditions": [{k: v for k, v in ready.items() if k != field}]}}), field
+    for field, bad in (("reason", "limited-by-max-replicas"), ("reason", ""), ("observedGeneration", -1),
+                       ("type", "not a type")):
+        assert violations({**obj, "status": {"conditions": [{**ready, field: bad}]}}), (field, bad)
 
 
 def _walk(schema: dict, path: str = ""):
@@ -123,6 +158,8 @@ def test_example_is_accepted():
     (("historySeconds",), 330000),  # 11000 points at 30 s: Prometheus' limit, exactly
     (("historySeconds",), DELETE),  # defaults to 1440 intervals, within it
     (("capacityPerReplica",), 1e-9),  # the floor itself
+    (("prometheus",), {"url": "https://mimir.monitoring:8080/prometheus", "secretRef": {"name": "team-a-prom"}}),
+    (("prometheus",), {"secretRef": {"name": "team-a-prom"}}),
 ])
 def test_valid_variants_are_accepted(where, value):
     assert violations(with_change(load_example(), ("spec", *where), value)) == []
@@ -137,13 +174,29 @@ def test_invalid_specs_are_rejected(where, value, field):
     assert any(field.startswith(v.split(": ", 1)[0]) for v in found), found
 
 
+@pytest.mark.parametrize(("where", "value", "field"), [c[1:] for c in BEHAVIOR_INVALID],
+                         ids=[c[0] for c in BEHAVIOR_INVALID])
+def test_invalid_behavior_and_fallback_are_rejected(where, value, field):
+    found = violations(with_change(load_example(), ("spec", *where), value))
+    assert found, "accepted"
+    assert any(field.startswith(v.split(": ", 1)[0]) for v in found), found
+
+
+@pytest.mark.parametrize("behavior", [HPA_BEHAVIOR, {"scaleUp": {"selectPolicy": "Disabled"}}, {}])
+def test_the_hpas_behavior_shape_and_a_fallback_are_accepted(behavior):
+    obj = with_change(load_example(), ("spec", "behavior"), behavior)
+    obj = with_change(obj, ("spec", "fallback"), {"failureThreshold": 3, "replicas": 4})
+    assert violations(obj) == []
+    assert parse_spec(obj["spec"]).fallback.replicas == 4
+
+
 def test_status_as_the_operator_writes_it_is_accepted():
     obj = load_example()
     obj["status"] = {
         "observedGeneration": 3, "currentReplicas": 4, "desiredReplicas": 5, "recommendedReplicas": 6,
         "decisions": 12,
         "conditions": [{"type": "Ready", "status": "True", "reason": "Reconciled", "message": "scale-up: 5",
-                        "lastTransitionTime": "2025-01-01T00:00:00Z"}],
+                        "lastTransitionTime": "2025-01-01T00:00:00Z", "observedGeneration": 3}],
         "lastDecision": {"time": "2025-01-01T00:00:00Z", "replicas": 5, "breachProbability": None,
                          "reason": "hold-telemetry-stale"},
         "posterior": {"capacity": {"mu": [25.0], "kappa": [10.0], "alpha": [3.0], "beta": [12.5]},
@@ -184,12 +237,20 @@ def test_cel_rules_are_present_and_compile():
     assert ("spec", "self.minReplicas <= self.maxReplicas") in rules
     assert ("spec.indicators", "self.all(i, self.exists_one(j, j.name == i.name))") in rules
     assert ("spec.indicators", "self.filter(i, i.demand).size() == 1") in rules
-    assert ("spec.model", "!(has(self.baseline) && has(self.checkpoint))") in rules
+    model_rule = ("(has(self.forecaster) ? 1 : 0) + (has(self.baseline) ? 1 : 0) + (has(self.checkpoint) ? 1 : 0)"
+                  " <= 1")
+    assert ("spec.model", model_rule) in rules
+    assert ("spec", "!has(self.capacityPerReplica) || !has(self.capacity) || !has(self.capacity.prior)") in rules
     assert ("spec", "!has(self.historySeconds) || self.historySeconds / self.intervalSeconds <= 11000") in rules
     env = celpy.Environment()
     for _, rule in rules:
         env.compile(rule)  # raises on a syntax error
     assert all(message for _, _, message in cel_rules(crd_schema()))
+    program = env.program(env.compile(model_rule))
+    for model, ok in (({"forecaster": "harmony"}, True), ({"checkpoint": "/m.ckpt"}, True),
+                      ({"forecaster": "harmony", "checkpoint": "/m.ckpt"}, False),
+                      ({"baseline": "ar:30", "forecaster": "ar:30"}, False)):
+        assert bool(program.evaluate({"self": celpy.json_to_cel(model)})) is ok, model
 
 
 def _defaults(schema: dict, path: str = "spec") -> dict[str, object]:
@@ -224,8 +285,10 @@ DEFAULT_READERS = {
     "spec.sla.coldStartSeconds": lambda s: s.cold_start_s,
     "spec.costPerReplicaHour": lambda s: s.cost_per_replica_hour,
     "spec.behavior": lambda s: {},
-    "spec.behavior.scaleDownStabilizationSeconds": lambda s: s.scale_down_stabilisation_s,
-    "spec.model": lambda s: {"baseline": s.model_baseline},
+    "spec.model": lambda s: {"forecaster": s.model_baseline},
+    "spec.model.fineTune.intervalSeconds": lambda s: s.fine_tune.every * s.interval_s,
+    "spec.model.fineTune.epochs": lambda s: s.fine_tune.epochs,
+    "spec.model.fineTune.maxSeconds": lambda s: s.fine_tune.max_seconds,
 }
 
 

@@ -8,8 +8,11 @@ panel and target as `${datasource}`.
 Live: a kopf operator session against the kmock emulator with scripted telemetry (a scale-up, a telemetry
 outage, an autoscaler capped below its demand, an invalid spec and a missing target, so every counter the
 dashboards chart moves), its OperatorMetrics served by `serve()` and scraped every second by a real
-Prometheus. Each target's query, with Grafana's variables substituted, must parse and return at least one
-series with a finite value, and a positive one unless MAY_BE_ZERO says zero is the right answer.
+Prometheus as the chart's ServiceMonitor has it scraped: `honor_labels: false`, with the target labels
+prometheus-operator attaches (`namespace` the operator's own, `pod`, `service`, `container`, `endpoint`), so a
+query selecting on a label a target overwrites would find nothing. Each target's query, with Grafana's
+variables substituted, must parse and return at least one series with a finite value, and a positive one
+unless MAY_BE_ZERO says zero is the right answer.
 """
 
 from __future__ import annotations
@@ -128,15 +131,33 @@ def test_per_autoscaler_dashboard_is_templated_on_namespace_and_autoscaler():
     assert variables["autoscaler"]["definition"].startswith("label_values(")
     assert "$namespace" in variables["autoscaler"]["definition"]
     for panel, target in targets(load("harmony-autoscaler.json")):
-        assert 'namespace="$namespace"' in target["expr"] and 'autoscaler="$autoscaler"' in target["expr"], \
+        assert 'autoscaler_namespace="$namespace"' in target["expr"] and 'autoscaler="$autoscaler"' in target["expr"], \
             panel["title"]
     fan = " ".join(t["expr"] for p, t in targets(load("harmony-autoscaler.json")) if "fan" in p["title"].lower())
     for q in ("0.1", "0.5", "0.9", "0.99"):
-        assert f'quantile="{q}"' in fan
+        assert f'quantile_level="{q}"' in fan
     assert "harmony_observed_demand" in fan
 
 
 # --------------------------------------------------------------------------------------------- live
+#: the target labels prometheus-operator gives the chart's ServiceMonitor target (its `namespace` is the operator's)
+TARGET_LABELS = {"namespace": "harmony-system", "pod": "harmony-7d9f8-abcde", "service": "harmony-metrics",
+                 "container": "operator", "endpoint": "metrics"}
+
+
+class ServiceMonitorScrape(PrometheusServer):
+    """The real Prometheus, scraping as prometheus-operator configures it for the chart's ServiceMonitor."""
+
+    def config_text(self) -> str:
+        lines = ["global:", f"  scrape_interval: {self.scrape_interval}",
+                 f"  evaluation_interval: {self.scrape_interval}", "scrape_configs:"]
+        for job, target in self.targets:
+            lines += [f"  - job_name: {json.dumps(job)}", f"    scrape_timeout: {self.scrape_interval}",
+                      "    honor_labels: false", "    static_configs:", f"      - targets: [{json.dumps(target)}]",
+                      f"        labels: {json.dumps(TARGET_LABELS)}"]
+        return "\n".join(lines) + "\n"
+
+
 def replicas(k8s) -> int:
     return obj(k8s, DEPLOYMENTS, "default", "llm-server")["spec"]["replicas"]
 
@@ -162,8 +183,8 @@ async def test_every_panel_query_returns_data_from_a_real_prometheus_scraping_th
                                                            "name": "missing"})  # target-not-found failures
         rec = make_reconciler(url, telemetry)
         http, _ = serve(rec.metrics, 0)
-        prom = PrometheusServer([("harmony-operator", f"127.0.0.1:{http.server_address[1]}")],
-                                wait_for="harmony_autoscalers")
+        prom = ServiceMonitorScrape([("harmony-operator", f"127.0.0.1:{http.server_address[1]}")],
+                                    wait_for="harmony_autoscalers")
         try:
             await asyncio.to_thread(prom.__enter__)  # the emulator serves from this loop: never block it
             async with operator(rec, url):
@@ -178,18 +199,22 @@ async def test_every_panel_query_returns_data_from_a_real_prometheus_scraping_th
                 # scrapes after the counters moved): polled, with the last survey reported on timeout
                 missing, results = await poll_in_thread(lambda: survey(prom), timeout_s=60,
                                                         done=lambda got: not got[0] and not failures_of(got[1]))
+                # the target's labels won (honor_labels false), and the object's own survived beside them
+                collided = prom.query('harmony_desired_replicas{namespace="harmony-system", '
+                                      'autoscaler_namespace="default", autoscaler="llm"}')
         finally:
             await asyncio.to_thread(prom.stop)
             http.shutdown()
             http.server_close()
 
     assert not missing, f"families without a positive sample: {missing}"
+    assert collided, "no series showed the target's namespace beside the object's autoscaler_namespace"
     failures = failures_of(results)
     assert not failures, "\n".join(failures)
     assert len(results) >= 30
 
 
-OUTAGE_SCRAPED = 'harmony_telemetry_errors_total{namespace="default", autoscaler="llm"} > 0'
+OUTAGE_SCRAPED = 'harmony_telemetry_errors_total{autoscaler_namespace="default", autoscaler="llm"} > 0'
 #: families the session must move (each to a positive sample) before the dashboards' queries are judged
 FAMILIES = ("harmony_telemetry_errors_total", "harmony_reconcile_failures_total", "harmony_scale_events_total",
             "harmony_forecast_demand")

@@ -98,6 +98,16 @@ def lora_slice(folder: Path) -> Path:
     return out
 
 
+def autoscaler_file(folder: Path) -> Path:
+    """A HarmonyAutoscaler whose indicators need no scraped data (`vector(...)`): any Prometheus answers them."""
+    path = folder / "autoscaler.yaml"
+    path.write_text("apiVersion: harmony.dev/v1alpha1\nkind: HarmonyAutoscaler\nmetadata: {name: web}\nspec:\n"
+                    "  scaleTargetRef: {kind: Deployment, name: web}\n  maxReplicas: 4\n  intervalSeconds: 60\n"
+                    "  indicators:\n    - {name: qps, query: 'vector(3)', demand: true}\n"
+                    "    - {name: gpu, query: 'vector(0.5)', level: 2}\n")
+    return path
+
+
 def synthetic_folder(folder: Path) -> Path:
     return folder  # the generator reads nothing: any existing path gives the same data
 
@@ -115,6 +125,7 @@ class Case:
     needs_path: bool = False
     write: Callable[[Path], Path] = synthetic_folder
     override_series: tuple[str, ...] | None = None
+    server: bool = False  # needs a real (empty) Prometheus: its URL is passed as the `url` option
 
 
 CASES: dict[str, Case] = {
@@ -126,7 +137,23 @@ CASES: dict[str, Case] = {
     "csv": Case(TABULAR_OPTIONS, needs_path=True, write=write_csv, override_series=("a", "b")),
     "parquet": Case(TABULAR_OPTIONS, needs_path=True, write=write_parquet, override_series=("a", "b")),
     "synthetic": Case({"series": 2, "steps": 60, "seed": 1}),
+    "prometheus": Case({"start": "2026-01-05T00:00:00Z", "end": "2026-01-05T01:00:00Z"}, needs_path=True,
+                       write=autoscaler_file, override_series=("web",), server=True),
 }
+
+
+@pytest.fixture(scope="module")
+def empty_prometheus():
+    from tests.prometheus_server import PrometheusServer
+
+    with PrometheusServer([]) as server:
+        yield server.url
+
+
+def options_of(name: str, request) -> dict:
+    """The case's options, with the URL of a real Prometheus for a source that queries one."""
+    case = case_of(name)
+    return {**case.options, "url": request.getfixturevalue("empty_prometheus")} if case.server else case.options
 
 
 def case_of(name: str) -> Case:
@@ -135,13 +162,13 @@ def case_of(name: str) -> Case:
     return CASES[name]
 
 
-def load_default(name: str, folder: Path) -> TelemetryFrame:
+def load_default(name: str, folder: Path, options: dict) -> TelemetryFrame:
     """The source's own data (bundled or generated); a tiny file written under `folder` where it has none."""
     case = case_of(name)
     if case.needs_path:
         folder.mkdir()
-        return get_source(name).load(case.write(folder), **case.options)
-    return get_source(name).load(None, **case.options)
+        return get_source(name).load(case.write(folder), **options)
+    return get_source(name).load(None, **options)
 
 
 def check_frame(frame: TelemetryFrame) -> None:
@@ -165,29 +192,30 @@ def test_every_registered_source_has_a_case():
 
 
 @pytest.mark.parametrize("name", sorted(SOURCES))
-def test_source_contract(name, tmp_path):
+def test_source_contract(name, tmp_path, request):
     source, case = SOURCES[name], case_of(name)
+    options = options_of(name, request)
     assert source.name == name and source.description.strip()
     assert set(case.options) <= set(source.options)  # the small options are the source's own
     assert all(text.strip() for text in source.options.values())  # every option has its help line
     if source.default_path:
         assert (DATASETS_ROOT / source.default_path).exists()  # the bundled copy ships with the package
 
-    frame = load_default(name, tmp_path / "default")
+    frame = load_default(name, tmp_path / "default", options)
     check_frame(frame)
 
     # an unknown option is refused, naming it (and its flag)
     with pytest.raises(HarmonyInputError, match=r"has no option 'no_such_option' \(--no-such-option\)"):
-        source.load(None, **case.options, no_such_option="1")
+        source.load(None, **options, no_such_option="1")
     # a path that does not exist is refused, naming it
     missing = tmp_path / "missing"
     with pytest.raises(HarmonyInputError, match=re.escape(f"{missing}: no such file")):
-        source.load(missing, **case.options)
+        source.load(missing, **options)
 
     # the path override is what is read
     override_dir = tmp_path / "override"
     override_dir.mkdir()
-    override = source.load(case.write(override_dir), **case.options)
+    override = source.load(case.write(override_dir), **options)
     check_frame(override)
     assert override.indicator_names == frame.indicator_names
     if case.override_series is None:

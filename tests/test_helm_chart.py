@@ -15,6 +15,7 @@ import pytest
 import typer
 import yaml
 
+from harmony.operator.metrics import METRICS_PORT
 from harmony.operator.spec import CRD_PATH
 
 helm = pytest.importorskip("helm_python", reason="helm-python-sdk (test extra) renders the chart offline")
@@ -37,12 +38,17 @@ COMMON = {
     *{("apps", f"{r}/scale", v) for r in ("deployments", "statefulsets") for v in ("get", "patch")},
     *{("apps", r, "get") for r in ("deployments", "statefulsets")},  # status.readyReplicas
     ("", "events", "create"),
+    # the TargetManagedElsewhere guard lists them each step
+    ("autoscaling", "horizontalpodautoscalers", "list"), ("keda.sh", "scaledobjects", "list"),
 }
 CLUSTER_ONLY = {("", "namespaces", "list"), ("", "namespaces", "watch")}
 PEERING_VERBS = ("get", "list", "watch", "patch", "create")
 CLUSTER_PEERING = {("kopf.dev", "clusterkopfpeerings", v) for v in PEERING_VERBS}
 NAMESPACED_PEERING = {("kopf.dev", "kopfpeerings", v) for v in PEERING_VERBS}
 
+AUTOSCALER = {"apiVersion": "harmony.dev/v1alpha1", "kind": "HarmonyAutoscaler", "metadata": {"name": "llm"},
+              "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "llm"}, "maxReplicas": 8,
+                       "indicators": [{"name": "rps", "query": "sum(rate(requests_total[1m]))", "demand": True}]}}
 CASES = {
     "default": {},
     "namespaced": {"rbac": {"scope": "namespaced"}, "watchNamespaces": ["team-a", "team-b"]},
@@ -55,7 +61,22 @@ CASES = {
     "existing-claim": {"checkpoints": {"enabled": True, "existingClaim": "trained-models"},
                        "prometheus": {"url": "https://prom:9091", "caFile": "/etc/prom/ca.crt",
                                       "bearerTokenFile": "/var/run/secrets/prom/token"}},
+    "training": {"checkpoints": {"enabled": True, "storageClassName": "fast"},
+                 "training": {"enabled": True, "autoscaler": AUTOSCALER, "args": ["--option", "start=-14d"],
+                              "resources": {"limits": {"nvidia.com/gpu": 1}}},
+                 "prometheus": {"bearerTokenFile": "/var/run/secrets/prom/token"},
+                 "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
+                 "extraVolumes": [{"name": "prom-token", "projected": {"sources": [
+                     {"serviceAccountToken": {"path": "token", "audience": "prometheus"}}]}}],
+                 "extraVolumeMounts": [{"name": "prom-token", "mountPath": "/var/run/secrets/prom", "readOnly": True}]},
+    "secrets": {"rbac": {"prometheusSecrets": {"enabled": True}}},
+    "secrets-namespaced": {"rbac": {"scope": "namespaced", "prometheusSecrets": {"enabled": True, "names": ["prom"]}},
+                           "watchNamespaces": ["team-a"]},
+    "secrets-watched": {"rbac": {"prometheusSecrets": {"enabled": True}}, "watchNamespaces": ["team-a", "team-b"]},
 }
+SECRETS = {("", "secrets", "get")}
+#: Cases of a cluster-scoped operator serving named namespaces that reads Secrets: a Role in each of them.
+SECRET_ROLES = {"secrets-watched": ("team-a", "team-b")}
 EXPECTED_RULES = {
     "default": COMMON | CLUSTER_ONLY,
     "namespaced": COMMON,
@@ -64,6 +85,10 @@ EXPECTED_RULES = {
     "monitoring": COMMON | CLUSTER_ONLY,
     "checkpoints": COMMON | CLUSTER_ONLY,
     "existing-claim": COMMON | CLUSTER_ONLY,
+    "training": COMMON | CLUSTER_ONLY,  # the training job has no API access at all
+    "secrets": COMMON | CLUSTER_ONLY | SECRETS,  # serving every namespace: get, by name, in any
+    "secrets-namespaced": COMMON | SECRETS,
+    "secrets-watched": COMMON | CLUSTER_ONLY,  # Secrets only in the watched namespaces' Roles
 }
 
 
@@ -98,7 +123,9 @@ def granted(docs: list[dict]) -> dict[tuple[str, str], set]:
     for role in of_kind(docs, "ClusterRole") + of_kind(docs, "Role"):
         perms = set()
         for rule in role["rules"]:
-            assert set(rule) <= {"apiGroups", "resources", "verbs"}, rule  # no resourceNames / nonResourceURLs
+            # no nonResourceURLs; resourceNames only to narrow the Secrets read (rbac.prometheusSecrets.names)
+            assert set(rule) <= {"apiGroups", "resources", "verbs"} | (
+                {"resourceNames"} if rule["resources"] == ["secrets"] else set()), rule
             perms |= {(g, r, v) for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
         out[(role["kind"], role["metadata"].get("namespace"))] = perms
     return out
@@ -156,7 +183,7 @@ def test_schema_rejects_bad_values(chart):
         with pytest.raises(helm.HelmError):
             chart.render(bad, name=RELEASE, namespace=NAMESPACE)
     with pytest.raises(helm.HelmError, match="liveness.port must differ"):  # two servers cannot share a port
-        chart.render({"liveness": {"port": 9100}}, name=RELEASE, namespace=NAMESPACE)
+        chart.render({"liveness": {"port": METRICS_PORT}}, name=RELEASE, namespace=NAMESPACE)
 
 
 # --- RBAC ---------------------------------------------------------------------------------------------------
@@ -177,10 +204,21 @@ def test_rbac_grants_exactly_the_table(case):
         assert set(roles) == {("Role", ns) for ns in values["watchNamespaces"]}
         assert not of_kind(docs, "ClusterRole") and not of_kind(docs, "ClusterRoleBinding")
     else:
-        assert set(roles) == {("ClusterRole", None)}
-        assert not of_kind(docs, "Role") and not of_kind(docs, "RoleBinding")
-    for perms in roles.values():
-        assert perms == EXPECTED_RULES[name]
+        assert set(roles) == {("ClusterRole", None)} | {("Role", ns) for ns in SECRET_ROLES.get(name, ())}
+        if name not in SECRET_ROLES:
+            assert not of_kind(docs, "Role") and not of_kind(docs, "RoleBinding")
+    for (kind, _), perms in roles.items():
+        assert perms == (SECRETS if kind == "Role" and name in SECRET_ROLES else EXPECTED_RULES[name])
+
+
+def test_secrets_are_read_by_name_only_and_narrowed_to_the_names_given(chart):
+    """get only (never list or watch: the operator cannot enumerate Secrets); with names, only those."""
+    for values, names in ((CASES["secrets"], None), (CASES["secrets-namespaced"], ["prom"])):
+        rules = [r for role in of_kind(render(chart, values), "ClusterRole") + of_kind(render(chart, values), "Role")
+                 for r in role["rules"] if "secrets" in r["resources"]]
+        assert rules and all(r["verbs"] == ["get"] and r.get("resourceNames") == names for r in rules)
+    assert not [r for role in of_kind(render(chart, {}), "ClusterRole") for r in role["rules"]
+                if "secrets" in r["resources"]]
 
 
 def test_bindings_point_at_the_service_account(case):
@@ -256,11 +294,11 @@ def test_probes_tmp_and_metrics_port(case):
     _, docs = case
     pod, c = container(docs)
     ports = {p["name"]: p for p in c["ports"]}
-    assert ports == {"metrics": {"name": "metrics", "containerPort": 9100, "protocol": "TCP"},
+    assert ports == {"metrics": {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
                      "liveness": {"name": "liveness", "containerPort": LIVENESS_PORT, "protocol": "TCP"}}
     # the probes ask kopf's liveness endpoint, on the operator's default port and path, not the exporter
     defaults = operator_defaults()
-    assert (defaults["--liveness-port"], defaults["--metrics-port"]) == (LIVENESS_PORT, 9100)
+    assert (defaults["--liveness-port"], defaults["--metrics-port"]) == (LIVENESS_PORT, METRICS_PORT)
     args = dict(a.split("=", 1) for a in c["args"][2:] if "=" in a)
     assert (args["--liveness-port"], args["--liveness-addr"]) == (str(LIVENESS_PORT), "0.0.0.0")
     for probe in ("livenessProbe", "readinessProbe"):
@@ -301,7 +339,7 @@ def test_args_are_built_from_values(case):
         given.setdefault(f[0], []).append(f[1] if len(f) == 2 else None)
     prom = values.get("prometheus", {})
     assert given["--prometheus-url"] == [prom.get("url", "http://prometheus-operated.monitoring.svc:9090")]
-    assert given["--metrics-port"] == ["9100"]
+    assert given["--metrics-port"] == [str(METRICS_PORT)]
     assert given.get("--namespace", []) == values.get("watchNamespaces", [])
     assert given.get("--selector", []) == [f"{k}={v}" for k, v in values.get("selector", {}).items()]
     peering = values.get("peering", {})
@@ -395,7 +433,8 @@ def test_service_monitor(chart):
     assert sm["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
     (ep,) = sm["spec"]["endpoints"]
     assert ep["port"] in {p["name"] for p in svc["spec"]["ports"]}
-    assert ep["path"] == "/metrics" and ep["honorLabels"] is True
+    # the target's labels win (honorLabels false, or unset): harmony's object labels collide with none of them
+    assert ep["path"] == "/metrics" and ep.get("honorLabels", False) is False
     assert set(ep) <= {"port", "path", "interval", "scrapeTimeout", "honorLabels"}
 
 
@@ -411,7 +450,10 @@ def test_prometheus_rule(chart):
         assert r["annotations"]["summary"] and r["annotations"]["description"]
         assert r["expr"].count("(") == r["expr"].count(")")
     breach = alerts["HarmonyBreachProbabilityAboveSLA"]
-    assert breach["expr"] == "harmony_breach_probability > harmony_effective_risk" and breach["for"] == "10m"
+    assert breach["expr"] == "harmony_breach_probability_ratio > harmony_effective_risk_ratio"
+    assert breach["for"] == "10m"
+    for r in alerts.values():  # the object's labels as the metrics name them (a scrape's `namespace` is not it)
+        assert "$labels.namespace" not in r["annotations"]["summary"], r["alert"]
     assert alerts["HarmonyTelemetryStale"]["expr"] == "increase(harmony_telemetry_errors_total[10m]) > 0"
     assert alerts["HarmonyDecisionsFailing"]["expr"] == "increase(harmony_reconcile_failures_total[10m]) > 0"
     assert "HarmonyOperatorDown" in alerts  # the chart's ServiceMonitor scrapes it: job is known
@@ -482,7 +524,7 @@ def test_keda_example():
     (trigger,) = so["spec"]["triggers"]
     assert trigger["type"] == "prometheus" and trigger["metricType"] in {"Value", "AverageValue"}
     query = trigger["metadata"]["query"]
-    assert 'harmony_recommended_replicas{namespace="default",autoscaler="llm-server"}' in query
+    assert 'harmony_recommended_replicas{autoscaler_namespace="default",autoscaler="llm-server"}' in query
     assert float(trigger["metadata"]["threshold"]) > 0
     assert all(isinstance(v, str) for v in trigger["metadata"].values())
 
@@ -493,4 +535,66 @@ def test_prometheus_adapter_example():
     assert "harmony_recommended_replicas" in rule["seriesQuery"]
     assert rule["name"]["as"] == "harmony_recommended_replicas"
     assert "<<.Series>>" in rule["metricsQuery"] and "<<.LabelMatchers>>" in rule["metricsQuery"]
-    assert rule["resources"]["overrides"]["namespace"] == {"resource": "namespace"}
+    assert rule["resources"]["overrides"] == {"autoscaler_namespace": {"resource": "namespace"}}
+    assert "by (autoscaler_namespace, autoscaler)" in rule["metricsQuery"]
+
+
+# --- training in the cluster, extra volumes and env, the PodDisruptionBudget --------------------------------
+
+def test_training_cronjob_writes_the_volume_the_operator_reads(chart):
+    docs = render(chart, CASES["training"])
+    (job,) = of_kind(docs, "CronJob")
+    assert job["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    (train,) = pod["containers"]
+    assert train["args"][:3] == ["train", "--dataset=prometheus", "--path=/etc/harmony/training/autoscaler.yaml"]
+    assert "--option=url=http://prometheus-operated.monitoring.svc:9090" in train["args"]
+    assert "--option=token-file=/var/run/secrets/prom/token" in train["args"]
+    assert "--out=/models/harmony.ckpt" in train["args"] and train["args"][-2:] == ["--option", "start=-14d"]
+    assert train["resources"] == {"limits": {"nvidia.com/gpu": 1}}
+    mounts = {m["mountPath"]: m for m in train["volumeMounts"]}
+    assert not mounts["/models"].get("readOnly") and "/var/run/secrets/prom" in mounts
+    (pvc,) = of_kind(docs, "PersistentVolumeClaim")
+    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes[mounts["/models"]["name"]]["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+    # ReadWriteOnce: writable on one node, so the job is placed beside the operator
+    (term,) = pod["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"].items() <= pod_labels(docs).items()
+    # the operator mounts the same claim read-only
+    operator_pod, operator = container(docs)
+    assert {m["mountPath"]: m for m in operator["volumeMounts"]}["/models"]["readOnly"] is True
+    (config,) = [d for d in of_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("-training")]
+    assert yaml.safe_load(config["data"]["autoscaler.yaml"]) == AUTOSCALER
+    assert config["metadata"]["name"] == volumes[mounts["/etc/harmony/training"]["name"]]["configMap"]["name"]
+
+
+def test_training_needs_the_checkpoints_volume_and_an_autoscaler(chart):
+    with pytest.raises(helm.HelmError):
+        chart.validate_schema({"training": {"enabled": True, "autoscaler": AUTOSCALER}})
+    with pytest.raises(helm.HelmError, match="training.autoscaler"):
+        chart.render({"checkpoints": {"enabled": True}, "training": {"enabled": True}}, name=RELEASE,
+                     namespace=NAMESPACE)
+    with pytest.raises(helm.HelmError):
+        chart.validate_schema({"training": {"checkpoint": "/elsewhere/x.ckpt"}})
+    assert not of_kind(render(chart, {}), "CronJob")
+
+
+def test_extra_volumes_mounts_and_env_reach_the_operator(chart):
+    docs = render(chart, CASES["training"])
+    pod, c = container(docs)
+    assert {"name": "HTTPS_PROXY", "value": "http://proxy:3128"} in c["env"]
+    assert {"name": "prom-token", "mountPath": "/var/run/secrets/prom", "readOnly": True} in c["volumeMounts"]
+    assert "prom-token" in {v["name"] for v in pod["volumes"]}
+    with pytest.raises(helm.HelmError):
+        chart.validate_schema({"extraVolumeMounts": [{"name": "x"}]})  # a mount needs its mountPath
+
+
+def test_a_disruption_budget_only_with_several_replicas(chart):
+    assert not of_kind(render(chart, {}), "PodDisruptionBudget")
+    docs = render(chart, CASES["peering"])
+    (pdb,) = of_kind(docs, "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels(docs).items()

@@ -3,7 +3,8 @@
 The same demand trace drives both. The backtest replays it through the simulator; the operator reconciles a
 HarmonyAutoscaler on the kmock emulator tick by tick, reading the same telemetry windows, while the test plays
 the Deployment controller and kubelets with the simulator's own fleet model (scale-ups Ready one cold start
-later, scale-downs at once). The replica counts in force at every tick must be identical.
+later, scale-downs at once). The replica counts in force at every tick must be identical, with the default
+behaviour and with an HPA-shaped `behavior` that binds (the backtest takes it as the operator parses it).
 """
 
 from __future__ import annotations
@@ -18,13 +19,32 @@ import pytest
 from harmony.backtest.runner import Backtest, BacktestSettings
 from harmony.backtest.simulator import Fleet
 from harmony.decision.demand import DemandDefinition
+from harmony.operator.spec import parse_spec
 from harmony.telemetry.frame import Indicator, TelemetryFrame
 from harmony.telemetry.prometheus import TelemetryWindow
-from tests.operator_support import DEPLOYMENTS, HA, add_autoscaler, add_deployment, cluster, make_reconciler, obj
+from tests.operator_support import (
+    DEPLOYMENTS,
+    HA,
+    add_autoscaler,
+    add_deployment,
+    autoscaler_spec,
+    cluster,
+    make_reconciler,
+    obj,
+)
 
 INTERVAL_S, COLD_START_S, CAPACITY, SLA = 60, 180, 2.0, 0.05
 LOOKBACK_S, HISTORY_S = 1200, 7200
 ROWS, TRAIN_FRACTION = 320, 0.75
+SHORT_FORM = {"scaleDownStabilizationSeconds": 300}  # the default window, in the short form
+# slow scale-ups (2 pods per 2 min, the lowest target of 2 min), a slow scale-down (the smaller of 20% per
+# 3 min and 1 pod per minute, after a 10 min window): rules that bind on the trace's bursts
+BINDING = {
+    "scaleUp": {"stabilizationWindowSeconds": 120, "policies": [{"type": "Pods", "value": 2, "periodSeconds": 120}]},
+    "scaleDown": {"stabilizationWindowSeconds": 600, "selectPolicy": "Min",
+                  "policies": [{"type": "Percent", "value": 20, "periodSeconds": 180},
+                               {"type": "Pods", "value": 1, "periodSeconds": 60}]},
+}
 
 
 def trace() -> TelemetryFrame:
@@ -37,15 +57,16 @@ def trace() -> TelemetryFrame:
                           interval=f"{INTERVAL_S}s")
 
 
-def backtest_replicas(frame: TelemetryFrame) -> tuple[np.ndarray, int]:
+def backtest_replicas(frame: TelemetryFrame, behavior: dict) -> tuple[np.ndarray, int]:
+    parsed = parse_spec(autoscaler_spec(intervalSeconds=INTERVAL_S, behavior=behavior)).behavior
     settings = BacktestSettings(cold_start_s=COLD_START_S, sla=SLA, min_replicas=1, max_replicas=40,
                                 train_fraction=TRAIN_FRACTION, model="ar:4", lookback_s=LOOKBACK_S,
-                                history_s=HISTORY_S)
+                                history_s=HISTORY_S, behavior=parsed)
     bt = Backtest(frame, DemandDefinition(("demand",), "requests/s", CAPACITY, "demand"), settings)
     return bt.run("harmony", SLA).provisioned, bt.first_tick
 
 
-async def operator_replicas(frame: TelemetryFrame, first_tick: int) -> np.ndarray:
+async def operator_replicas(frame: TelemetryFrame, first_tick: int, behavior: dict) -> np.ndarray:
     history = HISTORY_S // INTERVAL_S
     tick = first_tick - 1
 
@@ -59,7 +80,7 @@ async def operator_replicas(frame: TelemetryFrame, first_tick: int) -> np.ndarra
         add_deployment(k8s, replicas=1, ready=1)
         add_autoscaler(k8s, intervalSeconds=INTERVAL_S, capacityPerReplica=CAPACITY, minReplicas=1, maxReplicas=40,
                        sla={"maxBreachProbability": SLA, "coldStartSeconds": COLD_START_S},
-                       behavior={"scaleDownStabilizationSeconds": 300}, model={"baseline": "ar:4"},
+                       behavior=behavior, model={"baseline": "ar:4"},
                        lookbackSeconds=LOOKBACK_S, historySeconds=HISTORY_S)
         reconciler = make_reconciler(url, telemetry)
         reconciler.clock = clock
@@ -90,9 +111,13 @@ async def operator_replicas(frame: TelemetryFrame, first_tick: int) -> np.ndarra
 
 
 @pytest.mark.asyncio
-async def test_the_backtest_policy_and_the_reconciler_make_the_same_decisions():
+@pytest.mark.parametrize("behavior", [SHORT_FORM, BINDING], ids=["default", "binding-behavior"])
+async def test_the_backtest_policy_and_the_reconciler_make_the_same_decisions(behavior):
     frame = trace()
-    expected, first_tick = backtest_replicas(frame)
+    expected, first_tick = backtest_replicas(frame, behavior)
     assert len(set(expected.tolist())) >= 4  # the trace makes the policy scale both ways, not hold one count
-    got = await operator_replicas(frame, first_tick)
+    if behavior is BINDING:  # the rules change what the policy does, so the comparison covers them
+        assert expected.tolist() != backtest_replicas(frame, SHORT_FORM)[0].tolist()
+        assert np.diff(expected).max() <= 2
+    got = await operator_replicas(frame, first_tick, behavior)
     assert got.tolist() == expected.tolist()

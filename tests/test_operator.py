@@ -71,7 +71,7 @@ async def test_scale_mode_scales_the_deployment_and_reports_status_events_and_me
         scaled = [e for e in events(k8s) if e.get("reason") == "ScaledUp"]
         assert scaled and "llm-server: 2 ->" in scaled[0]["message"]
         assert scaled[0]["involvedObject"]["kind"] == "HarmonyAutoscaler"
-        labels = {"namespace": "default", "autoscaler": "llm"}
+        labels = {"autoscaler_namespace": "default", "autoscaler": "llm"}
         assert rec.metrics.registry.get_sample_value("harmony_recommended_replicas", labels) >= 7
         assert rec.metrics.registry.get_sample_value("harmony_scale_events_total", {**labels, "direction": "up"}) >= 1
         assert 0 <= rec.metrics.registry.get_sample_value("harmony_telemetry_age_seconds", labels) < 5
@@ -107,7 +107,7 @@ async def test_prometheus_down_holds_the_count_with_a_reason():
         assert ready["status"] == "False" and ready["reason"] == "PrometheusUnavailable"
         assert st["lastDecision"]["reason"] == "hold-telemetry-stale"
         errors = rec.metrics.registry.get_sample_value(
-            "harmony_telemetry_errors_total", {"namespace": "default", "autoscaler": "llm",
+            "harmony_telemetry_errors_total", {"autoscaler_namespace": "default", "autoscaler": "llm",
                                                "reason": "prometheus-unavailable"})
         assert errors >= 3
 
@@ -337,7 +337,8 @@ async def test_an_api_error_is_counted_as_such_and_the_next_step_recovers():
         async with operator(rec, url):
             await eventually(lambda: status(k8s).get("posterior", {}).get("decisions", 0) >= 1)
         failures = rec.metrics.registry.get_sample_value(
-            "harmony_reconcile_failures_total", {"namespace": "default", "autoscaler": "llm", "reason": "api-error"})
+            "harmony_reconcile_failures_total",
+            {"autoscaler_namespace": "default", "autoscaler": "llm", "reason": "api-error"})
         assert failures == 1
 
 

@@ -65,7 +65,7 @@ async def test_operator_scales_ahead_of_rising_demand_and_down_after_stabilisati
                 ],
                 capacityPerReplica=1.0, minReplicas=1, maxReplicas=60, intervalSeconds=1,
                 sla={"maxBreachProbability": 0.01, "coldStartSeconds": COLD_START_S},
-                behavior={"scaleDownStabilizationSeconds": STABILISATION_S},
+                behavior={"scaleDownStabilizationSeconds": STABILISATION_S, "maxScaleUpStep": 60},
                 model={"baseline": "ar:2"}, lookbackSeconds=5, historySeconds=30,
             )
             stop = asyncio.Event()

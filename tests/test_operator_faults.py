@@ -1,7 +1,10 @@
-"""Faults the operator must make visible, never hide: Prometheus answering but not with data, an Event it may
-not post, another writer of the target's replicas, peering that pauses a shard, credentials in the
-Prometheus URL, and command-line TLS flags that cannot work. Against the kmock emulator, with the real
-PrometheusClient pointed at a local fake of the Prometheus API where the answer matters."""
+"""Faults the operator must make visible, never hide: Prometheus answering but not with data, or slowly; API
+writes refused; an Event it may not post; another writer of the target's replicas; the target deleted and
+created again; spec edits mid-run; a restart over a corrupt status; peering that pauses a shard; credentials
+in the Prometheus URL; and command-line TLS flags that cannot work. Against the kmock emulator (which
+refuses what it answers as refused), with the real PrometheusClient pointed at a local fake of the
+Prometheus API where the answer matters. Each asserts the replica count step by step and the conditions;
+docs/operator.md ("Faults and how they show") lists them."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import math
 
 import kmock
 import pytest
@@ -23,6 +27,7 @@ from harmony.operator.app import (
     peering_conflict,
 )
 from harmony.operator.health import Health
+from harmony.operator.kube import ApiError
 from harmony.operator.reconcile import CONFLICTING_WRITER
 from harmony.telemetry.prometheus import PrometheusClient, PrometheusConfig
 from tests.operator_support import (
@@ -35,14 +40,15 @@ from tests.operator_support import (
     cluster,
     condition,
     eventually,
+    fail_first_write,
     make_reconciler,
     obj,
     operator,
     operator_thread,
 )
-from tests.prometheus_server import FakePrometheusAPI, find_free_port
+from tests.prometheus_server import FakePrometheusAPI, find_free_port, range_answer
 
-LABELS = {"namespace": "default", "autoscaler": "llm"}
+LABELS = {"autoscaler_namespace": "default", "autoscaler": "llm"}
 SECRET = "hunter2-s3cret"
 
 
@@ -62,8 +68,8 @@ def counted(rec, family: str, reason: str) -> float:
     return rec.metrics.registry.get_sample_value(family, {**LABELS, "reason": reason}) or 0.0
 
 
-def prometheus_source(url: str, health: Health | None = None):
-    source = telemetry_source(PrometheusClient(PrometheusConfig(url, retries=0, timeout_s=2)))
+def prometheus_source(url: str, health: Health | None = None, timeout_s: float = 2):
+    source = telemetry_source(PrometheusClient(PrometheusConfig(url, retries=0, timeout_s=timeout_s)))
     return health.watch_telemetry(source) if health is not None else source
 
 
@@ -81,6 +87,8 @@ async def step(rec, k8s, name="llm"):
     ((200, '{"status": "success", "data": {"resultType": "matr'), "BadResponse", "bad-response"),  # garbage JSON
     ((400, {"status": "error", "errorType": "bad_data", "error": "1:5: parse error: unclosed left parenthesis"}),
      "QueryRejected", "query-rejected"),
+    ((500, {"status": "error", "errorType": "internal", "error": "unexpected error"}),  # transient: next step
+     "PrometheusUnavailable", "prometheus-unavailable"),
 ])
 async def test_prometheus_answering_garbage_or_refusing_holds_and_says_why(answer, reason, tag):
     with FakePrometheusAPI([answer]) as prom:
@@ -391,8 +399,282 @@ async def test_spec_edits_mid_run_take_effect_at_the_next_step():
         before = status["posterior"]["capacity"]["mu"][0]
         status = await step(capacityPerReplica=0.25)  # each replica now serves a quarter: 1 demand needs 4
         assert status["posterior"]["capacity"]["mu"][0] != before and status["posterior"]["declaredCapacity"] == 0.25
-        assert replicas() == 8
+        assert "made for capacityPerReplica 1, declared now 0.25" in status["posterior"]["discarded"]["reason"]
+        assert replicas() == 8 and condition(status, "Ready")["status"] == "True"
         telemetry.level = 6.0  # 24 replicas' worth at 0.25
         status = await step(mode="Recommend")
         assert replicas() == 8  # Recommend writes nothing to the target
         assert status["recommendedReplicas"] >= 24 and status["desiredReplicas"] >= 24
+        assert condition(status, "Ready")["status"] == "True" and status["lastScale"] is None
+    assert [e["type"] for e in events(k8s) if e.get("reason") == "PosteriorDiscarded"] == ["Warning"]
+
+
+# --- 2. Prometheus answering slowly ----------------------------------------------------------------------------
+@pytest.mark.asyncio
+async def test_prometheus_slower_than_the_client_timeout_holds_and_the_step_after_it_recovers_decides():
+    """The server holds its answers (until the test releases them) past the client's timeout, 0.3 s here:
+    each step holds the count and says it timed out; once the server answers again, the next step decides."""
+    with FakePrometheusAPI([(200, range_answer(6.5))]) as prom:
+        prom.release.clear()  # slow from now on
+        async with cluster() as (k8s, url):
+            add_deployment(k8s, replicas=2)
+            add_autoscaler(k8s)
+            rec = make_reconciler(url, prometheus_source(prom.url, timeout_s=0.3))
+            for n in (1, 2):
+                held = await step(rec, k8s)
+                assert held.scaled_to is None and replicas(k8s) == 2
+                assert counted(rec, "harmony_telemetry_errors_total", "prometheus-unavailable") == n
+                assert len(prom.requests) == n  # asked once a step (no retries configured), never answered
+            st = status(k8s)
+            forecast, ready = condition(st, "ForecastReady"), condition(st, "Ready")
+            assert forecast["status"] == "False" and forecast["reason"] == "PrometheusUnavailable"
+            assert "timed out after 0.3s" in forecast["message"] and prom.url in forecast["message"]
+            assert ready["status"] == "False" and ready["reason"] == "PrometheusUnavailable"
+            assert ready["message"].startswith("holding 2 replicas: ") and "timed out" in ready["message"]
+            assert st["lastDecision"]["reason"] == "hold-telemetry-stale" and st["currentReplicas"] == 2
+            prom.release.set()  # the server recovers
+            back = await step(rec, k8s)
+    assert back.scaled_to is not None and back.scaled_to >= 7 and replicas(k8s) == back.scaled_to
+    st = status(k8s)
+    assert condition(st, "ForecastReady")["status"] == "True" and condition(st, "Ready")["status"] == "True"
+    assert st["lastDecision"]["reason"] != "hold-telemetry-stale" and st["currentReplicas"] == back.scaled_to
+    assert counted(rec, "harmony_telemetry_errors_total", "prometheus-unavailable") == 2
+
+
+@pytest.mark.asyncio
+async def test_prometheus_slow_but_within_the_client_timeout_is_waited_for():
+    with FakePrometheusAPI([(200, range_answer(6.5))]) as prom:
+        prom.release.clear()
+        async with cluster() as (k8s, url):
+            add_deployment(k8s, replicas=2)
+            add_autoscaler(k8s)
+            rec = make_reconciler(url, prometheus_source(prom.url, timeout_s=60))
+            stepping = asyncio.create_task(step(rec, k8s))
+            await eventually(lambda: prom.requests)  # the query arrived, and its answer is held
+            assert not stepping.done() and replicas(k8s) == 2  # the step waits for it
+            prom.release.set()
+            outcome = await stepping
+    assert outcome.scaled_to is not None and outcome.scaled_to >= 7 and replicas(k8s) == outcome.scaled_to
+    st = status(k8s)
+    assert condition(st, "ForecastReady")["status"] == "True" and condition(st, "Ready")["status"] == "True"
+    assert counted(rec, "harmony_telemetry_errors_total", "prometheus-unavailable") == 0
+
+
+# --- 3. API writes refused (the emulator refuses for real: a refused write changes nothing) ------------------
+CONFLICT = 409, "Conflict", "the object has been modified"
+INTERNAL = 500, "InternalError", "etcdserver: request timed out"
+
+
+@pytest.mark.asyncio
+async def test_a_409_on_the_scale_write_is_retried_on_the_fresh_count_and_three_are_reported():
+    async with cluster() as (k8s, url):
+        add_deployment(k8s, replicas=2)
+        add_autoscaler(k8s)
+        rec = make_reconciler(url, ScriptedTelemetry(level=6.5, noise=0.0))
+        fail_first_write(k8s, "scale", *CONFLICT)  # one lost race: read again, step again, write
+        first = await step(rec, k8s)
+        assert first.scaled_to is not None and first.scaled_to >= 7 and replicas(k8s) == first.scaled_to
+        assert len(list(k8s[kmock.method.GET, kmock.subresource("scale")])) == 2
+        assert condition(status(k8s), "AbleToScale")["status"] == "True"
+        assert condition(status(k8s), "Ready")["status"] == "True"
+        rec.telemetry.level = 12.5
+        fail_first_write(k8s, "scale", *CONFLICT, times=3)  # every try of the step loses: it holds and says so
+        lost = await step(rec, k8s)
+        assert lost.scaled_to is None and replicas(k8s) == first.scaled_to
+        st = status(k8s)
+        able = condition(st, "AbleToScale")
+        assert able["status"] == "False" and able["reason"] == "Conflict"
+        assert condition(st, "Ready")["reason"] == "Conflict" and st["currentReplicas"] == first.scaled_to
+        assert counted(rec, "harmony_reconcile_failures_total", "conflict") == 1
+        again = await step(rec, k8s)  # the races are over: the next step writes
+    assert again.scaled_to is not None and again.scaled_to >= 13 and replicas(k8s) == again.scaled_to
+    assert condition(status(k8s), "AbleToScale")["status"] == "True"
+    assert counted(rec, "harmony_reconcile_failures_total", "conflicting-writer") == 0
+
+
+@pytest.mark.asyncio
+async def test_a_500_on_the_scale_write_holds_says_so_and_the_next_step_writes():
+    async with cluster() as (k8s, url):
+        add_deployment(k8s, replicas=2)
+        add_autoscaler(k8s)
+        rec = make_reconciler(url, ScriptedTelemetry(level=6.5, noise=0.0))
+        fail_first_write(k8s, "scale", *INTERNAL)
+        refused = await step(rec, k8s)
+        assert refused.scaled_to is None and replicas(k8s) == 2
+        st = status(k8s)
+        able, ready = condition(st, "AbleToScale"), condition(st, "Ready")
+        assert able["status"] == "False" and able["reason"] == "FailedUpdateScale"
+        assert "500" in able["message"] and "etcdserver: request timed out" in able["message"]
+        assert ready["status"] == "False" and ready["reason"] == "FailedUpdateScale"
+        assert st["currentReplicas"] == 2 and st["lastScale"]["replicas"] == 2
+        assert counted(rec, "harmony_reconcile_failures_total", "api-error") == 1
+        written = await step(rec, k8s)
+    assert written.scaled_to is not None and written.scaled_to >= 7 and replicas(k8s) == written.scaled_to
+    assert condition(status(k8s), "AbleToScale")["status"] == "True"
+    assert condition(status(k8s), "Ready")["status"] == "True"
+    assert counted(rec, "harmony_reconcile_failures_total", "conflicting-writer") == 0
+
+
+@pytest.mark.asyncio
+async def test_a_500_on_the_status_write_after_a_scale_is_not_taken_for_another_writer():
+    """The step scaled, then its status write (recording the count it left) failed: the next step finds
+    the target at harmony's own count, not the one the status last recorded, and must not back off from
+    itself."""
+    telemetry = ScriptedTelemetry(level=1.5, noise=0.0)
+    async with cluster() as (k8s, url):
+        add_deployment(k8s, replicas=2)
+        add_autoscaler(k8s)
+        rec = make_reconciler(url, telemetry)
+        steady = await step(rec, k8s)
+        assert steady.scaled_to is None and status(k8s)["lastScale"]["replicas"] == 2
+        telemetry.level = 6.5
+        fail_first_write(k8s, "status", *INTERNAL)
+        with pytest.raises(ApiError, match="500"):
+            await step(rec, k8s)  # the daemon logs and counts it (api-error) and steps again next interval
+        scaled = replicas(k8s)
+        assert scaled >= 7 and status(k8s)["lastScale"]["replicas"] == 2  # scaled; the status did not say so
+        after = await step(rec, k8s)
+    st = status(k8s)
+    assert after.scaled_to is None and replicas(k8s) == scaled and st["currentReplicas"] == scaled
+    assert condition(st, "AbleToScale")["status"] == "True" and condition(st, "Ready")["status"] == "True"
+    assert not st.get("conflictingWriter") and st["lastScale"]["replicas"] == scaled
+    assert counted(rec, "harmony_reconcile_failures_total", "conflicting-writer") == 0
+
+
+# --- 8. the target deleted and re-created ----------------------------------------------------------------------
+@pytest.mark.asyncio
+async def test_a_deleted_target_is_not_written_and_a_recreated_one_is_scaled_from_its_own_count():
+    async with cluster() as (k8s, url):
+        add_deployment(k8s, replicas=2)
+        add_autoscaler(k8s)
+        rec = make_reconciler(url, ScriptedTelemetry(level=6.5, noise=0.0))
+        first = await step(rec, k8s)
+        assert first.scaled_to is not None and first.scaled_to >= 7
+        k8s.objects[DEPLOYMENTS, "default", "llm-server"].delete()  # kubectl delete deployment llm-server
+        writes = harmony_scale_writes(k8s)
+        for n in (1, 2):
+            gone = await step(rec, k8s)
+            assert gone.scaled_to is None and harmony_scale_writes(k8s) == writes
+            st = status(k8s)
+            for kind in ("AbleToScale", "Ready"):
+                assert condition(st, kind)["status"] == "False" and condition(st, kind)["reason"] == "TargetNotFound"
+            assert "llm-server not found" in condition(st, "AbleToScale")["message"]
+            assert not st.get("lastScale") and counted(rec, "harmony_reconcile_failures_total", "target-not-found") == n
+        add_deployment(k8s, replicas=3)  # re-created from its manifest, with its own count
+        back = await step(rec, k8s)
+        scaled_up = [e["message"] for e in events(k8s) if e.get("reason") == "ScaledUp"]
+    assert back.scaled_to == first.scaled_to and replicas(k8s) == back.scaled_to
+    assert scaled_up[-1].startswith(f"Deployment llm-server: 3 -> {back.scaled_to} replicas")  # from its count
+    st = status(k8s)
+    assert condition(st, "AbleToScale")["status"] == "True" and condition(st, "Ready")["status"] == "True"
+    assert not st.get("conflictingWriter") and st["lastScale"]["replicas"] == back.scaled_to
+    assert counted(rec, "harmony_reconcile_failures_total", "conflicting-writer") == 0
+
+
+@pytest.mark.asyncio
+async def test_a_target_recreated_between_two_steps_is_a_new_target_not_another_writer():
+    """Deleted and created again between two steps (`kubectl replace --force`, a reinstalled chart): the step
+    never sees it missing, but the target's creationTimestamp is after harmony's last step, so its count is
+    its own. A later foreign write to that same target is still another writer's."""
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    clock = [start]
+    async with cluster() as (k8s, url):
+        add_deployment(k8s, replicas=2, created=start - dt.timedelta(days=30))
+        add_autoscaler(k8s)
+        rec = make_reconciler(url, ScriptedTelemetry(level=6.5, noise=0.0))
+        rec.clock = lambda: clock[0]
+
+        async def step_at(seconds: float):
+            clock[0] = start + dt.timedelta(seconds=seconds)
+            return await step(rec, k8s)
+
+        first = await step_at(1)
+        assert first.scaled_to is not None and first.scaled_to >= 7
+        k8s.objects[DEPLOYMENTS, "default", "llm-server"].delete()
+        add_deployment(k8s, replicas=3, created=start + dt.timedelta(seconds=2))
+        back = await step_at(3)
+        assert back.scaled_to == first.scaled_to and replicas(k8s) == back.scaled_to
+        assert condition(status(k8s), "AbleToScale")["status"] == "True" and not status(k8s).get("conflictingWriter")
+        assert counted(rec, "harmony_reconcile_failures_total", "conflicting-writer") == 0
+        k8s.objects[DEPLOYMENTS, "default", "llm-server"].patch({"spec": {"replicas": 4}})  # kubectl scale
+        held = await step_at(4)
+    assert held.scaled_to is None and replicas(k8s) == 4
+    assert condition(status(k8s), "AbleToScale")["reason"] == CONFLICTING_WRITER
+    assert counted(rec, "harmony_reconcile_failures_total", "conflicting-writer") == 1
+
+
+# --- 9. the operator killed and restarted over a corrupt status ------------------------------------------------
+def corrupt_posterior(k8s, posterior: dict, name: str = "llm") -> None:
+    """Replace `status.posterior` whole, as a hand edit or a broken writer could (the CRD keeps it as unknown
+    fields: the API server checks nothing in it)."""
+    k8s.objects[HA, "default", name].patch({"status": {"posterior": None}})
+    k8s.objects[HA, "default", name].patch({"status": {"posterior": posterior}})
+
+
+def corrupted(posterior: dict, **parts) -> dict:
+    return {**posterior, **{k: ({**posterior[k], **v} if isinstance(v, dict) else v) for k, v in parts.items()}}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("parts", "said"), [
+    # each would size the first decision on nonsense if trusted (a quarter of the capacity: 4x the replicas)
+    ({"capacity": {"mu": ["0.25"]}}, "capacity.mu ['0.25'] is not one finite number"),  # wrong types
+    ({"capacity": "garbage"}, "unreadable"),
+    ({"capacity": {"mu": [0.25], "kappa": [math.nan]}}, "capacity.kappa [nan] is not one finite number"),
+    ({"recentTargets": [40, -1, 40], "decisions": -3}, "recentTargets must be a list of at most"),  # negative counts
+    ({"decisions": -3}, "decisions -3 must be a count >= 0"),
+    ({"capacity": {"mu": [0.25]}, "declaredCapacity": 0.25},  # a posterior from another capacity
+     "made for capacityPerReplica 0.25, declared now 1"),
+], ids=["wrong-type", "not-an-object", "nan", "negative-targets", "negative-decisions", "other-capacity"])
+async def test_a_restarted_operator_discards_a_corrupt_posterior_says_so_and_does_not_jump(parts, said, caplog):
+    telemetry = ScriptedTelemetry(level=6.5, noise=0.0)
+    async with cluster() as (k8s, url):
+        add_deployment(k8s, replicas=2)
+        add_autoscaler(k8s)
+        rec = make_reconciler(url, telemetry)
+        for _ in range(3):
+            await step(rec, k8s)
+        before = replicas(k8s)
+        assert before >= 7 and status(k8s)["posterior"]["decisions"] == 3
+        corrupt_posterior(k8s, corrupted(status(k8s)["posterior"], **parts))  # while no operator runs
+        restarted = make_reconciler(url, telemetry)  # a new process: nothing in memory
+        with caplog.at_level(logging.WARNING, logger="harmony.operator"):
+            first = await step(restarted, k8s)
+            second = await step(restarted, k8s)
+        warnings = [e["message"] for e in events(k8s) if e.get("reason") == "PosteriorDiscarded"]
+    assert first.scaled_to is None and second.scaled_to is None and replicas(k8s) == before  # no jump
+    st = status(k8s)
+    assert st["posterior"]["decisions"] == 2 and st["posterior"]["capacity"]["mu"] == [1.0]  # from priors
+    assert said in st["posterior"]["discarded"]["reason"]
+    assert condition(st, "Ready")["status"] == "True" and st["currentReplicas"] == before
+    assert len(warnings) == 1 and said in warnings[0] and "starting from priors" in warnings[0]
+    assert [r.getMessage() for r in caplog.records if "status.posterior discarded" in r.getMessage()] == [
+        f"default/llm: {warnings[0]}"]
+
+
+@pytest.mark.asyncio
+async def test_the_kopf_operator_killed_and_restarted_over_a_corrupt_status_keeps_the_count(caplog):
+    """The whole operator stopped (its kopf thread ends), the status corrupted meanwhile and demand fallen:
+    the operator started again on the same cluster state neither crashes nor trusts the corrupt posterior,
+    and holds the count through the stabilisation window instead of dropping at its first decision."""
+    telemetry = ScriptedTelemetry(level=8.5, noise=0.0)
+    async with cluster() as (k8s, url):
+        add_deployment(k8s, replicas=2)
+        add_autoscaler(k8s, behavior={"scaleDownStabilizationSeconds": 30})
+        async with operator(make_reconciler(url, telemetry), url):
+            await eventually(lambda: replicas(k8s) >= 9 and status(k8s)["posterior"]["decisions"] >= 2)
+        peak = replicas(k8s)
+        broken = corrupted(status(k8s)["posterior"], capacity={"mu": [math.nan]}, recentTargets=[peak, -peak])
+        corrupt_posterior(k8s, broken)
+        telemetry.level = 1.0  # demand falls while the operator is down
+        restarted = make_reconciler(url, telemetry)
+        with caplog.at_level(logging.WARNING, logger="harmony.operator"):
+            async with operator(restarted, url):
+                await eventually(lambda: status(k8s)["posterior"]["decisions"] >= 3)
+                assert replicas(k8s) == peak  # the first decisions hold: no jump down
+        st = status(k8s)
+    assert "capacity.mu [nan] is not one finite number" in st["posterior"]["discarded"]["reason"]
+    assert st["lastDecision"]["reason"] == "hold-stabilisation-window" and st["currentReplicas"] == peak
+    assert condition(st, "Ready")["status"] == "True"
+    assert any("status.posterior discarded" in r.getMessage() for r in caplog.records)
+    assert not [r for r in caplog.records if "reconcile failed" in r.getMessage()]

@@ -5,14 +5,19 @@ onto DecisionSettings."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 
 import pytest
 
+from harmony.decision import behavior as bh
 from harmony.decision.decide import DecisionSettings
+from harmony.decision.posteriors import BreachPosterior
 from harmony.errors import HarmonyInputError
+from harmony.forecasting.adapter import FineTune
 from harmony.operator.spec import (
     AutoscalerSpec,
+    Fallback,
     IndicatorSpec,
     InvalidSpec,
     ScaleTargetRef,
@@ -34,8 +39,10 @@ def test_example_parses_to_what_it_states():
         indicators=(IndicatorSpec("requests_per_second", "sum(rate(requests_total[1m]))", 1, True),
                     IndicatorSpec("gpu_utilisation", 'avg(DCGM_FI_DEV_GPU_UTIL{pod=~"llm-server-.*"})', 2, False)),
         capacity_per_replica=25.0, max_breach_probability=0.01, cold_start_s=300, cost_per_replica_hour=2.5,
-        scale_down_stabilisation_s=300, max_step_up=4, max_step_down=1, model_baseline="ar:30",
-        model_checkpoint=None, lookback_s=3600, history_s=43200,
+        behavior=bh.Behavior(bh.ScalingRules(0, "Max", (bh.ScalingPolicy("Pods", 4, 30),)),
+                             bh.ScalingRules(300, "Max", (bh.ScalingPolicy("Pods", 1, 30),))),
+        model_baseline="ar:30",
+        model_checkpoint=None, lookback_s=3600, history_s=43200, fine_tune=FineTune(every=720, epochs=2),
     )
     assert spec.demand_indicator.name == "requests_per_second"
     assert spec.cold_start_steps == 10
@@ -61,8 +68,8 @@ def test_what_the_crd_rejects_parse_spec_rejects_naming_the_field(where, value, 
 
 @pytest.mark.parametrize(("where", "value", "field", "words"), [
     # beyond the schema: only the operator can tell
-    (("model", "baseline"), "prophet:7", "spec.model.baseline", "unknown model 'prophet'"),
-    (("model", "baseline"), "ar:seven", "spec.model.baseline", "not an integer"),
+    (("model", "forecaster"), "prophet:7", "spec.model.forecaster", "unknown model 'prophet'"),
+    (("model", "forecaster"), "ar:seven", "spec.model.forecaster", "not an integer"),
     (("model",), {"checkpoint": "/nonexistent/harmony.ckpt"}, "spec.model.checkpoint", "no file"),
     # pruned by an API server, a typo here would silently become a default
     (("maxReplica",), 8, "spec.maxReplica", "unknown field"),
@@ -133,7 +140,7 @@ def test_checkpoint_on_a_mounted_volume_must_match_the_indicators(tmp_path):
 
 @pytest.mark.parametrize(("model", "baseline"), [
     (DELETE, "ar:30"), ({}, "ar:30"), ({"baseline": "last"}, "last"),
-    ({"baseline": " seasonal:2880 "}, "seasonal:2880"),
+    ({"baseline": " seasonal:2880 "}, "seasonal:2880"), ({"forecaster": "harmony"}, "harmony"),
 ])
 def test_baseline_defaults_and_known_models(model, baseline):
     assert parse_spec(with_change(example_spec(), ("model",), model)).model_baseline == baseline
@@ -143,7 +150,7 @@ def test_optional_fields_and_lenient_types():
     spec = parse_spec(with_change(with_change(example_spec(), ("capacityPerReplica",), DELETE), ("behavior",),
                                   {"maxScaleUpStep": None}))
     assert spec.capacity_per_replica is None  # learned from observations
-    assert (spec.max_step_up, spec.max_step_down, spec.scale_down_stabilisation_s) == (None, None, 300)
+    assert spec.behavior == bh.Behavior()  # the HPA's defaults
     # integral floats (some JSON encoders) are integers; kopf hands specs over as read-only mappings
     spec = parse_spec(types.MappingProxyType(with_change(example_spec(), ("maxReplicas",), 16.0)))
     assert spec.max_replicas == 16 and isinstance(spec.max_replicas, int)
@@ -154,9 +161,9 @@ def test_control_settings_map_the_spec_as_the_backtest_builds_them():
     control = spec.control_settings()
     settings = control.decision
     cold = spec.cold_start_steps
-    assert settings == DecisionSettings(min_replicas=2, max_replicas=16, max_step_up=4, max_step_down=1,
-                                        stabilisation_steps=10, cost_per_replica_hour=2.5, interval_s=30.0,
-                                        lead_steps=max(cold - 1, 0))
+    assert settings == DecisionSettings(min_replicas=2, max_replicas=16, stabilisation_steps=1,
+                                        cost_per_replica_hour=2.5, interval_s=30.0, lead_steps=max(cold - 1, 0))
+    assert control.behavior == spec.behavior  # the behaviour, not decide, applies the window and the steps
     assert control.horizon == cold + 1 and control.sla == spec.max_breach_probability
     assert control.learn_capacity == (spec.capacity_per_replica is None)
     assert isinstance(settings.interval_s, float)
@@ -169,7 +176,11 @@ def test_stabilisation_window_rounds_up_to_whole_intervals(stabilisation_s, inte
     raw = with_change(with_change(example_spec(), ("behavior", "scaleDownStabilizationSeconds"), stabilisation_s),
                       ("intervalSeconds",), interval_s)
     raw = with_change(raw, ("historySeconds",), min(43200, 10000 * interval_s))  # within Prometheus' points
-    assert parse_spec(raw).control_settings().decision.stabilisation_steps == steps
+    # the window's intervals, the forecast's horizon (cold start + 1 interval) vouching for its part
+    control = parse_spec(raw).control_settings()
+    assert bh.down_window_decisions(300 if stabilisation_s is None else stabilisation_s, interval_s,
+                                    control.horizon) == max(steps - control.horizon, 0)
+    assert math.ceil(stabilisation_s / interval_s) == steps or steps == 1
 
 
 @pytest.mark.parametrize(("cold_start_s", "interval_s", "steps"), [(300, 30, 10), (310, 30, 11), (0, 30, 0),
@@ -200,3 +211,123 @@ def test_history_and_lookback_default_to_a_number_of_intervals(interval_s, lookb
     assert (spec.lookback_s, spec.history_s) == (lookback_s, history_s)
     short = parse_spec(with_change(raw, ("historySeconds",), interval_s * 10))
     assert short.lookback_s == interval_s * 10  # a short history caps the default context
+
+
+def test_fine_tune_schedule_is_in_decisions_and_checked():
+    spec = parse_spec(with_change(example_spec(), ("model",), {"forecaster": "harmony", "fineTune": {
+        "intervalSeconds": 3600, "epochs": 3, "maxSeconds": 20}}))
+    assert spec.fine_tune == FineTune(every=120, epochs=3, max_seconds=20.0)  # 3600 s at a 30 s interval
+    never = with_change(example_spec(), ("model",), {"fineTune": {"intervalSeconds": 0}})
+    assert parse_spec(never).fine_tune.every == 0
+    for change, field in (({"epochs": 0}, "spec.model.fineTune.epochs"),
+                          ({"maxSeconds": 0}, "spec.model.fineTune.maxSeconds"),
+                          ({"often": 1}, "spec.model.fineTune.often")):
+        with pytest.raises(InvalidSpec) as err:
+            parse_spec(with_change(example_spec(), ("model",), {"fineTune": change}))
+        assert err.value.path == field
+    with pytest.raises(InvalidSpec, match="at most one of forecaster, baseline and checkpoint"):
+        parse_spec(with_change(example_spec(), ("model",), {"forecaster": "ar:30", "baseline": "ar:30"}))
+
+
+def test_calibrates_output_pasted_into_a_spec_is_the_prior_a_fresh_state_starts_from(tmp_path):
+    """`harmony calibrate --out` writes JSON; pasted whole as spec.capacity.prior (YAML is a superset of
+    JSON), the CRD accepts it and parse_spec reads the same NIG prior, which a new object's state starts from."""
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from harmony.cli.main import app
+    from harmony.operator.kube import Scale
+    from harmony.operator.reconcile import Observed, Reconciler
+    from tests.crd_helpers import violations
+
+    out = tmp_path / "prior.json"
+    result = CliRunner().invoke(app, ["calibrate", "--dataset", "gentd26", "--warmup", "50", "--samples", "50",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    record = json.loads(out.read_text())
+    manifest = load_example()
+    del manifest["spec"]["capacityPerReplica"]  # a prior is for a learned capacity
+    manifest["spec"]["capacity"] = {"prior": yaml.safe_load(out.read_text())}
+    assert violations(manifest) == []
+    spec = parse_spec(manifest["spec"])
+    assert spec.capacity_prior.to_dict() == record["capacity_posterior"]
+    state = Reconciler._fresh_state(spec, Observed(Scale(2, 2, "1", 2)))
+    assert state.capacity.to_dict() == record["capacity_posterior"]
+    assert state.breaches.to_dict() == BreachPosterior.prior(spec.max_breach_probability).to_dict()
+
+
+def test_spec_prometheus_names_a_url_and_a_secret_in_the_objects_namespace():
+    spec = parse_spec(with_change(example_spec(), ("prometheus",), {"url": "https://mimir:8080/prometheus",
+                                                                    "secretRef": {"name": "team-a"}}))
+    assert (spec.prometheus.url, spec.prometheus.secret_name) == ("https://mimir:8080/prometheus", "team-a")
+    assert parse_spec(example_spec()).prometheus is None
+    with pytest.raises(InvalidSpec, match=r"spec.prometheus.secretRef.namespace: unknown field"):
+        parse_spec(with_change(example_spec(), ("prometheus",), {"secretRef": {"name": "a", "namespace": "b"}}))
+
+
+HPA_BEHAVIOR = {
+    "scaleUp": {"stabilizationWindowSeconds": 60, "selectPolicy": "Min",
+                "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15},
+                             {"type": "Pods", "value": 4, "periodSeconds": 15}]},
+    "scaleDown": {"selectPolicy": "Disabled"},
+}
+
+
+def test_behavior_takes_the_hpas_shape_and_defaults():
+    spec = parse_spec(with_change(example_spec(), ("behavior",), HPA_BEHAVIOR))
+    assert spec.behavior.scale_up == bh.ScalingRules(60, "Min", (bh.ScalingPolicy("Percent", 100, 15),
+                                                                 bh.ScalingPolicy("Pods", 4, 15)))
+    # a direction given without policies or window gets the HPA's defaults for them
+    assert spec.behavior.scale_down == bh.ScalingRules(300, "Disabled", bh.DEFAULT_SCALE_DOWN.policies)
+    assert spec.control_settings().behavior == spec.behavior
+    short = parse_spec(with_change(example_spec(), ("behavior",), {"scaleDownStabilizationSeconds": 120}))
+    assert short.behavior == bh.Behavior(bh.DEFAULT_SCALE_UP,
+                                         bh.ScalingRules(120, "Max", bh.DEFAULT_SCALE_DOWN.policies))
+
+
+def test_fallback_parses_within_the_bounds():
+    spec = parse_spec(with_change(example_spec(), ("fallback",), {"failureThreshold": 3, "replicas": 6}))
+    assert spec.fallback == Fallback(3, 6)
+    assert parse_spec(example_spec()).fallback is None
+
+
+BEHAVIOR_INVALID = [
+    ("window-above-hpa-max", ("behavior", "scaleUp"), {"stabilizationWindowSeconds": 3601},
+     "spec.behavior.scaleUp.stabilizationWindowSeconds"),
+    ("select-unknown", ("behavior", "scaleDown"), {"selectPolicy": "Largest"}, "spec.behavior.scaleDown.selectPolicy"),
+    ("policies-empty", ("behavior", "scaleUp"), {"policies": []}, "spec.behavior.scaleUp.policies"),
+    ("policy-type-unknown", ("behavior", "scaleUp"), {"policies": [{"type": "Replicas", "value": 1,
+                                                                    "periodSeconds": 15}]},
+     "spec.behavior.scaleUp.policies[0].type"),
+    ("policy-value-zero", ("behavior", "scaleUp"), {"policies": [{"type": "Pods", "value": 0, "periodSeconds": 15}]},
+     "spec.behavior.scaleUp.policies[0].value"),
+    ("policy-period-above-hpa-max", ("behavior", "scaleDown"),
+     {"policies": [{"type": "Pods", "value": 1, "periodSeconds": 1801}]},
+     "spec.behavior.scaleDown.policies[0].periodSeconds"),
+    ("policy-period-missing", ("behavior", "scaleDown"), {"policies": [{"type": "Pods", "value": 1}]},
+     "spec.behavior.scaleDown.policies[0].periodSeconds"),
+    ("short-and-long-window", ("behavior", "scaleDown"), {"stabilizationWindowSeconds": 60},
+     "spec.behavior.scaleDownStabilizationSeconds"),
+    ("short-and-long-step-up", ("behavior", "scaleUp"), {"policies": [{"type": "Pods", "value": 1,
+                                                                       "periodSeconds": 15}]},
+     "spec.behavior.maxScaleUpStep"),
+    ("fallback-threshold-missing", ("fallback",), {"replicas": 3}, "spec.fallback.failureThreshold"),
+    ("fallback-threshold-zero", ("fallback",), {"failureThreshold": 0, "replicas": 3},
+     "spec.fallback.failureThreshold"),
+    ("fallback-replicas-negative", ("fallback",), {"failureThreshold": 2, "replicas": -1}, "spec.fallback.replicas"),
+]
+
+
+@pytest.mark.parametrize(("where", "value", "field"), [c[1:] for c in BEHAVIOR_INVALID],
+                         ids=[c[0] for c in BEHAVIOR_INVALID])
+def test_bad_behavior_and_fallback_name_the_field(where, value, field):
+    with pytest.raises(InvalidSpec) as caught:
+        parse_spec(with_change(example_spec(), where, value))
+    assert caught.value.path == field and "\n" not in str(caught.value)
+
+
+def test_fallback_replicas_must_lie_within_the_bounds():
+    with pytest.raises(InvalidSpec, match=r"^spec.fallback.replicas: 17 lies outside"):
+        parse_spec(with_change(example_spec(), ("fallback",), {"failureThreshold": 2, "replicas": 17}))

@@ -4,6 +4,8 @@ cases a real server will not produce on demand (+Inf, 503, a foreign body)."""
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import logging
 import math
 import time
@@ -12,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pytest
+import requests
 
 from harmony.errors import HarmonyInputError
 from harmony.operator.replay_exporter import ReplayExporter
@@ -19,6 +22,7 @@ from harmony.telemetry.datasets import load_dataset
 from harmony.telemetry.prometheus import (
     ERROR_REASONS,
     MAX_POINTS_PER_SERIES,
+    PrometheusAccess,
     PrometheusClient,
     PrometheusConfig,
     PrometheusError,
@@ -148,15 +152,45 @@ def test_bad_query_is_fatal_and_not_retried(prometheus):
 
 def test_the_spec_points_limit_is_what_prometheus_enforces(prometheus):
     """parse_spec and the CRD refuse historySeconds / intervalSeconds above MAX_POINTS_PER_SERIES: the real
-    server answers a window of that many steps and refuses a longer one, as a rejected query."""
+    server answers a window of that many steps and refuses one query of more, as a rejected query (here a
+    client asked for it in one chunk, as a client without chunking would)."""
     client, sleeps = client_for(prometheus.url)
     end = now()
     window = fetch_telemetry(client, [("rows", 'harmony_replay_row{job="main"}', 1)], end, MAX_POINTS_PER_SERIES,
                              1.0, 5.0)
     assert window.frame is not None and window.frame.values.shape[0] == MAX_POINTS_PER_SERIES
-    with pytest.raises(PrometheusError, match="exceeded maximum resolution") as info:
-        client.query_range("up", end - timedelta(seconds=MAX_POINTS_PER_SERIES + 1), end, 1.0)
-    assert info.value.reason == "query-rejected" and not info.value.transient and sleeps == []
+    start = end - timedelta(seconds=MAX_POINTS_PER_SERIES + 1)
+    refused = requests.get(prometheus.url + "/api/v1/query_range", timeout=5, params={
+        "query": "up", "start": start.timestamp(), "end": end.timestamp(), "step": 1})
+    assert refused.status_code == 400 and "exceeded maximum resolution" in refused.text
+    assert len(client.query_range("vector(1)", start, end, 1.0)) == MAX_POINTS_PER_SERIES + 2  # chunked
+    assert sleeps == []
+
+
+def test_a_span_beyond_the_points_limit_is_asked_in_chunks_without_duplicate_or_missing_rows(prometheus):
+    """2.5 times the limit at a 1 s step: three queries (each under the limit), joined into every second of
+    the span exactly once (`vector(1)` has a value at every evaluation point)."""
+    client, _ = client_for(prometheus.url)
+    end = datetime(2026, 1, 1, tzinfo=UTC)
+    start = end - timedelta(seconds=int(2.5 * MAX_POINTS_PER_SERIES))
+    series = client.query_range("vector(1)", start, end, 1.0)
+    assert len(series) == int(2.5 * MAX_POINTS_PER_SERIES) + 1
+    assert series.index[0] == start and series.index[-1] == end
+    assert series.index.is_unique and (np.diff(series.index.as_unit("ns").asi8) == 1_000_000_000).all()
+    assert (series == 1.0).all()
+
+
+def test_chunks_join_to_what_one_query_answers(prometheus, trace):
+    """Real samples over a span split into 4-point chunks: the joined series is the one-query series."""
+    wait_for_samples(prometheus, 14)
+    whole, _ = client_for(prometheus.url)
+    small = PrometheusClient(PrometheusConfig(prometheus.url, retries=0, max_points=4))
+    end = settled()
+    query = 'harmony_replay_gpu_busy{job="main"}'
+    expected = whole.query_range(query, end - timedelta(seconds=13), end, 1.0)
+    got = small.query_range(query, end - timedelta(seconds=13), end, 1.0)
+    assert len(expected) >= 10
+    assert got.index.equals(expected.index) and np.array_equal(got.to_numpy(), expected.to_numpy())
 
 
 def test_healthy(prometheus):
@@ -387,3 +421,51 @@ def test_bad_fetch_arguments_are_rejected():
         fetch_telemetry(client, [], now(), 5, 1.0, 5.0)
     with pytest.raises(HarmonyInputError):
         fetch_telemetry(client, [("d", "up", 1)], now(), 0, 1.0, 5.0)
+
+
+def _auth_requests(config: PrometheusConfig) -> dict[str, str]:
+    with FakePrometheusAPI([(200, matrix([(1.0, "1")]))]) as api:
+        PrometheusClient(dataclasses.replace(config, url=api.url)).query_range(
+            "up", datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, 0, 1, tzinfo=UTC), 30.0)
+        return {k.lower(): v for k, v in api.requests[0][2].items()}
+
+
+def test_basic_auth_custom_headers_and_a_token_reach_prometheus(tmp_path):
+    password = tmp_path / "password"
+    password.write_text("s3cret\n")
+    sent = _auth_requests(PrometheusConfig("http://x", username="ops", password_file=str(password),
+                                           headers=(("X-Scope-OrgID", "t1"),)))
+    assert sent["authorization"] == "Basic " + base64.b64encode(b"ops:s3cret").decode()
+    assert sent["x-scope-orgid"] == "t1"
+    assert _auth_requests(PrometheusConfig("http://x", bearer_token="abc"))["authorization"] == "Bearer abc"
+    assert "s3cret" not in repr(PrometheusConfig("http://x", username="ops", password="s3cret"))
+
+
+def test_contradicting_or_malformed_credentials_are_refused():
+    with pytest.raises(HarmonyInputError, match="username and one password"):
+        PrometheusConfig("http://x", password="p")
+    with pytest.raises(HarmonyInputError, match="header 'Bad Name'"):
+        PrometheusConfig("http://x", headers=(("Bad Name", "v"),))
+    with pytest.raises(HarmonyInputError, match="max_points"):
+        PrometheusConfig("http://x", max_points=MAX_POINTS_PER_SERIES + 1)
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def test_a_secrets_access_replaces_the_operators_credentials_and_adds_its_headers():
+    access = PrometheusAccess.from_secret_data(
+        {"token": _b64("tok\n"), "headers": _b64('{"X-Scope-OrgID": "team-a"}'), "ca.crt": _b64("PEM")}, "secret x")
+    base = PrometheusConfig("http://operator:9090", bearer_token_file="/var/run/token", headers=(("A", "1"),))
+    config = access.config(base, "https://team-a:9090")
+    assert config.url == "https://team-a:9090" and config.bearer_token == "tok" and config.bearer_token_file is None
+    assert dict(config.headers) == {"A": "1", "X-Scope-OrgID": "team-a"}
+    assert open(config.verify_tls).read() == "PEM"
+    assert "tok" not in repr(access) and "team-a" not in repr(access)
+    with pytest.raises(HarmonyInputError, match="secret x: key 'headers' must be a YAML or JSON map"):
+        PrometheusAccess.from_secret_data({"headers": _b64("[1, 2]")}, "secret x")
+    with pytest.raises(HarmonyInputError, match="secret x: unknown key 'tokn'"):
+        PrometheusAccess.from_secret_data({"tokn": _b64("x")}, "secret x")
+    with pytest.raises(HarmonyInputError, match="both keys 'username' and 'password'"):
+        PrometheusAccess.from_secret_data({"username": _b64("u")}, "secret x")

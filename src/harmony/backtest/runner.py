@@ -19,14 +19,18 @@ import numpy as np
 from harmony.backtest.forecasts import ReplayForecasts
 from harmony.backtest.policies import POLICIES, build_policy
 from harmony.backtest.policies.base import PolicySetup
+from harmony.backtest.policies.harmony import Harmony
 from harmony.backtest.simulator import SimulationResult, simulate
+from harmony.decision.behavior import Behavior
 from harmony.decision.demand import DemandDefinition, demand_of
 from harmony.decision.posteriors import CapacityPosterior
 from harmony.errors import HarmonyInputError
 from harmony.forecasting.adapter import (
+    DEFAULT_FINE_TUNE_S,
     DEFAULT_SAMPLES,
     REFIT_EVERY,
     DemandForecaster,
+    FineTune,
     default_history_s,
     default_lookback_s,
     validation_rows,
@@ -44,8 +48,11 @@ class BacktestSettings:
     policies. lookback_s / history_s: the forecast's context and the telemetry window each decision reads
     (the CRD's lookbackSeconds / historySeconds; None: their defaults for the trace's interval).
     refit_every: decisions between refits of a baseline (the operator's cadence). n_samples: forecast
-    samples per decision. capacity_prior: harmony's prior over the per-replica capacity (default: centred on
-    the definition's capacity)."""
+    samples per decision. fine_tune_s: seconds between fine-tunes of a model that learns in the loop (HARMONY;
+    0: never), fine_tune_epochs its epochs each time (the CRD's spec.model.fineTune).
+    capacity_prior: harmony's prior over the per-replica capacity (default: centred on
+    the definition's capacity). behavior: the harmony policy's scaling behaviour, the CRD's spec.behavior
+    (None: the HPA's defaults, as the operator's)."""
 
     cold_start_s: float = 300.0
     sla: float = 0.01
@@ -57,8 +64,11 @@ class BacktestSettings:
     history_s: float | None = None
     refit_every: int = REFIT_EVERY
     n_samples: int = DEFAULT_SAMPLES
+    fine_tune_s: float = DEFAULT_FINE_TUNE_S
+    fine_tune_epochs: int = FineTune.epochs
     seed: int = 0
     capacity_prior: CapacityPosterior | None = None  # harmony's prior belief (e.g. from `harmony calibrate`)
+    behavior: Behavior | None = None
 
     def __post_init__(self) -> None:
         for flag, value in (("--cold-start", self.cold_start_s), ("--lookback-seconds", self.lookback_s),
@@ -81,6 +91,10 @@ class BacktestSettings:
         if self.lookback_s is not None and self.history_s is not None and self.lookback_s > self.history_s:
             raise HarmonyInputError(f"--lookback-seconds {self.lookback_s:g} exceeds --history-seconds "
                                     f"{self.history_s:g}")
+        if not (math.isfinite(self.fine_tune_s) and self.fine_tune_s >= 0):
+            raise HarmonyInputError(f"--fine-tune-seconds must be >= 0 and finite, got {self.fine_tune_s}")
+        if self.fine_tune_epochs < 1:
+            raise HarmonyInputError(f"--fine-tune-epochs must be >= 1, got {self.fine_tune_epochs}")
         if self.refit_every < 0:
             raise HarmonyInputError(f"--refit-every must be >= 0, got {self.refit_every}")
         if not 0 < self.train_fraction < 1:
@@ -159,8 +173,9 @@ class Backtest:
             lookback = max(1, math.ceil(lookback_s / step_s))
             history = max(1, math.ceil(history_s / step_s))
             self._check_window(lookback, history, lookback_s, history_s)
+            tune = FineTune(every=math.ceil(self.settings.fine_tune_s / step_s), epochs=self.settings.fine_tune_epochs)
             adapter = DemandForecaster(self.settings.model, self.setup().horizon, lookback, self.settings.n_samples,
-                                       self.settings.refit_every)
+                                       self.settings.refit_every, fine_tune=tune)
             self.forecaster = ReplayForecasts(self.frame, self.definition.indicators, adapter, history,
                                               self.first_tick, self.settings.seed)
             if self.forecaster.demand_samples(self.first_tick - 1) is None:
@@ -193,6 +208,8 @@ class Backtest:
         policy = build_policy(name, value)
         if takes_sla(name) and self.settings.capacity_prior is not None:
             policy.capacity_prior = self.settings.capacity_prior  # harmony's step, alone or through the HPA
+        if isinstance(policy, Harmony) and self.settings.behavior is not None:
+            policy.behavior = self.settings.behavior  # the count harmony sets itself (not through an HPA)
         if policy.needs_forecaster:
             self.ensure_forecaster()
         return simulate(policy, self.demand, self.first_tick, self.setup(future=policy.needs_future))

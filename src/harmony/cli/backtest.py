@@ -5,15 +5,11 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harmony.backtest.policies import POLICIES, parse_policies
-from harmony.backtest.report import plot_capacity, plot_cost_breach, write_html
-from harmony.backtest.runner import SUMMARY_COLUMNS, Backtest, BacktestSettings, run_policies, sweep_policies
 from harmony.cli.common import (
     AT_LEAST_ONE,
     FRACTION,
@@ -35,12 +31,13 @@ from harmony.cli.common import (
     user_errors,
 )
 from harmony.cli.tables import duration, results_table
-from harmony.decision.demand import demand_definition
-from harmony.decision.posteriors import CapacityPosterior
 from harmony.errors import HarmonyInputError
-from harmony.forecasting.adapter import DEFAULT_HISTORY_STEPS, DEFAULT_LOOKBACK_STEPS, REFIT_EVERY
+from harmony.forecasting.adapter import DEFAULT_FINE_TUNE_S, DEFAULT_HISTORY_STEPS, DEFAULT_LOOKBACK_STEPS, REFIT_EVERY
 from harmony.forecasting.predictors import build_predictor
 from harmony.telemetry.datasets import DATASETS_ROOT
+
+if TYPE_CHECKING:
+    from harmony.decision.posteriors import CapacityPosterior
 
 AT_SLA_COLUMNS = ["policy", "knob", "value", "gpu_hours", "breach_rate", "oracle_ratio", "meets_sla", "unknown_ticks"]
 #: What `write_outputs` writes in --out: always, and with --sweep.
@@ -69,6 +66,10 @@ def backtest(
     ] = None,
     refit_every: Annotated[int, typer.Option(help="decisions between refits of a baseline (0: fit once)")
                            ] = REFIT_EVERY,
+    fine_tune_seconds: Annotated[float, typer.Option(
+        help="seconds between fine-tunes of a model that learns in the loop (harmony; 0: never)")
+    ] = DEFAULT_FINE_TUNE_S,
+    fine_tune_epochs: Annotated[int, typer.Option(help="epochs of each fine-tune")] = 2,
     train_fraction: Annotated[float, typer.Option(help="share of the span used as history")] = 0.7,
     sweep: Annotated[bool, typer.Option(help="trace each policy's cost/breach curve over its knob")] = False,
     max_gap: Annotated[int, typer.Option(help="interpolate telemetry gaps up to this many steps")] = 5,
@@ -89,6 +90,11 @@ def backtest(
     force: ForceOpt = False,
 ) -> None:
     """GPU-hours, breach rate, unserved demand, scaling actions and utilisation per policy."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from harmony.backtest.runner import SUMMARY_COLUMNS, Backtest, BacktestSettings, run_policies, sweep_policies
+    from harmony.decision.demand import demand_definition
+
     check_flags({"--sla": (sla, FRACTION), "--clients": (clients, NON_NEGATIVE)})
     if suite:
         from harmony.cli import suite as suite_cli
@@ -102,6 +108,8 @@ def backtest(
         "--max-replicas": (max_replicas, AT_LEAST_ONE), "--capacity": (capacity, POSITIVE),
         "--lookback-seconds": (lookback_seconds, POSITIVE), "--history-seconds": (history_seconds, POSITIVE),
         "--refit-every": (refit_every, NON_NEGATIVE), "--train-fraction": (train_fraction, FRACTION),
+        "--fine-tune-seconds": (fine_tune_seconds, NON_NEGATIVE),
+        "--fine-tune-epochs": (fine_tune_epochs, AT_LEAST_ONE),
         "--max-gap": (max_gap, NON_NEGATIVE), "--seed": (seed, SEED),
     })
     if demand is not None and not any(n.strip() for n in demand.split(",")):
@@ -118,7 +126,8 @@ def backtest(
     settings = BacktestSettings(cold_start_s=cold_start, sla=sla, min_replicas=min_replicas,
                                 max_replicas=max_replicas, train_fraction=train_fraction, model=model,
                                 lookback_s=lookback_seconds, history_s=history_seconds,
-                                refit_every=refit_every, seed=seed, capacity_prior=prior)
+                                refit_every=refit_every, fine_tune_s=fine_tune_seconds,
+                                fine_tune_epochs=fine_tune_epochs, seed=seed, capacity_prior=prior)
     if series is None:
         series = frame.series[0]
     frame = frame.select(series=[series]).trim()
@@ -157,6 +166,8 @@ def backtest(
 
 def read_capacity_prior(path: Path, demand_unit: str) -> CapacityPosterior:
     """The `capacity_posterior` of a `harmony calibrate` JSON, refused if its unit is not the demand's."""
+    from harmony.decision.posteriors import CapacityPosterior
+
     try:
         record = json.loads(path.read_text())
         prior = CapacityPosterior.from_dict(record["capacity_posterior"])
@@ -187,6 +198,11 @@ def _check_prior(prior: CapacityPosterior, path: Path) -> None:
 
 
 def write_outputs(out: Path, dataset: str, unit: str, sla: float, results, rows, curve, at_sla) -> None:
+    import pandas as pd
+
+    from harmony.backtest.report import plot_capacity, plot_cost_breach, write_html
+    from harmony.backtest.runner import SUMMARY_COLUMNS
+
     if out.exists() and not out.is_dir():
         raise HarmonyInputError(f"--out {out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)

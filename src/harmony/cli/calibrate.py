@@ -9,22 +9,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from harmony.backtest.calibrate import (
-    CapacityFit,
-    CapacityObservations,
-    capacity_observations,
-    capacity_signals,
-    fit_capacity,
-    read_observations,
-)
 from harmony.cli.common import (
     AT_LEAST_ONE,
     FRACTION,
+    JSON_FORMAT,
     POSITIVE,
     SEED,
     Bounds,
@@ -42,6 +35,9 @@ from harmony.cli.common import (
     user_errors,
 )
 from harmony.errors import HarmonyInputError
+
+if TYPE_CHECKING:
+    from harmony.backtest.calibrate import CapacityFit, CapacityObservations
 
 
 def fit_table(title: str, observations: CapacityObservations, fit: CapacityFit) -> Table:
@@ -79,7 +75,7 @@ def calibrate(
     warmup: Annotated[int, typer.Option(help="NUTS warm-up iterations")] = 300,
     samples: Annotated[int, typer.Option(help="NUTS posterior draws")] = 500,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
-    out: Annotated[Path | None, typer.Option(help="write the fitted prior as JSON")] = None,
+    out: Annotated[Path | None, typer.Option(help="write the fitted prior (a .json file)")] = None,
     force: ForceOpt = False,
 ) -> None:
     """Fit per-replica capacity (demand one replica serves at the SLA limit) from history with pyro NUTS.
@@ -88,6 +84,8 @@ def calibrate(
     or a column of a CSV. The result is a Normal-Inverse-Gamma capacity posterior, moment-matched to the
     NUTS draws, for the controller to start from.
     """
+    from harmony.backtest.calibrate import capacity_observations, capacity_signals, fit_capacity, read_observations
+
     check_flags({"--saturation-quantile": (saturation_quantile, FRACTION),
                  "--prior-capacity": (prior_capacity, POSITIVE), "--warmup": (warmup, AT_LEAST_ONE),
                  "--samples": (samples, Bounds(at_least=10)), "--seed": (seed, SEED)})
@@ -96,7 +94,7 @@ def calibrate(
             raise HarmonyInputError("--observations and --column go together")
     inputs = {"--observations": observations} if observations is not None else {
         "--path": dataset_input(dataset, path)}
-    check_out(out, force=force, inputs=inputs)
+    check_out(out, force=force, inputs=inputs, formats=JSON_FORMAT)
     if observations is not None:
         found = read_observations(observations, column, unit)
         source = {"observations": str(observations), "column": column}

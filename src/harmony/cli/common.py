@@ -1,5 +1,6 @@
 """Shared pieces of the `harmony` commands: consoles, the one-line error convention, dataset flags, and the
-checks every command runs on its flags before any work: numbers (`check_flags`) and outputs (`check_out`).
+checks every command runs on its flags before any work: numbers (`check_flags`) and outputs (`check_out`,
+with the output formats and `write_table`, the one writer of tables).
 
 Every command module imports from here (never from `harmony.cli.main`, which imports the command modules
 to register them).
@@ -8,6 +9,7 @@ to register them).
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 import tempfile
@@ -117,6 +119,43 @@ def check_flags(flags: Mapping[str, tuple[float | None, Bounds]]) -> None:
 
 
 # --- outputs ---------------------------------------------------------------------------------------
+def _json_records(table, path: Path) -> None:
+    """A list of records, one per row, missing values as null. Python's json writes each float as its
+    shortest exact repr (pandas' to_json rounds to 10 decimals, which loses a small CRPS's digits)."""
+    records = table.astype(object).where(table.notna(), None).to_dict(orient="records")
+    path.write_text(json.dumps(records, indent=2, default=str) + "\n")
+
+
+#: The formats a table --out may name, by how its file name ends (any case), each with its writer: the same
+#: columns and rows, no index; `.csv.gz` is gzip-compressed CSV.
+TABLE_WRITERS = {
+    ".csv": lambda table, path: table.to_csv(path, index=False),
+    ".csv.gz": lambda table, path: table.to_csv(path, index=False, compression="gzip"),
+    ".parquet": lambda table, path: table.to_parquet(path, index=False),
+    ".json": _json_records,
+}
+TABLE_FORMATS = tuple(TABLE_WRITERS)
+JSON_FORMAT = (".json",)  # a record (calibrate's prior), not a table
+#: What a `harmony:PATH` model spec reads as a checkpoint (`harmony.forecasting.predictors.harmony`), so a
+#: trained file is always loadable by its name.
+CHECKPOINT_FORMATS = (".ckpt", ".pt")
+#: Every ending a file --out may have: a folder --out named so is refused (it would be a folder called x.csv).
+FILE_FORMATS = TABLE_FORMATS + CHECKPOINT_FORMATS
+
+
+def format_of(out: Path, formats: Sequence[str]) -> str | None:
+    """The one of `formats` that `out`'s name ends with (case-insensitive), or None."""
+    name = out.name.lower()
+    return next((f for f in formats if name.endswith(f)), None)
+
+
+def write_table(table, out: Path) -> None:
+    """Write a pandas DataFrame to `out` in the format its extension names (check_out(..., formats=TABLE_FORMATS)
+    has refused any other before the command did its work)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    TABLE_WRITERS[format_of(out, TABLE_FORMATS)](table, out)
+
+
 def dataset_input(dataset: str, path: Path | None) -> Path | None:
     """The file or folder a dataset command reads: --path, or the bundled copy when it is not given."""
     if path is not None:
@@ -136,10 +175,13 @@ def model_files(models: str) -> list[Path]:
 
 
 def check_out(out: Path | None, *, force: bool, inputs: Mapping[str, Path | Sequence[Path] | None] | None = None,
-              files: Sequence[str] | None = None, flag: str = "--out") -> None:
+              files: Sequence[str] | None = None, formats: Sequence[str] | None = None, flag: str = "--out") -> None:
     """Refuse, before any work, an output that would destroy data or that could not be written at the end.
 
     out: the file to write; with `files`, a folder and the names written in it (glob patterns allowed).
+    formats: the endings a file `out` may have (TABLE_FORMATS, ...): the writer follows the extension, so any
+    other name is refused rather than written in a format it does not name. A folder `out` may not end like a
+    file (FILE_FORMATS) unless that folder exists.
     inputs: flag -> the file(s) or folder that flag makes the command read. No output may be an input, and
     none may land inside an input folder (a dataset folder would read it back as data next time); this
     holds with --force too. An existing output file needs `force`. The folder that will hold the outputs
@@ -151,10 +193,17 @@ def check_out(out: Path | None, *, force: bool, inputs: Mapping[str, Path | Sequ
     if files is None:
         if out.is_dir():
             raise HarmonyInputError(f"{flag} {out} is a folder; name the file to write")
+        if formats is not None and format_of(out, formats) is None:
+            accepted = formats[0] if len(formats) == 1 else f"one of {', '.join(formats)}"
+            raise HarmonyInputError(f"{flag} {out}: the extension names the format written; end the name in "
+                                    f"{accepted}")
         targets = [out]
     else:
         if out.exists() and not out.is_dir():
             raise HarmonyInputError(f"{flag} {out} exists and is not a folder")
+        if not out.exists() and (ending := format_of(out, FILE_FORMATS)) is not None:
+            raise HarmonyInputError(f"{flag} {out} is named like a {ending} file, but this command writes a "
+                                    "folder of files there: name a folder")
         targets = [t for name in files for t in (sorted(out.glob(name)) if any(c in name for c in "*?[")
                                                  else [out / name])]
     for input_flag, paths in (inputs or {}).items():
@@ -200,12 +249,19 @@ def parse_value(text: str):
 
 
 def dataset_options(option: list[str] | None, **flags) -> dict:
-    options = {}
+    """--option KEY=VALUE items as keywords (`token-file` -> token_file); a key given several times gets
+    the list of its values (the source refuses that unless the option is repeatable, e.g. `header`)."""
+    options: dict = {}
     for item in option or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise HarmonyInputError(f"--option {item!r} is not KEY=VALUE")
-        options[key.strip().replace("-", "_")] = parse_value(value.strip())
+        key, parsed = key.strip().replace("-", "_"), parse_value(value.strip())
+        if key in options:
+            before = options[key]
+            options[key] = [*(before if isinstance(before, list) else [before]), parsed]
+        else:
+            options[key] = parsed
     options.update({k: v for k, v in flags.items() if v not in (None, False)})
     return options
 

@@ -1,6 +1,12 @@
 """The `harmony` command line: a thin typer layer that parses flags and calls the library.
 
 Bad input ends with a one-line `error: ...` naming the file, column or flag, and exit status 2.
+
+`harmony --help`, `harmony COMMAND --help` and shell completion (which runs this module on every TAB) import
+this module and the command modules only: what a command's flags need (the registries that name datasets,
+models and policies) is imported at the top, everything heavy (torch, Lightning, pyro, matplotlib, kopf,
+kubernetes, scipy) inside the command that uses it. `tests/test_cli_startup.py` holds that line;
+`bench/cli_startup.py` times it.
 """
 
 from __future__ import annotations
@@ -8,14 +14,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import pandas as pd
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harmony.cli.common import (
     AT_LEAST_ONE,
     NON_NEGATIVE,
     SEED,
+    TABLE_FORMATS,
     DatasetOpt,
     ForceOpt,
     FormatOpt,
@@ -35,17 +40,15 @@ from harmony.cli.common import (
     load_frame,
     model_files,
     user_errors,
+    write_table,
 )
 from harmony.cli.tables import frame_summary, results_table
 from harmony.errors import HarmonyInputError
-from harmony.forecasting.evaluation import harmony_protocol, rolling_protocol, with_means
-from harmony.forecasting.evaluation.published import AR36_FISHER_MEAN, published_rows
-from harmony.forecasting.evaluation.published import SOURCE as PUBLISHED_SOURCE
 from harmony.forecasting.predictors import PREDICTORS, parse_models
 from harmony.telemetry.datasets import SOURCES
 
 app = typer.Typer(help="harmony: forecast GPU demand as a distribution and scale ahead of it.",
-                  no_args_is_help=True, add_completion=False)
+                  no_args_is_help=True, add_completion=True)
 datasets_app = typer.Typer(help="Bundled and user-supplied telemetry datasets.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
 
@@ -117,7 +120,8 @@ def evaluate(
     samples: Annotated[int, typer.Option(help="predictive samples per forecast")] = 100,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     max_gap: Annotated[int, typer.Option(help="interpolate gaps up to this many steps")] = 3,
-    out: Annotated[Path | None, typer.Option(help="write the results table as CSV")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help=f"write the results table; its extension names the format: {', '.join(TABLE_FORMATS)}")] = None,
     option: OptionOpt = None,
     interval: IntervalOpt = None,
     time_column: TimeColOpt = None,
@@ -129,10 +133,18 @@ def evaluate(
     force: ForceOpt = False,
 ) -> None:
     """Score forecasters on a dataset: MSE, CRPS, MAE, pinball, coverage per series and their mean."""
+    import pandas as pd
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from harmony.forecasting.evaluation import harmony_protocol, rolling_protocol, with_means
+    from harmony.forecasting.evaluation.published import AR36_FISHER_MEAN, published_rows
+    from harmony.forecasting.evaluation.published import SOURCE as PUBLISHED_SOURCE
+
     check_flags({"--lookback": (lookback, AT_LEAST_ONE), "--horizon": (horizon, AT_LEAST_ONE),
                  "--stride": (stride, AT_LEAST_ONE), "--samples": (samples, AT_LEAST_ONE), "--seed": (seed, SEED),
                  "--max-gap": (max_gap, NON_NEGATIVE)})
-    check_out(out, force=force, inputs={"--path": dataset_input(dataset, path), "--models": model_files(models)})
+    check_out(out, force=force, inputs={"--path": dataset_input(dataset, path), "--models": model_files(models)},
+              formats=TABLE_FORMATS)
     if protocol not in ("harmony", "rolling"):
         raise HarmonyInputError(f"--protocol {protocol!r} must be 'harmony' or 'rolling'")
     if protocol == "harmony" and horizon != 1:
@@ -175,12 +187,11 @@ def evaluate(
             console.print(f"reference (published): ridge AR(36), empirical residuals, mean of 10 containers: "
                           f"MSE {AR36_FISHER_MEAN[0]}, CRPS {AR36_FISHER_MEAN[1]}")
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
         table = pd.DataFrame(rows + published)
         first = ["series", "model", "lookback", "horizon", "mse", "crps"]
         table = table[first + [c for c in table.columns if c not in first]]
         table["n_targets"] = table["n_targets"].astype("Int64")
-        table.to_csv(out, index=False)
+        write_table(table, out)
         console.print(f"wrote {out}")
 
 

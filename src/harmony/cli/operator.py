@@ -11,20 +11,16 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import os
 import random
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import kopf
 import typer
-from kubernetes import client, config
 
 from harmony.cli.common import user_errors
 from harmony.errors import HarmonyInputError
-from harmony.operator.app import OperatorSettings, run
-from harmony.operator.health import (
+from harmony.operator.health import (  # the flags' defaults; kopf, kubernetes and the loop load in the command
     LIVENESS_ADDR,
     LIVENESS_PATH,
     LIVENESS_PORT,
@@ -32,39 +28,38 @@ from harmony.operator.health import (
     HealthSettings,
     liveness_endpoint,
 )
-from harmony.operator.kube import KubeClient
-from harmony.operator.metrics import OperatorMetrics, serve
-from harmony.operator.reconcile import Reconciler, ReconcileSettings
-from harmony.operator.spec import AutoscalerSpec
+from harmony.operator.metrics import METRICS_PORT
 from harmony.telemetry.prometheus import (
+    ClientPool,
+    PrometheusAccess,
     PrometheusClient,
     PrometheusConfig,
     fetch_telemetry,
     redact_url,
     stale_after_s,
+    tls_verify,
 )
+
+if TYPE_CHECKING:
+    import kopf
+    from kubernetes import client
+
+    from harmony.operator.app import OperatorSettings
+    from harmony.operator.spec import AutoscalerSpec
 
 operator_app = typer.Typer(help="The Kubernetes operator.", no_args_is_help=True)
 log = logging.getLogger("harmony.operator")
 
 
 def prometheus_tls(ca_file: Path | None, insecure_skip_verify: bool) -> bool | str:
-    """`PrometheusConfig.verify_tls` from --ca-file and --insecure-skip-verify, refusing what would fail every
-    step later (a CA bundle that is not there) or silently mean something else (both flags: no verification)."""
-    if ca_file is not None and insecure_skip_verify:
-        raise HarmonyInputError("--ca-file and --insecure-skip-verify contradict each other (skipping "
-                                "verification would ignore the CA bundle): give one of them")
-    if insecure_skip_verify:
-        return False
-    if ca_file is None:
-        return True
-    if not ca_file.is_file() or not os.access(ca_file, os.R_OK):
-        raise HarmonyInputError(f"--ca-file {ca_file}: no readable file there (is its volume mounted?)")
-    return str(ca_file)
+    """`PrometheusConfig.verify_tls` from --ca-file and --insecure-skip-verify (`tls_verify`)."""
+    return tls_verify(ca_file, insecure_skip_verify)
 
 
 def kube_configuration(kubeconfig: Path | None) -> client.Configuration:
     """In-cluster service account, else a kubeconfig file (--kubeconfig, else the default locations)."""
+    from kubernetes import client, config
+
     cfg = client.Configuration()
     try:
         if kubeconfig is None:
@@ -81,6 +76,7 @@ def kube_configuration(kubeconfig: Path | None) -> client.Configuration:
 
 def kopf_login(cfg: client.Configuration):
     """A kopf login handler that uses exactly the credentials the kubernetes client uses."""
+    import kopf
 
     def login(**_) -> kopf.ConnectionInfo:
         # the client keeps a token under "BearerToken" (kubeconfig and in-cluster loaders; older releases used
@@ -99,13 +95,15 @@ def kopf_login(cfg: client.Configuration):
 def operator_settings(namespace: list[str] | None, selector: list[str] | None, peering: str | None,
                       metrics_addr: str, metrics_port: int, workers: int,
                       priority: int | None = None, liveness: str | None = None,
-                      health: HealthSettings | None = None) -> OperatorSettings:
+                      health: HealthSettings | None = None, keda_scaler_port: int = 0) -> OperatorSettings:
     """The operator's settings from the command line's options (--selector items are KEY=VALUE; liveness:
     kopf's liveness endpoint URL, None for none).
 
     priority None: a random peering priority for this start. kopf pauses every peer that shares the highest
     priority (it cannot tell which should work), so replicas of one shard started with the same default
     would all stand by; random priorities elect one and leave the others ready to take over."""
+    from harmony.operator.app import OperatorSettings
+
     if priority is None:
         priority = random.SystemRandom().randint(1, 2**31 - 1)
     labels = {}
@@ -116,17 +114,21 @@ def operator_settings(namespace: list[str] | None, selector: list[str] | None, p
         labels[key] = value
     return OperatorSettings(namespaces=tuple(namespace or ()), selector=labels, peering=peering, priority=priority,
                             metrics_addr=metrics_addr, metrics_port=metrics_port, liveness_endpoint=liveness,
-                            health=health if health is not None else HealthSettings(), workers=workers)
+                            health=health if health is not None else HealthSettings(), workers=workers,
+                            keda_scaler_port=keda_scaler_port)
 
 
 def telemetry_source(prometheus: PrometheusClient):
-    """Range queries for a spec's indicators over its history window, ending now."""
+    """Range queries for a spec's indicators over its history window, ending now; with `access` (the
+    spec.prometheus of the autoscaler: its URL, its Secret's credentials), through a client of its own."""
+    pool = ClientPool(prometheus)
 
-    def fetch(spec: AutoscalerSpec, now: dt.datetime):
+    def fetch(spec: AutoscalerSpec, now: dt.datetime, access: PrometheusAccess | None = None):
         steps = max(int(spec.history_s // spec.interval_s), 2)
+        client = prometheus if access is None else pool.client(spec.prometheus and spec.prometheus.url, access)
         # in the spec's order (a trained model's order, checked when the spec is parsed); the demand
         # indicator's freshness decides staleness
-        return fetch_telemetry(prometheus, [(i.name, i.query, i.level) for i in spec.indicators], end=now,
+        return fetch_telemetry(client, [(i.name, i.query, i.level) for i in spec.indicators], end=now,
                                steps=steps, step_s=spec.interval_s, stale_after_s=stale_after_s(spec.interval_s),
                                demand=spec.demand_indicator.name)
 
@@ -153,7 +155,7 @@ def operator_run(
     insecure_skip_verify: Annotated[bool, typer.Option(
         help="do not verify Prometheus TLS (not with --ca-file)")] = False,
     metrics_addr: Annotated[str, typer.Option(help="address of the Prometheus exporter (/metrics)")] = "0.0.0.0",
-    metrics_port: Annotated[int, typer.Option(help="port of the Prometheus exporter (/metrics)")] = 9100,
+    metrics_port: Annotated[int, typer.Option(help="port of the Prometheus exporter (/metrics)")] = METRICS_PORT,
     liveness_addr: Annotated[str, typer.Option(
         help=f"address of kopf's liveness endpoint (GET {LIVENESS_PATH}: 200 and a JSON report of the "
              "reconcile loop and Prometheus while steps progress, 500 when the loop is wedged)")] = LIVENESS_ADDR,
@@ -168,17 +170,30 @@ def operator_run(
     ] = HealthSettings.stall_min_s,
     samples: Annotated[int, typer.Option(help="forecast samples per decision")] = 200,
     workers: Annotated[int, typer.Option(help="reconcile steps in flight at once (threads; steps wait on I/O)")] = 16,
+    keda_scaler_port: Annotated[int, typer.Option(
+        min=0, max=65535, help="serve KEDA's external scaler (gRPC) on this port from the current decisions, for "
+                               "ScaledObjects with `type: external` triggers (0: off)")] = 0,
     verbose: Annotated[bool, typer.Option(help="debug logging")] = False,
 ) -> None:
     """Reconcile HarmonyAutoscalers: forecast from Prometheus, decide, scale (or recommend), report."""
+    from kubernetes import client
+
+    from harmony.operator.app import run
+    from harmony.operator.kube import KubeClient
+    from harmony.operator.metrics import OperatorMetrics, serve
+    from harmony.operator.reconcile import Reconciler, ReconcileSettings
+
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not verbose:  # a line or three per liveness/readiness probe otherwise; a failing probe still logs an error
         for quiet in ("aiohttp.access", "kopf.activities.probe"):
             logging.getLogger(quiet).setLevel(logging.WARNING)
+    if keda_scaler_port and keda_scaler_port in (metrics_port, liveness_port):
+        raise HarmonyInputError(f"--keda-scaler-port {keda_scaler_port}: already the metrics or liveness port")
     health_settings = HealthSettings(stall_intervals=stall_intervals, stall_min_s=stall_min_seconds)
     settings = operator_settings(namespace, selector, peering, metrics_addr, metrics_port, workers, priority,
-                                 liveness=liveness_endpoint(liveness_addr, liveness_port), health=health_settings)
+                                 liveness=liveness_endpoint(liveness_addr, liveness_port), health=health_settings,
+                                 keda_scaler_port=keda_scaler_port)
     if bearer_token_file is not None and not bearer_token_file.is_file():
         raise HarmonyInputError(f"{bearer_token_file}: no such file (--bearer-token-file)")
     verify = prometheus_tls(ca_file, insecure_skip_verify)

@@ -18,6 +18,7 @@ import typer
 
 from harmony.cli.common import (
     AT_LEAST_ONE,
+    CHECKPOINT_FORMATS,
     NON_NEGATIVE,
     POSITIVE,
     SEED,
@@ -58,7 +59,8 @@ def check_accelerator(accelerator: str) -> None:
 def train(
     dataset: Annotated[str, typer.Option("--dataset", "-d", help=f"one of: {', '.join(SOURCES)}")] = "fisher",
     path: Annotated[Path | None, typer.Option(help="a file or folder in the dataset's format")] = None,
-    out: Annotated[Path, typer.Option(help="checkpoint to write")] = Path("model.ckpt"),
+    out: Annotated[Path, typer.Option(help=f"checkpoint to write ({' or '.join(CHECKPOINT_FORMATS)})")
+                   ] = Path("model.ckpt"),
     lookback: Annotated[int, typer.Option(help="context window in steps")] = 72,
     horizon: Annotated[int, typer.Option(help="steps ahead the flow models jointly")] = 1,
     epochs: Annotated[int, typer.Option(help="maximum epochs (early stopping on validation NLL)")] = 40,
@@ -97,7 +99,7 @@ def train(
         "--max-gap": (max_gap, NON_NEGATIVE),
     })
     check_accelerator(accelerator)
-    check_out(out, force=force, inputs={"--path": dataset_input(dataset, path)})
+    check_out(out, force=force, inputs={"--path": dataset_input(dataset, path)}, formats=CHECKPOINT_FORMATS)
 
     frame = load_frame(dataset, path, dataset_options(option))
     frame, _ = frame.fill_gaps(max_gap)

@@ -24,7 +24,11 @@ sla); the two balance exactly when breaches happen at the rate `sla`, and since 
 long-run share of breached ticks converges to the SLA whatever the forecaster's calibration: over T ticks it
 lies within sla * log(MAX / (sla * MIN)) / (gain T) of it. A forecast that is too wide (over-safe) is relaxed,
 one too narrow tightened, without a model of why.
-  3. the new state: the posteriors, the stabilisation window's recent targets and the decision count.
+  3. behave (`harmony.decision.behavior`): the HPA-shaped `behavior` (stabilisation windows over past
+     targets, then the rate policies over the replica counts of each period) turns the decided count into
+     the one to set, and the hard bounds then win over it (a count outside [min, max] is corrected at once).
+  4. the new state: the posteriors, the behaviour's memory (recent targets and replica counts) and the
+     decision count.
 
 Pure: arrays and dataclasses in and out, no clock, no I/O; the caller passes the random generator
 (`step_rng` derives it from a seed and the decision count, so a restarted operator draws what an
@@ -38,11 +42,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harmony.decision.decide import Decision, DecisionSettings, decide
+from harmony.decision import behavior as bh
+from harmony.decision.decide import (
+    HOLD_STABILISATION,
+    HOLD_STALE,
+    LIMITED_STEP,
+    TINY_CAPACITY,
+    Decision,
+    DecisionSettings,
+    _enforce_bounds,
+    breach_probability,
+    decide,
+    expected_unserved,
+    replica_counts,
+)
 from harmony.decision.posteriors import BreachPosterior, CapacityPosterior
 
-#: The HPA's default scale-down stabilisation window, shared by the backtest and the operator.
-DEFAULT_STABILISATION_S = 300.0
 #: Prior spread of a declared capacity per replica, relative to it (a declared figure is trusted).
 DECLARED_CAPACITY_RELATIVE_SD = 0.05
 #: Prior spread of a learned capacity's first guess, relative to it (a guess from the fleet's peak).
@@ -65,12 +80,14 @@ CAPACITY_MEASUREMENT_MAX_RATIO = 10.0
 class ControlSettings:
     """What one workload's control step needs besides its state.
 
-    decision: bounds, steps, costs, stabilisation window and lead steps for `decide`.
+    decision: bounds, costs and lead steps for `decide` (its own window and step limits unused: the
+    behaviour applies them, `behavior`).
     sla: the target breach rate (the share of ticks with demand above ready capacity), epsilon.
     horizon: forecast steps a decision covers (the cold start in steps plus one control interval).
     learn_capacity: True when no capacity per replica is declared, so the step learns it.
     adapt_risk: move the risk level with the realised breaches (adaptive conformal inference), else `sla`.
     risk_gain: the adaptation's step size in log space per tick.
+    behavior: the HPA-shaped scaling behaviour applied after the decision (the HPA's defaults).
     """
 
     decision: DecisionSettings
@@ -79,11 +96,12 @@ class ControlSettings:
     learn_capacity: bool = False
     adapt_risk: bool = True
     risk_gain: float = RISK_GAIN
+    behavior: bh.Behavior = bh.Behavior()
 
     @classmethod
     def build(cls, *, sla: float, interval_s: float, cold_start_s: float, min_replicas: int, max_replicas: int,
-              stabilisation_s: float = DEFAULT_STABILISATION_S, max_step_up: int | None = None,
-              max_step_down: int | None = None, cost_per_replica_hour: float = 1.0,
+              behavior: bh.Behavior | None = None, stabilisation_s: float | None = None,
+              max_step_up: int | None = None, max_step_down: int | None = None, cost_per_replica_hour: float = 1.0,
               learn_capacity: bool = False, adapt_risk: bool = True,
               risk_gain: float = RISK_GAIN) -> ControlSettings:
         """Settings from the quantities a user states (seconds, counts), converted to control intervals once.
@@ -92,19 +110,23 @@ class ControlSettings:
         cold start on (sample step 0 is the next tick, so the lead is the cold start in steps less one);
         a scale-down must stay safe over the whole horizon, since a removed replica takes a cold start to
         come back (on the gentd26 validation span, sizing both on the whole horizon cost 69.7 GPU-hours at
-        the SLA against 65.1)."""
+        the SLA against 65.1).
+
+        behavior: the scaling behaviour (None: the HPA's defaults); stabilisation_s, max_step_up and
+        max_step_down are its short forms (a scale-down window; at most N replicas added / removed per
+        decision), folded in by `behavior.with_step_limits`."""
         cold_start_steps = cold_start_steps_of(cold_start_s, interval_s)
         decision = DecisionSettings(
             min_replicas=min_replicas,
             max_replicas=max_replicas,
-            max_step_up=max_step_up,
-            max_step_down=max_step_down,
-            stabilisation_steps=max(1, math.ceil(stabilisation_s / interval_s)),
             cost_per_replica_hour=cost_per_replica_hour,
             interval_s=float(interval_s),
             lead_steps=max(cold_start_steps - 1, 0),
+            stabilisation_steps=1,
         )
-        return cls(decision, float(sla), cold_start_steps + 1, learn_capacity, adapt_risk, float(risk_gain))
+        behaves = bh.with_step_limits(behavior or bh.Behavior(), float(interval_s), stabilisation_s, max_step_up,
+                                      max_step_down)
+        return cls(decision, float(sla), cold_start_steps + 1, learn_capacity, adapt_risk, float(risk_gain), behaves)
 
 
 def cold_start_steps_of(cold_start_s: float, interval_s: float) -> int:
@@ -114,14 +136,17 @@ def cold_start_steps_of(cold_start_s: float, interval_s: float) -> int:
 
 @dataclass(frozen=True)
 class ControllerState:
-    """Capacity (NIG) and breach-rate (Beta) posteriors, the stabilisation window's recent targets
-    ([1, k]; None: fresh start), the number of decisions made and the effective risk level (None: the SLA)."""
+    """Capacity (NIG) and breach-rate (Beta) posteriors, the behaviour's recent targets (the stabilisation
+    windows', [1, k], newest last; None: fresh start), the number of decisions made, the effective risk level
+    (None: the SLA) and the behaviour's recent replica counts (the rate policies' periods, [1, m], newest
+    last: the count in force at each past decision; None: none remembered)."""
 
     capacity: CapacityPosterior
     breaches: BreachPosterior
     recent_targets: np.ndarray | None = None
     decisions: int = 0
     risk: float | None = None
+    recent_replicas: np.ndarray | None = None
 
     def risk_level(self, settings: ControlSettings) -> float:
         """The effective risk level; the SLA when not adapted, or when the kept one is not a probability."""
@@ -194,7 +219,8 @@ def learn(state: ControllerState, obs: Observation, settings: ControlSettings) -
         measured = min(demand / ready, CAPACITY_MEASUREMENT_MAX_RATIO * capacity_mean)
         capacity = capacity.update(np.array([[measured]]))
     risk = adapt_risk(state.risk_level(settings), breached, settings)
-    return ControllerState(capacity, breaches, state.recent_targets, state.decisions, risk), breached
+    return ControllerState(capacity, breaches, state.recent_targets, state.decisions, risk,
+                           state.recent_replicas), breached
 
 
 def observed_demand(value: float) -> float:
@@ -221,13 +247,46 @@ def adapt_risk(risk: float, breached: bool, settings: ControlSettings) -> float:
 def step(state: ControllerState, demand_samples: np.ndarray | None, obs: Observation, settings: ControlSettings,
          rng: np.random.Generator) -> StepResult:
     """Learn from `obs`, then decide from `demand_samples` ([n_samples, horizon] demand over the next
-    steps, or None when there is no forecast to trust: the current count is held)."""
+    steps, or None when there is no forecast to trust: the current count is held), then behave."""
     state, breached = learn(state, obs, settings)
     stale = demand_samples is None
     samples = np.full((2, settings.horizon), np.nan) if stale else np.asarray(demand_samples, dtype=np.float64)
     capacity = state.capacity.sample_mean(samples.shape[0], rng)
     risk = state.risk_level(settings)
-    decision, recent = decide(samples[None], capacity, np.array([obs.replicas]), np.array([risk]),
-                              settings.decision, state.recent_targets, np.array([stale]))
-    new_state = ControllerState(state.capacity, state.breaches, recent, state.decisions + 1, risk)
+    decided, _ = decide(samples[None], capacity, np.array([obs.replicas]), np.array([risk]), settings.decision,
+                        None, np.array([stale]))
+    decision, behaved = behave(decided, state, int(obs.replicas), settings, samples, capacity)
+    new_state = ControllerState(state.capacity, state.breaches, _row(behaved.recommendations), state.decisions + 1,
+                                risk, _row(behaved.counts))
     return StepResult(decision, new_state, risk, stale, breached)
+
+
+def behave(decided: Decision, state: ControllerState, current: int, settings: ControlSettings, samples: np.ndarray,
+           capacity: np.ndarray) -> tuple[Decision, bh.Behaved]:
+    """`decided` through the behaviour (`harmony.decision.behavior.apply`), then the hard bounds, which win
+    over it; the reason names the rule that set the count, and the breach probability and unserved demand
+    are those of the count set."""
+    low, high = settings.decision.min_replicas, settings.decision.max_replicas
+    # remembered targets are read within today's bounds (a target above a since-lowered maxReplicas must not
+    # hold the count above it); an unknown one counts as the most replicas allowed, never as a reason to drop
+    recent = [] if state.recent_targets is None else np.maximum(replica_counts(state.recent_targets, high), low)
+    counts = [] if state.recent_replicas is None else replica_counts(state.recent_replicas)
+    behaved = bh.apply(settings.behavior, current, int(decided.target[0]), int(decided.replicas[0]),
+                       [int(v) for v in np.ravel(recent)], [int(v) for v in np.ravel(counts)], state.decisions,
+                       settings.decision.interval_s, settings.horizon)
+    reason = decided.reason.copy()
+    if behaved.held:
+        reason[0] = HOLD_STABILISATION
+    if behaved.limited:
+        reason[0] = LIMITED_STEP
+    replicas = _enforce_bounds(np.array([behaved.replicas]), np.array([current]), reason, settings.decision)
+    if replicas[0] == decided.replicas[0] or reason[0] == HOLD_STALE:
+        return Decision(decided.replicas, decided.target, decided.breach_probability, decided.expected_unserved,
+                        reason), behaved
+    demand, capacity = samples[None], np.maximum(capacity, TINY_CAPACITY)  # not stale: both finite
+    return Decision(replicas, decided.target, breach_probability(demand, capacity, replicas),
+                    expected_unserved(demand, capacity, replicas), reason), behaved
+
+
+def _row(values: tuple[int, ...]) -> np.ndarray | None:
+    return np.asarray([values], dtype=np.int64) if values else None

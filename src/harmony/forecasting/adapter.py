@@ -14,6 +14,9 @@ names (checked against the predictor's schema), its end time and interval (calen
 
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass
+
 import numpy as np
 
 from harmony.errors import HarmonyInputError
@@ -54,14 +57,19 @@ def validation_rows(n: int, horizon: int, validation_fraction: float = 0.15) -> 
     return max(int(n * validation_fraction), horizon + 1)
 
 
-def fit_scaled(spec: str, frame: TelemetryFrame, horizon: int, validation_fraction: float = 0.15) -> Predictor:
+def fit_scaled(spec: str, frame: TelemetryFrame, horizon: int, validation_fraction: float = 0.15,
+               demand: tuple[str, ...] | None = None) -> Predictor:
     """A predictor fitted on `frame` min-max scaled on its own rows (the scaler kept as `predictor.input_scaler`);
-    the last `validation_rows` of them are the validation split its residuals come from."""
+    the last `validation_rows` of them are the validation split its residuals come from. demand: fit it for
+    the decision (`Predictor.for_decision`: the HARMONY model then learns the demand path over `horizon`)."""
     n = len(frame)
     n_val = validation_rows(n, horizon, validation_fraction)
     scaler = MinMaxScaler.fit(frame)
     scaled = scaler.transform_frame(frame)
-    predictor = build_predictor(spec).fit(scaled.slice(0, n - n_val), scaled.slice(n - n_val, n))
+    predictor = build_predictor(spec)
+    if demand is not None:
+        predictor = predictor.for_decision(horizon, tuple(demand))
+    predictor = predictor.fit(scaled.slice(0, n - n_val), scaled.slice(n - n_val, n))
     predictor.input_scaler = scaler
     return predictor
 
@@ -71,16 +79,70 @@ def demand_of_samples(samples: np.ndarray, scaler: MinMaxScaler, positions: list
     return np.maximum(scaler.inverse(samples)[..., positions].sum(axis=-1), 0.0)
 
 
+def forecast_demand(forecast, window: TelemetryFrame, scaler: MinMaxScaler, demand: tuple[str, ...]) -> np.ndarray:
+    """Demand samples [n, horizon, series] in data units from a forecast in the scaled space: of every
+    indicator (a baseline) or of some (a model trained for the decision forecasts the demand alone)."""
+    names = tuple(forecast.indicators or window.indicator_names)
+    missing = [d for d in demand if d not in names]
+    if missing:
+        raise HarmonyInputError(f"the forecaster forecasts {list(names)}, not the demand indicator {missing[0]!r}")
+    scaler = scaler.select([window.indicator_position(n) for n in names])
+    return demand_of_samples(forecast.samples, scaler, [names.index(d) for d in demand])
+
+
+@dataclass(frozen=True)
+class FineTune:
+    """The schedule and budget of a model's learning in the loop (a model that is not refitted at every
+    decision: HARMONY). every: decisions between fine-tunes (0: never). epochs, max_seconds: the most one
+    fine-tune may train (epochs bound it on any machine; max_seconds caps its wall time on a slow one, and
+    when it bites a replay on another machine may differ)."""
+
+    every: int = 0
+    epochs: int = 2
+    max_seconds: float | None = 60.0
+
+    def __post_init__(self) -> None:
+        if self.every < 0 or self.epochs < 1 or (self.max_seconds is not None and not self.max_seconds > 0):
+            raise HarmonyInputError(f"fine-tune needs every >= 0, epochs >= 1 and max_seconds > 0, got {self}")
+
+
+#: Seconds between fine-tunes of a model that learns in the loop (the CRD's spec.model.fineTune.intervalSeconds
+#: default; the backtest's --fine-tune-seconds default): four a day, each a few epochs on the history window.
+DEFAULT_FINE_TUNE_S = 21600
+#: What serves a workload until its model exists (too little history to train it yet): a baseline.
+FALLBACK_MODEL = "ar:30"
+#: Training windows a model that learns from the workload's own history needs before it replaces the fallback.
+MIN_TRAINING_WINDOWS = 256
+
+
+@dataclass
+class ForecasterStatus:
+    """What forecasts now, as status and metrics say it: the model's name, whether the fallback baseline
+    stands in for it (and why), and how often it has learned since it was fitted."""
+
+    model: str
+    fallback: bool = False
+    reason: str = ""
+    fine_tunes: int = 0
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "fallback": self.fallback, "reason": self.reason, "fineTunes": self.fine_tunes}
+
+
 class DemandForecaster:
     """One workload's forecasts of demand, refitted on the telemetry window on a fixed cadence.
 
-    model: a predictor spec (`ar:30`, `seasonal`, ...), or None with `predictor` a fitted one (a checkpoint).
-    horizon: steps ahead. lookback: context length in steps. refit_every: decisions between refits of a
-    baseline (0: never after the first fit).
+    model: a predictor spec (`ar:30`, `seasonal`, `harmony`, ...), or None with `predictor` a fitted one (a
+    checkpoint). horizon: steps ahead. lookback: context length in steps. refit_every: decisions between
+    refits of a baseline (0: never after the first fit). fine_tune: the schedule on which a model that is not
+    refitted (HARMONY, from a spec or a checkpoint) keeps learning from the window, warm-started from its
+    current weights. A spec'd model that cannot be trained yet (too little history) is stood in for by
+    FALLBACK_MODEL, refitted as a baseline, until the history suffices; `status` says so.
     """
 
     def __init__(self, model: str | None, horizon: int, lookback: int, n_samples: int = DEFAULT_SAMPLES,
-                 refit_every: int = REFIT_EVERY, predictor: Predictor | None = None) -> None:
+                 refit_every: int = REFIT_EVERY, predictor: Predictor | None = None,
+                 fine_tune: FineTune | None = None) -> None:
         if model is None and predictor is None:
             raise ValueError("DemandForecaster needs a model spec or a fitted predictor")
         if predictor is not None and predictor.input_scaler is None:
@@ -88,8 +150,13 @@ class DemandForecaster:
                                     "data (input_scaler); this one has none")
         self.spec, self.horizon, self.lookback = model, horizon, lookback
         self.n_samples, self.refit_every = n_samples, refit_every
+        self.fine_tune = fine_tune or FineTune()
         self.predictor = predictor
+        self.owned = predictor is None  # a shared checkpoint is copied before it learns
+        self.fallback: Predictor | None = None
+        self.status = ForecasterStatus(model or getattr(predictor, "name", "checkpoint"))
         self.calls_since_fit = 0
+        self.calls_since_tune = 0
 
     def _due(self) -> bool:
         if self.spec is None:
@@ -98,22 +165,58 @@ class DemandForecaster:
             return True
         return self.predictor.refit and self.refit_every > 0 and self.calls_since_fit >= self.refit_every
 
-    def fit(self, window: TelemetryFrame) -> None:
+    def _tune_due(self) -> bool:
+        return (self.predictor is not None and not self.predictor.refit and hasattr(self.predictor, "fine_tune")
+                and self.fine_tune.every > 0 and self.calls_since_tune >= self.fine_tune.every)
+
+    def fit(self, window: TelemetryFrame, demand: tuple[str, ...] | None = None) -> None:
         n = len(window)
         if n - validation_rows(n, self.horizon) < 2 * self.lookback:
             raise HarmonyInputError(
                 f"{n} rows of history are too few to fit {self.spec} with a lookback of {self.lookback} steps")
-        self.predictor = fit_scaled(self.spec, window, self.horizon)
-        self.calls_since_fit = 0
+        candidate = build_predictor(self.spec)
+        if not candidate.refit:  # a model trained on the workload's own history: enough of it yet?
+            windows = n - validation_rows(n, self.horizon) - candidate.min_context_steps - self.horizon + 1
+            if windows < MIN_TRAINING_WINDOWS:
+                self._stand_in(window, f"{n} rows of history give {max(windows, 0)} training windows; "
+                                       f"{self.spec} trains from {MIN_TRAINING_WINDOWS}")
+                return
+        self.predictor = fit_scaled(self.spec, window, self.horizon, demand=demand)
+        self.fallback = None
+        self.status = ForecasterStatus(self.spec)
+        self.calls_since_fit = self.calls_since_tune = 0
+
+    def _stand_in(self, window: TelemetryFrame, reason: str) -> None:
+        self.fallback = fit_scaled(FALLBACK_MODEL, window, self.horizon)
+        self.status = ForecasterStatus(FALLBACK_MODEL, fallback=True, reason=f"{reason}: {FALLBACK_MODEL} stands in")
+
+    def _learn(self, window: TelemetryFrame) -> None:
+        """One fine-tune on the window, scaled by the model's own input scaler (never refitted: the weights
+        are tied to it); its last `validation_rows` validate."""
+        if not self.owned:
+            self.predictor, self.owned = copy.deepcopy(self.predictor), True
+        n = len(window)
+        scaled = self.predictor.input_scaler.transform_frame(window)
+        n_val = validation_rows(n, self.horizon)
+        try:
+            self.predictor.fine_tune(scaled.slice(0, n - n_val), scaled.slice(n - n_val, n), self.fine_tune.epochs,
+                                     self.fine_tune.max_seconds)
+            self.status.fine_tunes += 1
+        except HarmonyInputError as exc:  # e.g. a window with too few complete rows: keep serving as is
+            self.status.reason = f"fine-tune skipped: {exc}"
+        self.calls_since_tune = 0
 
     def demand_samples(self, window: TelemetryFrame, demand: tuple[str, ...], seed: int) -> np.ndarray:
         """[n_samples, horizon] demand over the steps after the window's last row (one series)."""
         if len(window.series) != 1:
             raise HarmonyInputError(f"a forecast serves one workload; the window has {len(window.series)} series")
         if self._due():
-            self.fit(window)
+            self.fit(window, tuple(demand))
+        elif self._tune_due():
+            self._learn(window)
         self.calls_since_fit += 1
-        predictor = self.predictor
+        self.calls_since_tune += 1
+        predictor = self.predictor if self.predictor is not None else self.fallback  # refitted above while it stands in
         lookback = max(self.lookback, predictor.min_context_steps)
         if len(window) < lookback:
             raise HarmonyInputError(f"{len(window)} rows are fewer than the lookback of {lookback} steps")
@@ -122,5 +225,4 @@ class DemandForecaster:
         end = (end.tz_convert(None) if end.tz is not None else end).to_numpy(dtype="datetime64[ns]")  # UTC
         context = Context(ctx, end, window.interval, window.indicator_names)
         fc = predictor.predict(context, self.horizon, self.n_samples, seed)
-        positions = [window.indicator_position(name) for name in demand]
-        return demand_of_samples(fc.samples, predictor.input_scaler, positions)[:, :, 0]
+        return forecast_demand(fc, window, predictor.input_scaler, tuple(demand))[:, :, 0]

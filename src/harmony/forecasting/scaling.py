@@ -38,6 +38,11 @@ class MinMaxScaler:
     def inverse(self, values: np.ndarray) -> np.ndarray:
         return np.asarray(values, dtype=np.float64) * self.data_range + self.data_min
 
+    def select(self, positions: list[int] | tuple[int, ...]) -> MinMaxScaler:
+        """The scaler of some indicators only (a forecast of a model's targets), in the given order."""
+        positions = list(positions)
+        return MinMaxScaler(self.data_min[..., positions], self.data_range[..., positions])
+
     def transform_frame(self, frame: TelemetryFrame) -> TelemetryFrame:
         return frame.with_values(self.transform(frame.values))
 

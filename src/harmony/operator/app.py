@@ -14,6 +14,16 @@ says so (a warning in the log, the `peering` field of the liveness report): peer
 shared peering name (this shard is never served), and a peering object that does not exist (kopf waits for
 it, paused, for ever). Each replica's kopf identity ends in `#shard=<shard id>`
 so that peers can tell shards apart.
+
+Finalizers. kopf puts a finalizer on every object it runs a daemon for (it must stop the daemon before the
+object goes), and removes it from objects its filters do not match. A finalizer nobody removes makes deleting
+the object, or its namespace, hang. So the name is one per installation (`finalizer_name`), not per shard: an
+installation whose selector changes strips its own name from the objects it no longer serves, and two
+installations sharding one namespace never strip each other's. And an operator that exits (an uninstall, a
+rollout to other namespaces or another selector) takes its finalizer and kopf's annotations off the objects
+it served (`leave`): whoever serves them next puts its own on, and nobody is left waiting for an operator
+that is gone. A process killed without a chance to exit leaves them for its successor under the same
+installation name.
 """
 
 from __future__ import annotations
@@ -21,8 +31,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime as dt
+import functools
 import logging
 import os
+import re
 import secrets
 import socket
 import time
@@ -30,11 +42,14 @@ import traceback
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 import kopf
 
+from harmony.errors import HarmonyInputError
 from harmony.operator.health import Health, HealthSettings
 from harmony.operator.kube import GROUP, PLURAL, VERSION, ApiError
+from harmony.operator.metrics import METRICS_PORT
 from harmony.operator.reconcile import Reconciler
 from harmony.operator.state import parse_timestamp
 from harmony.telemetry.prometheus import redact_url
@@ -55,18 +70,34 @@ class OperatorSettings:
     flight at once, each in a thread of its own pool. A step mostly waits on Prometheus and the API server
     (a few ms of CPU against tens to hundreds of ms of round trips), so the pool is sized for I/O, not for
     cores: asyncio's default pool (cores + 4 threads, shared with anything else run in threads) would cap
-    500 objects on 2 cores at 6 steps in flight."""
+    500 objects on 2 cores at 6 steps in flight. keda_scaler_addr / keda_scaler_port: KEDA's external scaler
+    (harmony.operator.keda), which `run` serves from the reconciler's decisions while the operator runs
+    (port 0: not served). installation: the installation's name (the chart passes its
+    release's), the same for all its replicas and whatever shard it serves: its finalizer is
+    `harmony.dev/<installation>`; empty: one per shard (`finalizer_name`)."""
 
     namespaces: tuple[str, ...] = ()
     selector: Mapping[str, str] = field(default_factory=dict)
     peering: str | None = None
     priority: int = 0
     metrics_addr: str = "0.0.0.0"
-    metrics_port: int = 9100
+    metrics_port: int = METRICS_PORT
     liveness_endpoint: str | None = None
     health: HealthSettings = field(default_factory=HealthSettings)
     workers: int = 16
     peering_check_s: float = 15.0
+    keda_scaler_addr: str = "0.0.0.0"
+    keda_scaler_port: int = 0
+    installation: str = ""
+
+    def __post_init__(self) -> None:
+        if self.installation and not INSTALLATION.fullmatch(self.installation):
+            raise HarmonyInputError(f"installation {self.installation!r}: a finalizer name needs 1-63 letters, "
+                                    "digits, '-', '_' or '.', starting and ending with a letter or digit")
+
+
+#: what a finalizer's name after `harmony.dev/` may be (a Kubernetes qualified name's name part)
+INSTALLATION = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
 
 
 def _interval_s(spec: Mapping) -> float:
@@ -134,6 +165,28 @@ def shard_id(settings: OperatorSettings) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:10]
 
 
+def finalizer_name(settings: OperatorSettings) -> str:
+    """The finalizer kopf puts on the objects this operator serves: `harmony.dev/<installation>`, the same
+    across the installation's shard changes; without an installation name, one per shard
+    (`harmony.dev/daemon-<shard id>`): a name shared by shards would have each strip the other's."""
+    return f"harmony.dev/{settings.installation or 'daemon-' + shard_id(settings)}"
+
+
+def _drop_finalizer(body: dict, finalizer: str) -> None:
+    meta = body.setdefault("metadata", {})
+    meta["finalizers"] = [f for f in meta.get("finalizers") or [] if f != finalizer]
+
+
+def leave(patch: kopf.Patch, finalizer: str, prefix: str) -> None:
+    """Take this operator's finalizer and kopf's annotations (`prefix`) off an object, in the patch kopf applies
+    when the daemon returns. The annotations go by merge patch, which answers with the object as it is now;
+    kopf then removes the finalizer by JSON patch checked against that object's resourceVersion, so a
+    finalizer another controller added meanwhile is kept."""
+    for key in ("last-handled-configuration", "kopf-managed"):
+        patch.metadata.annotations[f"{prefix}/{key}"] = None
+    patch.fns.append(functools.partial(_drop_finalizer, finalizer=finalizer))
+
+
 def build_registry(reconciler: Reconciler, settings: OperatorSettings,
                    login: Callable[..., kopf.ConnectionInfo] | None = None,
                    executor: concurrent.futures.Executor | None = None,
@@ -148,6 +201,7 @@ def build_registry(reconciler: Reconciler, settings: OperatorSettings,
         kopf.on.login(registry=registry)(login)
 
     shard = shard_id(settings)
+    finalizer, prefix = finalizer_name(settings), f"{shard}.harmony.dev"
     literal_namespaces = bool(settings.namespaces) and not any(
         ch in ns for ns in settings.namespaces for ch in "*?![]")
 
@@ -155,11 +209,9 @@ def build_registry(reconciler: Reconciler, settings: OperatorSettings,
     def configure(settings: kopf.OperatorSettings, **_) -> None:
         settings.posting.level = logging.WARNING  # our own Events say what scaled; kopf's would be noise
         settings.watching.server_timeout = 60
-        # One finalizer per shard: kopf removes its finalizer from objects its filters do not match, so a
-        # shared name would make each shard strip the other's.
-        settings.persistence.finalizer = f"harmony.dev/daemon-{shard}"
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=f"{shard}.harmony.dev")
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=f"{shard}.harmony.dev")
+        settings.persistence.finalizer = finalizer  # one per installation (module docstring, "Finalizers")
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=prefix)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=prefix)
         if literal_namespaces:
             # Named namespaces need no cluster scan: serve exactly them, so a namespaced install's Roles
             # suffice (listing and watching Namespace objects is cluster-scoped); kopf scans only for globs.
@@ -187,11 +239,15 @@ def build_registry(reconciler: Reconciler, settings: OperatorSettings,
     active: set[str] = set()
     started = time.monotonic()  # a daemon starting within one interval of this belongs to the startup set
 
-    @kopf.daemon(GROUP, VERSION, PLURAL, registry=registry, labels=labels, cancellation_timeout=10.0)
+    # cancellation_backoff: a stopped daemon gets this long to return before kopf cancels it, so that the patch
+    # kopf applies after it returns (`leave`, at the operator's exit) is not cancelled in flight
+    @kopf.daemon(GROUP, VERSION, PLURAL, registry=registry, labels=labels, cancellation_backoff=5.0,
+                 cancellation_timeout=10.0)
     async def autoscale(stopped: kopf.DaemonStopped, name: str, namespace: str, uid: str, meta: Mapping,
-                        spec: Mapping, status: Mapping, **_) -> None:
+                        spec: Mapping, status: Mapping, patch: kopf.Patch, **_) -> None:
         active.add(uid)
         health.serving(uid, _interval_s(spec))
+        reconciler.decisions.serving(namespace, name)
         reconciler.metrics.set_autoscalers(len(active))
         own: dict | None = None
         try:
@@ -205,7 +261,7 @@ def build_registry(reconciler: Reconciler, settings: OperatorSettings,
                 try:
                     outcome = await asyncio.get_running_loop().run_in_executor(
                         executor, reconciler.reconcile, namespace, name, uid, meta.get("generation"), dict(spec),
-                        current)
+                        current, dict(meta.get("annotations") or {}))  # meta is live: this step's annotations
                     own = outcome.status if outcome.error is None else own
                     # progress even with outcome.error: the step ran and put the object's fault on its status
                     health.step_finished()
@@ -222,7 +278,11 @@ def build_registry(reconciler: Reconciler, settings: OperatorSettings,
         finally:
             active.discard(uid)
             health.stopped(uid)
+            reconciler.decisions.stopped(namespace, name)
             reconciler.metrics.set_autoscalers(len(active))
+            # the operator exits (not a pause for a peer, which serves under the same finalizer): leave the object
+            if stopped.reason is not None and kopf.DaemonStoppingReason.OPERATOR_EXITING in stopped.reason:
+                leave(patch, finalizer, prefix)
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, labels=labels, optional=True)
     def forget(name: str, namespace: str, uid: str, **_) -> None:
@@ -332,13 +392,31 @@ async def watch_peering(kube, settings: OperatorSettings, identity: str, health:
         reported = conflict
 
 
+def read_secret(kube, namespace: str, name: str) -> Mapping[str, str]:
+    """The `data` of a Secret (base64 values, decoded by `PrometheusAccess`): one GET on that Secret in the
+    autoscaler's own namespace, so the operator needs `get` on secrets there and nothing more (no list, no
+    watch: it never learns what other Secrets exist). Raises ApiError (404, 403, ...)."""
+    body = kube._request("GET", f"/api/v1/namespaces/{quote(namespace, safe='')}/secrets/{quote(name, safe='')}")
+    return body.get("data") or {}
+
+
 async def run(reconciler: Reconciler, settings: OperatorSettings, login: Callable | None = None,
               stop_flag: asyncio.Event | None = None, ready_flag: asyncio.Event | None = None,
               health: Health | None = None) -> None:
     """Run the operator until `stop_flag` is set (or forever), with kopf's liveness endpoint at
-    `settings.liveness_endpoint` (if any) answering from `health` (None: a fresh one), and, with peering,
-    `watch_peering` beside it."""
+    `settings.liveness_endpoint` (if any) answering from `health` (None: a fresh one), with peering
+    `watch_peering` beside it, and with `settings.keda_scaler_port` KEDA's external scaler, listening before
+    kopf starts (a port it cannot have is refused at once) and stopped after kopf."""
     health = health if health is not None else Health(settings.health)
+    if reconciler.secrets is None:  # spec.prometheus.secretRef: read through the operator's own API client
+        reconciler.secrets = functools.partial(read_secret, reconciler.kube)
+    scaler = None
+    if settings.keda_scaler_port:
+        from harmony.operator.keda.scaler import serve  # grpc is loaded only when KEDA is served
+
+        scaler, port = serve(reconciler.decisions, settings.keda_scaler_port, settings.keda_scaler_addr,
+                             clock=reconciler.clock)
+        log.info("KEDA external scaler on %s:%d", settings.keda_scaler_addr, port)
     executor = concurrent.futures.ThreadPoolExecutor(max(1, settings.workers), thread_name_prefix="harmony-reconcile")
     registry = build_registry(reconciler, settings, login, executor, health)
     identity, watcher = None, None
@@ -362,4 +440,6 @@ async def run(reconciler: Reconciler, settings: OperatorSettings, login: Callabl
     finally:
         if watcher is not None:
             watcher.cancel()
+        if scaler is not None:
+            scaler.stop(grace=1.0)  # open streams end at once; KEDA reconnects to whichever operator serves next
         executor.shutdown(wait=False, cancel_futures=True)  # a step still running finishes on its own

@@ -1,11 +1,11 @@
 """The Kubernetes side of the operator: scale subresources, readiness, status writes and Events, as plain JSON
 requests.
 
-One small wrapper (`KubeClient`) so the reconciler depends on four operations, not on a client's API
-surface (app.py's peering check reads kopf's peering objects through it too); tests point it at the kmock
-emulator. The scale subresource is reached generically (`/apis/{group}/{version}/namespaces/{ns}/{plural}/
-{name}/scale`), so Deployments, StatefulSets and any custom resource with a scale subresource work alike; the
-plural comes from API discovery.
+One small wrapper (`KubeClient`) so the reconciler depends on a few operations (the scale, status writes,
+Events, the namespace's other autoscalers), not on a client's API surface (app.py's peering check reads
+kopf's peering objects through it too); tests point it at the kmock emulator. The scale subresource is
+reached generically (`/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}/scale`), so Deployments,
+StatefulSets and any custom resource with a scale subresource work alike; the plural comes from API discovery.
 
 Ready replicas are counted as the HPA counts them, not taken from the scale's status.replicas (which
 includes pods still starting): apps/v1 workloads report status.readyReplicas on the object itself; any
@@ -66,12 +66,34 @@ class Scale:
     resource_version: the scale's, the precondition of the next write.
     ready_replicas: pods Ready now (status.readyReplicas, or Ready pods matching status.selector): the
     capacity actually serving, the count breaches and capacity are learned from. None when the target
-    offers no way to tell (no readyReplicas and no selector in its scale subresource)."""
+    offers no way to tell (no readyReplicas and no selector in its scale subresource).
+    created: the target's metadata.creationTimestamp (a Scale carries its object's), None when absent: a
+    target deleted and created again is a new object with a count of its own, not another writer's."""
 
     replicas: int
     observed_replicas: int
     resource_version: str | None
     ready_replicas: int | None = None
+    created: str | None = None
+
+
+@dataclass(frozen=True)
+class OtherAutoscaler:
+    """An HPA or a KEDA ScaledObject and the target it scales (target_api_version None: not stated)."""
+
+    kind: str
+    name: str
+    target_api_version: str | None
+    target_kind: str
+    target_name: str
+
+    def scales(self, api_version: str, kind: str, name: str) -> bool:
+        """Whether it scales the workload `kind` `name` of `api_version`: same kind and name, and the same API
+        group when it states one (apps/v1 and apps/v1beta1 name one Deployment)."""
+        if (self.target_kind, self.target_name) != (kind, name):
+            return False
+        return self.target_api_version is None or (
+            self.target_api_version.rpartition("/")[0] == api_version.rpartition("/")[0])
 
 
 class KubeClient:
@@ -145,9 +167,10 @@ class KubeClient:
         obj = self._get_target(self._scale_path(api_version, kind, namespace, name), kind, namespace, name)
         spec, status = obj.get("spec") or {}, obj.get("status") or {}
         replicas = int(spec.get("replicas", 0) or 0)
-        version_tag = (obj.get("metadata") or {}).get("resourceVersion")
+        meta = obj.get("metadata") or {}
         ready = self.get_ready_replicas(api_version, kind, namespace, name, status.get("selector"))
-        return Scale(replicas, int(status.get("replicas", replicas) or 0), version_tag, ready)
+        return Scale(replicas, int(status.get("replicas", replicas) or 0), meta.get("resourceVersion"), ready,
+                     meta.get("creationTimestamp"))
 
     def get_ready_replicas(self, api_version: str, kind: str, namespace: str, name: str,
                            selector: str | None) -> int | None:
@@ -210,6 +233,31 @@ class KubeClient:
         }
         self._request("POST", f"/api/v1/namespaces/{_q(namespace)}/events", body, "application/json")
 
+
+    # --- other autoscalers of the namespace --------------------------------------------------------------
+    def other_autoscalers(self, namespace: str) -> list[OtherAutoscaler]:
+        """The autoscaling/v2 HorizontalPodAutoscalers and KEDA (keda.sh/v1alpha1) ScaledObjects of
+        `namespace`, each with the target it scales. A 404 on a list means the API is not served (KEDA not
+        installed; an API server without autoscaling/v2): none of that kind."""
+        found = []
+        for path, kind, defaults in (
+                (f"/apis/autoscaling/v2/namespaces/{_q(namespace)}/horizontalpodautoscalers",
+                 "HorizontalPodAutoscaler", {}),
+                # KEDA defaults an omitted target to an apps/v1 Deployment
+                (f"/apis/keda.sh/v1alpha1/namespaces/{_q(namespace)}/scaledobjects", "ScaledObject",
+                 {"apiVersion": "apps/v1", "kind": "Deployment"})):
+            try:
+                items = self._request("GET", path).get("items") or []
+            except ApiError as exc:
+                if exc.status == 404:
+                    continue
+                raise
+            for item in items:
+                ref = {**defaults, **((item.get("spec") or {}).get("scaleTargetRef") or {})}
+                found.append(OtherAutoscaler(kind, str((item.get("metadata") or {}).get("name", "")),
+                                             ref.get("apiVersion"), str(ref.get("kind", "")),
+                                             str(ref.get("name", ""))))
+        return found
 
     # --- kopf peering ----------------------------------------------------------------------------------
     def get_peers(self, peering: str, namespace: str | None = None) -> dict[str, dict] | None:

@@ -1,17 +1,22 @@
 """The operator's Prometheus metrics, and their HTTP server (prometheus_client's own).
 
-Conventions (DESIGN.md, "Operator"): names start with `harmony_`, values are in base units (seconds,
-replicas, demand units, probabilities), counters end in `_total`. Labels are `namespace` and `autoscaler`
-(the HarmonyAutoscaler object) plus small fixed sets: `quantile` in QUANTILES, `direction` in DIRECTIONS,
-`reason` in the sets below; a reason outside its set is exported as `other`, so an unexpected error text can
-never explode the number of series.
+Conventions (DESIGN.md, "Operator"; `promtool check metrics` passes): names start with `harmony_`, values
+are in base units (seconds, replicas, demand units), counters end in `_total`, values between 0 and 1
+(probabilities) in `_ratio`. Labels are `autoscaler_namespace` and `autoscaler` (the HarmonyAutoscaler
+object), named so that no target label a scrape attaches (`namespace`, `pod`, `service`, `job`, `instance`,
+`container`, `endpoint`) collides with them: a ServiceMonitor with `honorLabels: false` (the safe default,
+which lets no target overwrite its own labels) keeps both as they are, where a `namespace` label would come
+out as `exported_namespace` and every dashboard, alert and KEDA query selecting on it would go empty. Beyond
+them, small fixed sets: `quantile_level` in QUANTILES (not `quantile`, which Prometheus reserves for
+summaries), `direction` in DIRECTIONS, `reason` in the sets below; a reason outside its set is exported as
+`other`, so an unexpected error text can never explode the number of series.
 
 Beside them the registry holds the process collectors (`process_*`: CPU, memory, open files, start time;
 `python_info`; `python_gc_*`) and `harmony_build_info{version, python}` = 1, so a dashboard can tell which
 release runs and whether it leaks.
 
 The registry is a parameter (its own by default), so tests and several operators in one process do not
-collide on the global one.
+collide on the global one. The exporter's port, METRICS_PORT, is the operator's default and the chart's.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ QUANTILES = (0.1, 0.5, 0.9, 0.99)
 DIRECTIONS = ("up", "down")
 OTHER = "other"
 DECISION_REASONS = (dec.STEADY, dec.SCALE_UP, dec.SCALE_DOWN, dec.LIMITED_STEP, dec.LIMITED_MAX, dec.LIMITED_MIN,
-                    dec.HOLD_STABILISATION, dec.HOLD_STALE, OTHER)
+                    dec.HOLD_STABILISATION, dec.HOLD_STALE, "paused", "fallback", OTHER)
 # why a decision had no usable forecast: Prometheus' own failures (harmony.telemetry.prometheus.ERROR_REASONS:
 # unreachable, the query refused, the credentials refused, an answer that is not its API, anything else), then
 # the telemetry's (missing, stale) and the forecaster's
@@ -54,7 +59,11 @@ RECONCILE_FAILURE_REASONS = ("invalid-spec", "target-not-found", "conflict", "ap
 # 1 ms .. 10 s: a baseline decision takes milliseconds; a refit or a slow Prometheus takes seconds.
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-OBJECT = ("namespace", "autoscaler")
+OBJECT = ("autoscaler_namespace", "autoscaler")
+#: The exporter's default port (the CLI's and the chart's): not node_exporter's 9100, which scrape configs and
+#: network policies written for node_exporter match by number; outside the 9100-9999 range where Prometheus'
+#: default port allocations list places exporters; not kopf's liveness endpoint (8080).
+METRICS_PORT = 8095
 
 
 def _quantile_label(q: float) -> str:
@@ -87,14 +96,14 @@ class OperatorMetrics:
         self.current = Gauge("harmony_current_replicas", "Replica count of the scale target after this decision.",
                              OBJECT, registry=r)
         self.forecast = Gauge("harmony_forecast_demand",
-                              "Quantiles of forecast peak demand over the cold-start horizon (demand units).",
-                              (*OBJECT, "quantile"), registry=r)
+                              "Quantiles of forecast peak demand over the cold-start horizon (demand units), by "
+                              "quantile level.", (*OBJECT, "quantile_level"), registry=r)
         self.observed = Gauge("harmony_observed_demand", "Last observed demand (demand units).", OBJECT, registry=r)
-        self.breach = Gauge("harmony_breach_probability",
+        self.breach = Gauge("harmony_breach_probability_ratio",
                             "Forecast probability that demand exceeds capacity at the desired count.", OBJECT,
                             registry=r)
-        self.risk = Gauge("harmony_effective_risk", "Breach-probability limit in use (adapted to realised breaches).",
-                          OBJECT, registry=r)
+        self.risk = Gauge("harmony_effective_risk_ratio",
+                          "Breach-probability limit in use (adapted to realised breaches).", OBJECT, registry=r)
         self.capacity = Gauge("harmony_capacity_per_replica",
                               "Posterior mean of the demand one ready replica serves (demand units).", OBJECT,
                               registry=r)
@@ -110,16 +119,23 @@ class OperatorMetrics:
                                           (*OBJECT, "reason"), registry=r)
         self.telemetry_age = Gauge("harmony_telemetry_age_seconds", "Age of the newest telemetry sample used.",
                                    OBJECT, registry=r)
+        self.fallback = Gauge("harmony_forecaster_fallback",
+                              "1 while the baseline stands in for the model (too little history to train it yet), "
+                              "else 0.", OBJECT, registry=r)
+        self.fine_tunes = Gauge("harmony_forecaster_fine_tunes",
+                                "Fine-tunes of the forecasting model since it was trained or loaded.", OBJECT,
+                                registry=r)
         self.autoscalers = Gauge("harmony_autoscalers", "HarmonyAutoscaler objects handled by this process.",
                                  registry=r)
         self._objects: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
 
-    # per-object metrics and the fixed label values each carries beyond (namespace, autoscaler)
+    # per-object metrics and the fixed label values each carries beyond OBJECT
     def _families(self) -> list[tuple[object, tuple[str, ...]]]:
         return [
             (self.recommended, ()), (self.desired, ()), (self.current, ()), (self.observed, ()), (self.breach, ()),
             (self.risk, ()), (self.capacity, ()), (self.duration, ()), (self.telemetry_age, ()),
+            (self.fallback, ()), (self.fine_tunes, ()),
             *((self.forecast, (_quantile_label(q),)) for q in QUANTILES),
             *((self.decisions, (r,)) for r in DECISION_REASONS),
             *((self.scale_events, (d,)) for d in DIRECTIONS),
@@ -162,6 +178,12 @@ class OperatorMetrics:
         self.decisions.labels(*key, _known(reason, DECISION_REASONS)).inc()
         if telemetry_age_s is not None:
             self.telemetry_age.labels(*key).set(telemetry_age_s)
+
+    def forecaster(self, namespace: str, autoscaler: str, *, fallback: bool, fine_tunes: int) -> None:
+        """What forecasts: whether the fallback baseline stands in for the model, and its fine-tunes."""
+        self._touch(namespace, autoscaler)
+        self.fallback.labels(namespace, autoscaler).set(1.0 if fallback else 0.0)
+        self.fine_tunes.labels(namespace, autoscaler).set(fine_tunes)
 
     def set_telemetry_age(self, namespace: str, autoscaler: str, age_s: float) -> None:
         """Seconds between now and the newest telemetry sample (grows while Prometheus is unreachable)."""

@@ -1,8 +1,11 @@
 """Replay a telemetry trace as Prometheus gauges, time-compressed: a stand-in workload for tests and demos.
 
 The exporter serves one gauge per indicator, `harmony_replay_<indicator>` (name sanitised for Prometheus),
-holding the value of the trace row reached after `elapsed_s * speed` trace-seconds, plus
-`harmony_replay_row` (that row's position in the trace), so a test can tell which row a scrape saw.
+holding the value of the trace row reached after `elapsed_s * speed` trace-seconds; a cumulative indicator (a
+counter in its source, `Indicator.cumulative`) is served as a counter, `harmony_replay_<indicator>_total`
+(the name as it is where it already ends in `_total`), so that `rate()` reads it and `promtool check metrics`
+finds no gauge posing as a counter. Beside them `harmony_replay_row` (that row's position in the trace), so
+a test can tell which row a scrape saw.
 With speed 60 a one-minute trace advances one row per wall-clock second. At the end of the trace the
 replay loops to the first row, or holds the last one (`loop=False`). A missing sample (NaN) is exported
 as NaN, which Prometheus stores and returns as "NaN": a gap in the trace stays a gap.
@@ -21,7 +24,7 @@ from collections.abc import Callable, Iterator
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from harmony.errors import HarmonyInputError
 from harmony.telemetry.frame import TelemetryFrame
@@ -96,19 +99,18 @@ class ReplayExporter:
         return {ind.name: float(v) for ind, v in zip(self.frame.indicators, self.frame.values[row, 0], strict=True)}
 
     # prometheus_client Collector protocol
-    def describe(self) -> Iterator[GaugeMetricFamily]:
+    def describe(self) -> Iterator[Metric]:
         """The metric families, without values (so registering does not run a collection)."""
         yield from self._families(None)
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         yield from self._families(self.current_row())
 
-    def _families(self, row: int | None) -> Iterator[GaugeMetricFamily]:
+    def _families(self, row: int | None) -> Iterator[Metric]:
         source = f" from {self.frame.source}" if self.frame.source else ""
         for pos, (ind, name) in enumerate(zip(self.frame.indicators, self.metric_names, strict=True)):
-            family = GaugeMetricFamily(
-                name, f"{ind.name} ({ind.unit}, level {ind.level}) replayed{source}, series {self.series}"
-            )
+            kind = CounterMetricFamily if ind.cumulative else GaugeMetricFamily  # a counter's family drops _total
+            family = kind(name, f"{ind.name} ({ind.unit}, level {ind.level}) replayed{source}, series {self.series}")
             if row is not None:
                 family.add_metric([], float(self.frame.values[row, 0, pos]))
             yield family

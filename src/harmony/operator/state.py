@@ -1,7 +1,8 @@
 """What the operator remembers between decisions, kept in the object's status so a restart loses nothing.
 
-`status.posterior` holds the capacity and breach-rate posteriors and the recent targets of the
-stabilisation window; `status.conditions` the Ready / ForecastReady / AbleToScale / ScalingLimited
+`status.posterior` holds the capacity and breach-rate posteriors and the behaviour's memory (the recent
+targets of the stabilisation windows, the recent replica counts of the rate policies' periods);
+`status.conditions` the Ready / ForecastReady / AbleToScale / ScalingLimited
 conditions with reasons. Pure functions over plain dicts.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections.abc import Mapping
 
 import numpy as np
@@ -20,10 +22,12 @@ READY = "Ready"
 FORECAST_READY = "ForecastReady"
 ABLE_TO_SCALE = "AbleToScale"
 SCALING_LIMITED = "ScalingLimited"
+#: metav1.Condition's reason: CamelCase, the pattern the CRD's schema enforces on status.conditions[].reason
+CONDITION_REASON = re.compile(r"[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?")
 
 
-#: Most recent targets a status may hold: the HPA's longest stabilisation window (3600 s) at a 1 s interval
-#: needs 3601; a longer list was not written by us.
+#: Most recent targets (or replica counts) a status may hold: the HPA's longest stabilisation window (3600 s)
+#: at a 1 s interval needs 3599 (its longest period, 1800 s, 1799); a longer list was not written by us.
 MAX_RECENT_TARGETS = 4096
 #: How far a restored capacity mean may sit from the declared capacity: 4 prior standard deviations of a
 #: declared figure. A declared capacity is never learned, so a posterior made with it keeps it exactly; one
@@ -34,11 +38,18 @@ DECLARED_CAPACITY_TOLERANCE = 4 * DECLARED_CAPACITY_RELATIVE_SD
 def restore(posterior: Mapping | None, declared_capacity: float | None = None,
             max_replicas: int | None = None) -> ControllerState | None:
     """The controller state kept in `status.posterior`, or None when absent, unreadable, implausible or made
-    for another capacity; the caller then starts from priors.
+    for another capacity; the caller then starts from priors (`read_posterior` also says why)."""
+    return read_posterior(posterior, declared_capacity, max_replicas)[0]
+
+
+def read_posterior(posterior: Mapping | None, declared_capacity: float | None = None,
+                   max_replicas: int | None = None) -> tuple[ControllerState | None, str]:
+    """`restore`'s state, and why a posterior that is there was discarded ("" when it was restored or absent),
+    naming the fields at fault, so that the operator can say what it no longer trusts.
 
     An unreadable blob (edited by hand, from an older version) must not fail the step, and a parseable but
     impossible one must not be trusted: a capacity mean of zero or a variance of inf would size the workload
-    on nonsense from the first decision. So every number is checked (`_plausible`), and a blob with one bad
+    on nonsense from the first decision. So every number is checked (`_read`), and a blob with one bad
     field is discarded whole (which field is corrupt says nothing about the others).
 
     declared_capacity: the spec's `capacityPerReplica` (None: learned). The posterior is discarded when it was
@@ -49,14 +60,17 @@ def restore(posterior: Mapping | None, declared_capacity: float | None = None,
     allowed must not hold the count above the new one). None: unchecked.
     """
     if not posterior:
-        return None
+        return None, ""
     try:
-        state = _read(posterior, max_replicas)
-    except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
-        return None
-    if state is None or not _same_capacity(posterior, state.capacity, declared_capacity):
-        return None
-    return state
+        state, problems = _read(posterior, max_replicas)
+    except KeyError as exc:
+        return None, f"no {exc.args[0]!r} field"
+    except (TypeError, ValueError, AttributeError, OverflowError) as exc:
+        return None, f"unreadable ({type(exc).__name__}: {exc})"
+    if state is None:
+        return None, "; ".join(problems)
+    other = _other_capacity(posterior, state.capacity, declared_capacity)
+    return (None, other) if other else (state, "")
 
 
 def to_status(state: ControllerState, declared_capacity: float | None = None) -> dict:
@@ -66,53 +80,88 @@ def to_status(state: ControllerState, declared_capacity: float | None = None) ->
         "capacity": state.capacity.to_dict(),
         "breaches": state.breaches.to_dict(),
         "recentTargets": [] if state.recent_targets is None else [int(v) for v in state.recent_targets[0]],
+        "recentReplicas": [] if state.recent_replicas is None else [int(v) for v in state.recent_replicas[0]],
         "decisions": state.decisions,
         "declaredCapacity": 0.0 if declared_capacity is None else float(declared_capacity),
         **({} if state.risk is None else {"risk": state.risk}),
     }
 
 
-def _read(posterior: Mapping, max_replicas: int | None) -> ControllerState | None:
-    """The state in `posterior` if every field is plausible, else None."""
+#: The posterior's count of consecutive steps without a forecast (spec.fallback's failureThreshold counts them).
+FORECAST_FAILURES = "forecastFailures"
+
+
+def forecast_failures(posterior: Mapping | None) -> int:
+    """Consecutive steps without a forecast before this one, as the last step wrote them; 0 when absent or
+    not a count (a hand-edited blob must not trigger, nor postpone, the fallback by more than one step)."""
+    value = (posterior or {}).get(FORECAST_FAILURES, 0)
+    return value if _whole(value) and value >= 0 else 0
+
+
+def _read(posterior: Mapping, max_replicas: int | None) -> tuple[ControllerState | None, list[str]]:
+    """The state in `posterior` if every field is plausible, else None and what is wrong, field by field."""
     capacity, breaches = posterior["capacity"], posterior["breaches"]
-    mu, kappa, alpha, beta = (_numbers(capacity[k]) for k in ("mu", "kappa", "alpha", "beta"))
-    a, b = _numbers(breaches["a"]), _numbers(breaches["b"])
+    fields = {**{f"capacity.{k}": capacity[k] for k in ("mu", "kappa", "alpha", "beta")},
+              **{f"breaches.{k}": breaches[k] for k in ("a", "b")}}
+    numbers = {k: _numbers(v) for k, v in fields.items()}
+    # one workload: one finite number per field, or nothing else can be checked
+    problems = [f"{k} {_shown(fields[k])} is not one finite number" for k, v in numbers.items()
+                if v is None or v.shape != (1,)]
+    if problems:
+        return None, problems
+    mu, kappa, alpha, beta, a, b = numbers.values()
     forgetting = breaches.get("forgetting", 0.995)
     recent = posterior.get("recentTargets") or []
+    counts = posterior.get("recentReplicas") or []
     decisions = posterior.get("decisions", 0)
     risk = posterior.get("risk")
-    plausible = (
-        # one workload, a proper NIG (finite variance needs alpha > 1), a Beta with some mass
-        all(v is not None and v.shape == (1,) for v in (mu, kappa, alpha, beta, a, b))
-        and _positive(mu, kappa, beta) and bool(np.all(alpha > 1))
-        and bool(np.all(a >= 0) and np.all(b >= 0) and np.all(a + b > 0))
-        and _real(forgetting) and 0 < forgetting <= 1
-        and isinstance(recent, list) and len(recent) <= MAX_RECENT_TARGETS
-        and all(_whole(v) and v >= 0 for v in recent)
-        and _whole(decisions) and decisions >= 0
-        and (risk is None or (_real(risk) and 0 < risk < 1))
+    checks = (
+        # a proper NIG (finite variance needs alpha > 1), a Beta with some mass
+        ("capacity.mu, capacity.kappa and capacity.beta must be > 0", _positive(mu, kappa, beta)),
+        ("capacity.alpha must be > 1", bool(np.all(alpha > 1))),
+        ("breaches.a and breaches.b must be >= 0, not both 0",
+         bool(np.all(a >= 0) and np.all(b >= 0) and np.all(a + b > 0))),
+        (f"breaches.forgetting {_shown(forgetting)} must be in (0, 1]", _real(forgetting) and 0 < forgetting <= 1),
+        *((f"{key} must be a list of at most {MAX_RECENT_TARGETS} counts >= 0",
+           isinstance(v, list) and len(v) <= MAX_RECENT_TARGETS and all(_whole(n) and n >= 0 for n in v))
+          for key, v in (("recentTargets", recent), ("recentReplicas", counts))),
+        (f"decisions {_shown(decisions)} must be a count >= 0", _whole(decisions) and decisions >= 0),
+        (f"risk {_shown(risk)} must be in (0, 1)", risk is None or (_real(risk) and 0 < risk < 1)),
     )
-    if not plausible:
-        return None
+    problems = [what for what, ok in checks if not ok]
+    if problems:
+        return None, problems
     targets = np.asarray([recent], dtype=np.int64) if recent else None
     if targets is not None and max_replicas is not None:
         targets = np.minimum(targets, int(max_replicas))
     return ControllerState(CapacityPosterior(mu, kappa, alpha, beta), BreachPosterior(a, b, float(forgetting)),
-                           targets, int(decisions), None if risk is None else float(risk))
+                           targets, int(decisions), None if risk is None else float(risk),
+                           np.asarray([counts], dtype=np.int64) if counts else None), []
 
 
-def _same_capacity(posterior: Mapping, capacity: CapacityPosterior, declared: float | None) -> bool:
-    """Whether the posterior was made for the capacity declared now (see `restore`): the declared capacity it
-    was written with (when kept) is today's, and, a declared capacity never being learned, its mean is it."""
+def _other_capacity(posterior: Mapping, capacity: CapacityPosterior, declared: float | None) -> str:
+    """Why the posterior was not made for the capacity declared now (see `restore`), or "": the declared
+    capacity it was written with (when kept) must be today's, and, a declared capacity never being learned,
+    its mean must be it."""
+    now = "none (learned)" if declared is None else f"{declared:g}"
     made_with = posterior.get("declaredCapacity")
     if made_with is not None:
         if not _real(made_with) or not math.isfinite(made_with) or made_with < 0:
-            return False
-        if (made_with == 0) != (declared is None):  # declared where it was learned, or the reverse
-            return False
-        if declared is not None and not math.isclose(made_with, declared, rel_tol=1e-9):
-            return False
-    return declared is None or abs(float(capacity.mu[0]) - declared) <= DECLARED_CAPACITY_TOLERANCE * declared
+            return f"declaredCapacity {_shown(made_with)} is not a capacity >= 0"
+        made = "none (learned)" if made_with == 0 else f"{made_with:g}"
+        if (made_with == 0) != (declared is None) or (
+                declared is not None and not math.isclose(made_with, declared, rel_tol=1e-9)):
+            return f"made for capacityPerReplica {made}, declared now {now}"
+    mean = float(capacity.mu[0])
+    if declared is not None and abs(mean - declared) > DECLARED_CAPACITY_TOLERANCE * declared:
+        return f"capacity.mu {mean:g} is too far from the declared capacityPerReplica {now}"
+    return ""
+
+
+def _shown(value: object) -> str:
+    """A value as a message shows it: its JSON-ish repr, cut short (a corrupt blob may hold anything)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _numbers(value: object) -> np.ndarray | None:
@@ -156,8 +205,14 @@ def parse_timestamp(text: object) -> dt.datetime | None:
 
 
 def set_condition(conditions: list[dict], type_: str, status: bool, reason: str, message: str,
-                  now: dt.datetime) -> list[dict]:
-    """Conditions with `type_` set; lastTransitionTime changes only when the status flips."""
+                  now: dt.datetime, generation: int | None) -> list[dict]:
+    """Conditions with `type_` set, shaped like Kubernetes' metav1.Condition (what `kubectl wait
+    --for=condition=`, kstatus and Argo CD read): type, status, a CamelCase `reason` (CONDITION_REASON, as the
+    CRD requires), a message, `lastTransitionTime` (changed only when the status flips) and `observedGeneration`,
+    the object's generation the condition was set from (omitted when unknown), so a reader can tell a
+    condition about the current spec from one left by an older spec."""
+    if not CONDITION_REASON.fullmatch(reason):
+        raise ValueError(f"condition reason {reason!r} is not CamelCase (metav1.Condition's pattern)")
     value = "True" if status else "False"
     out = [dict(c) for c in conditions if c.get("type") != type_]
     previous = next((c for c in conditions if c.get("type") == type_), None)
@@ -165,6 +220,7 @@ def set_condition(conditions: list[dict], type_: str, status: bool, reason: str,
     out.append({
         "type": type_, "status": value, "reason": reason, "message": message[:1000],
         "lastTransitionTime": timestamp(now) if changed else previous.get("lastTransitionTime", timestamp(now)),
+        **({} if generation is None else {"observedGeneration": int(generation)}),
     })
     order = [READY, FORECAST_READY, ABLE_TO_SCALE, SCALING_LIMITED, "InvalidSpec"]
     return sorted(out, key=lambda c: order.index(c["type"]) if c["type"] in order else len(order))

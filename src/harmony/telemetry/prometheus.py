@@ -18,13 +18,19 @@ error payloads, status codes: 400 bad parameters, 422 expression cannot be execu
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import functools
+import hashlib
 import json
 import logging
 import math
+import os
 import re
+import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
@@ -56,6 +62,7 @@ ERROR_REASONS = (UNAVAILABLE, QUERY_REJECTED, AUTH_FAILED, BAD_RESPONSE, QUERY_F
 
 log = logging.getLogger("harmony.telemetry")
 
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")  # an HTTP token (RFC 9110)
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s?#@]*(?:@[^/\s?#@]*)*@")
 
 
@@ -102,6 +109,18 @@ class PrometheusConfig:
     rotated token (a projected service-account token) is picked up without a restart."""
     verify_tls: bool | str = True
     """Verify the server's certificate: True (system CAs), False (don't), or a CA bundle path."""
+    bearer_token: str | None = field(default=None, repr=False)
+    """A bearer token itself (from a Secret), when there is no token file; never shown."""
+    username: str | None = None
+    """Basic-auth user; its password is `password` or the first line of `password_file`."""
+    password: str | None = field(default=None, repr=False)
+    password_file: str | None = None
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    """Further request headers, (name, value) pairs, e.g. `X-Scope-OrgID` for a multi-tenant Mimir or
+    Thanos; never shown (they may carry credentials)."""
+    max_points: int = MAX_POINTS_PER_SERIES - 1
+    """Points per series one range query asks for at most: a longer span is split into consecutive
+    queries (Prometheus refuses more than MAX_POINTS_PER_SERIES)."""
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
@@ -112,16 +131,28 @@ class PrometheusConfig:
             raise HarmonyInputError(f"prometheus retries must be >= 0, got {self.retries}")
         if self.backoff_s < 0 or self.backoff_max_s < 0:
             raise HarmonyInputError("prometheus backoff_s and backoff_max_s must be >= 0")
+        if not 1 <= self.max_points <= MAX_POINTS_PER_SERIES:
+            raise HarmonyInputError(f"prometheus max_points must lie in [1, {MAX_POINTS_PER_SERIES}], got "
+                                    f"{self.max_points}")
+        if self.bearer_token_file is not None and self.bearer_token is not None:
+            raise HarmonyInputError("prometheus: give a bearer token or a token file, not both")
+        if (self.password is not None or self.password_file is not None) != (self.username is not None) or (
+                self.password is not None and self.password_file is not None):
+            raise HarmonyInputError("prometheus basic auth needs a username and one password (or password file)")
+        for name, value in self.headers:
+            if not _HEADER_NAME.match(name) or "\n" in value or "\r" in value:
+                raise HarmonyInputError(f"prometheus header {name!r}: not a valid header name and one-line value")
 
     def backoff(self, attempt: int) -> float:
         """Seconds to wait before retry number `attempt` (0-based): backoff_s * 2**attempt, capped."""
         return min(self.backoff_s * 2.0**attempt, self.backoff_max_s)
 
     def insecure_token(self) -> bool:
-        """True when a bearer token would travel in clear text (a token file and an http:// URL): anyone on
+        """True when a bearer token or a password would travel in clear text (an http:// URL): anyone on
         the path can read it and replay it against Prometheus (or, for a service-account token, the API
         server)."""
-        return self.bearer_token_file is not None and self.url.lower().startswith("http://")
+        secret = (self.bearer_token_file, self.bearer_token, self.password, self.password_file)
+        return any(v is not None for v in secret) and self.url.lower().startswith("http://")
 
 
 class PrometheusClient:
@@ -145,8 +176,9 @@ class PrometheusClient:
         if config.insecure_token():
             # once per client, i.e. once per process start: the token is sent anyway (a Prometheus inside the
             # cluster network is a common, deliberate setup), but nobody should be surprised by it
-            log.warning("a bearer token (%s) is sent to %s over plain http: anyone on the network path can read "
-                        "it; use an https:// Prometheus URL", config.bearer_token_file, self._shown)
+            log.warning("credentials (%s) are sent to %s over plain http: anyone on the network path can read "
+                        "them; use an https:// Prometheus URL",
+                        config.bearer_token_file or config.password_file or "from a Secret", self._shown)
 
     def query_range(self, query: str, start: datetime, end: datetime, step_s: float) -> pd.Series:
         """Evaluate `query` at start, start + step, ..., end; float values indexed by UTC timestamps.
@@ -156,19 +188,22 @@ class PrometheusClient:
         per timestamp: a demand query normally aggregates already (`sum(rate(...))`), and an unaggregated
         one is summed rather than silently picking one of its series. As in PromQL's `sum`, a NaN in any
         series makes that timestamp NaN, and a series without a sample at a timestamp adds nothing.
-        An empty result is an empty Series.
+        An empty result is an empty Series. A span of more than `config.max_points` steps is asked in
+        consecutive chunks (`chunk_span`) that share no timestamp and skip none.
         """
         if not step_s > 0:
             raise HarmonyInputError(f"step_s must be > 0, got {step_s}")
-        t0, t1 = _utc(start), _utc(end)
-        params = {"query": query, "start": _unix(t0), "end": _unix(t1), "step": repr(float(step_s))}
-        data = self._get_json("/api/v1/query_range", params, what=f"query {query!r}")
-        if data.get("resultType") != "matrix":
-            raise PrometheusError(
-                f"{self._shown}: query {query!r}: expected a matrix result, got {data.get('resultType')!r}",
-                transient=False, reason=BAD_RESPONSE,
-            )
-        return _sum_series(data.get("result") or [], query)
+        results: list[dict] = []
+        for t0, t1 in chunk_span(_utc(start), _utc(end), step_s, self.config.max_points):
+            params = {"query": query, "start": _unix(t0), "end": _unix(t1), "step": repr(float(step_s))}
+            data = self._get_json("/api/v1/query_range", params, what=f"query {query!r}")
+            if data.get("resultType") != "matrix":
+                raise PrometheusError(
+                    f"{self._shown}: query {query!r}: expected a matrix result, got {data.get('resultType')!r}",
+                    transient=False, reason=BAD_RESPONSE,
+                )
+            results += data.get("result") or []
+        return _sum_series(results, query)
 
     def healthy(self) -> bool:
         """True when Prometheus answers its readiness endpoint (`/-/ready`) with 200; no retries."""
@@ -183,16 +218,30 @@ class PrometheusClient:
 
     # ----------------------------------------------------------------------------------------------
     def _headers(self) -> dict[str, str]:
-        path = self.config.bearer_token_file
-        if path is None:
-            return {}
+        """The configured headers, then the credentials (token files are read on every request: rotated
+        files are picked up)."""
+        config = self.config
+        headers = dict(config.headers)
+        token = config.bearer_token
+        if config.bearer_token_file is not None:
+            token = self._read_secret_file(config.bearer_token_file, "bearer token file")
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        if config.username is not None:
+            password = config.password
+            if config.password_file is not None:
+                password = self._read_secret_file(config.password_file, "password file")
+            pair = base64.b64encode(f"{config.username}:{password}".encode()).decode("ascii")
+            headers["Authorization"] = f"Basic {pair}"
+        return headers
+
+    def _read_secret_file(self, path: str, what: str) -> str:
         try:
             with open(path, encoding="utf-8") as fh:
-                token = fh.read().strip()
+                return fh.read().strip()
         except OSError as exc:
-            raise PrometheusError(f"{self._shown}: bearer token file {path}: {exc.strerror}", transient=False,
+            raise PrometheusError(f"{self._shown}: {what} {path}: {exc.strerror}", transient=False,
                                   reason=AUTH_FAILED) from exc
-        return {"Authorization": f"Bearer {token}"}
 
     def _get_json(self, path: str, params: dict[str, str], *, what: str) -> dict:
         """GET with retries on transient failures; the `data` member of a successful API response."""
@@ -248,6 +297,125 @@ class PrometheusClient:
         if not isinstance(data, dict):
             raise PrometheusError(f"{where}: response has no 'data' object", transient=False, reason=BAD_RESPONSE)
         return data
+
+
+def chunk_span(start: pd.Timestamp, end: pd.Timestamp, step_s: float,
+               max_points: int) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    """[start, end] as consecutive (start, end) range-query spans of at most `max_points` evaluation points
+    each: chunk k starts one step after chunk k-1's last point, so joined they hold every point of the span
+    once. A span that fits is one chunk."""
+    step = pd.Timedelta(seconds=step_s)
+    chunks = []
+    first = start
+    while first <= end:
+        last = min(first + (max_points - 1) * step, end)
+        chunks.append((first, last))
+        first = first + max_points * step
+    return chunks or [(start, end)]
+
+
+def tls_verify(ca_file: str | os.PathLike | None, insecure_skip_verify: bool, *, ca_flag: str = "--ca-file",
+               insecure_flag: str = "--insecure-skip-verify") -> bool | str:
+    """`PrometheusConfig.verify_tls` from a CA file and a skip-verify switch, refusing what would fail every
+    request later (a CA bundle that is not there) or silently mean something else (both: no verification).
+    The flags' names (`ca_flag`, `insecure_flag`) are those the caller's user typed."""
+    if ca_file is not None and insecure_skip_verify:
+        raise HarmonyInputError(f"{ca_flag} and {insecure_flag} contradict each other (skipping "
+                                "verification would ignore the CA bundle): give one of them")
+    if insecure_skip_verify:
+        return False
+    if ca_file is None:
+        return True
+    if not os.path.isfile(ca_file) or not os.access(ca_file, os.R_OK):
+        raise HarmonyInputError(f"{ca_flag} {ca_file}: no readable file there (is its volume mounted?)")
+    return str(ca_file)
+
+
+#: The keys of a Secret named by `spec.prometheus.secretRef` (each optional).
+SECRET_KEYS = ("token", "username", "password", "ca.crt", "headers")
+
+
+@dataclass(frozen=True)
+class PrometheusAccess:
+    """One autoscaler's Prometheus credentials, read from a Secret in its namespace: a bearer token, basic
+    auth, further headers, a CA bundle (PEM). Hashable, so clients can be cached per access; never shown."""
+
+    token: str | None = field(default=None, repr=False)
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ca_pem: str | None = field(default=None, repr=False)
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+    @classmethod
+    def from_secret_data(cls, data: Mapping[str, str] | None, where: str) -> PrometheusAccess:
+        """From a Secret's `data` (base64 values, as the API returns them). `where` names the Secret in
+        errors, which name keys and never values. `headers` is a YAML or JSON map of header to value."""
+        data = dict(data or {})
+        unknown = sorted(set(data) - set(SECRET_KEYS))
+        if unknown:
+            raise HarmonyInputError(f"{where}: unknown key {unknown[0]!r}; known: {', '.join(SECRET_KEYS)}")
+        text = {}
+        for key, value in data.items():
+            try:
+                text[key] = base64.b64decode(value, validate=True).decode("utf-8")
+            except (ValueError, TypeError):
+                raise HarmonyInputError(f"{where}: key {key!r} is not base64 of UTF-8 text") from None
+        headers = ()
+        if text.get("headers", "").strip():
+            import yaml  # a JSON map is YAML too
+
+            try:
+                parsed = yaml.safe_load(text["headers"])
+            except yaml.YAMLError:
+                parsed = None
+            if not isinstance(parsed, Mapping) or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in parsed.items()):
+                raise HarmonyInputError(f"{where}: key 'headers' must be a YAML or JSON map of header names to "
+                                        "string values")
+            headers = tuple(sorted(parsed.items()))
+        if ("password" in text) != ("username" in text):
+            raise HarmonyInputError(f"{where}: basic auth needs both keys 'username' and 'password'")
+        token = text.get("token", "").strip() or None
+        return cls(token, text.get("username"), text.get("password"), text.get("ca.crt"), headers)
+
+    def config(self, base: PrometheusConfig, url: str | None = None) -> PrometheusConfig:
+        """`base` (the operator's own settings) with this access, at `url` when given: the Secret's token
+        replaces the operator's, its headers are added to the operator's, its CA replaces the TLS setting."""
+        changes: dict = {"url": url or base.url, "headers": tuple(dict((*base.headers, *self.headers)).items())}
+        if self.token is not None:
+            changes.update(bearer_token=self.token, bearer_token_file=None)
+        if self.username is not None:
+            changes.update(username=self.username, password=self.password, password_file=None)
+        if self.ca_pem is not None:
+            changes["verify_tls"] = ca_bundle_file(self.ca_pem)
+        return dataclasses.replace(base, **changes)
+
+
+class ClientPool:
+    """Clients for autoscalers with a Prometheus access of their own (spec.prometheus), over the operator's
+    client: one per (URL, access), kept while used (least recently used beyond `size` are dropped), so
+    connections are pooled per server and a rotated Secret gets a fresh client."""
+
+    def __init__(self, base: PrometheusClient, size: int = 256) -> None:
+        self.base = base
+        self.client = functools.lru_cache(maxsize=size)(self._build)
+
+    def _build(self, url: str | None, access: PrometheusAccess) -> PrometheusClient:
+        return PrometheusClient(access.config(self.base.config, url), sleep=self.base.sleep)
+
+
+def ca_bundle_file(pem: str) -> str:
+    """A file holding `pem` (requests verifies against a path, a Secret gives the text): one per content,
+    in a folder only this user can read, written once and reused."""
+    folder = os.path.join(tempfile.gettempdir(), f"harmony-ca-{os.getuid()}")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    path = os.path.join(folder, hashlib.sha256(pem.encode()).hexdigest()[:32] + ".crt")
+    if not os.path.isfile(path):
+        partial = f"{path}.{os.getpid()}.tmp"
+        with open(partial, "w", encoding="utf-8") as fh:
+            fh.write(pem)
+        os.replace(partial, path)  # atomic: a concurrent step never reads half a bundle
+    return path
 
 
 @dataclass
@@ -315,20 +483,13 @@ def fetch_telemetry(
     step = pd.Timedelta(seconds=step_s)
     grid_end = pd.Timestamp(end_ts.value // step.value * step.value, unit="ns", tz="UTC")
     index = pd.date_range(end=grid_end, periods=steps, freq=step)
-    values = np.full((steps, 1, len(indicators)), np.nan)
-    for i, (_name, query, _level) in enumerate(indicators):
-        try:
-            result = client.query_range(query, index[0].to_pydatetime(), grid_end.to_pydatetime(), step_s)
-        except PrometheusError as exc:
-            if not exc.transient:
-                raise
-            return TelemetryWindow(None, True, f"prometheus-unavailable: {exc}")
-        values[:, 0, i] = _on_grid(result, index, step)
-    frame = TelemetryFrame(
-        index, values, [series], [Indicator(name, level, "1") for name, _query, level in indicators],
-        interval=step, source=redact_url(client.config.url),
-    )
-    observed = ~np.isnan(values[:, 0, :])
+    try:
+        frame = grid_frame(client, indicators, index, step, series)
+    except PrometheusError as exc:
+        if not exc.transient:
+            raise
+        return TelemetryWindow(None, True, f"prometheus-unavailable: {exc}")
+    observed = ~np.isnan(frame.values[:, 0, :])
     for i, (name, _query, _level) in enumerate(indicators):
         if not observed[:, i].any():
             return TelemetryWindow(frame, True, f"telemetry-missing: {name}")
@@ -344,6 +505,20 @@ def fetch_telemetry(
         reason = f"telemetry-stale: newest {names[d]} sample is {age_s:.1f}s old (limit {stale_after_s:g}s)"
         return TelemetryWindow(filled, True, reason, tuple(gaps))
     return TelemetryWindow(filled, False, "ok", tuple(gaps))
+
+
+def grid_frame(client: PrometheusClient, indicators: Sequence[tuple[str, str, int]], index: pd.DatetimeIndex,
+               step: pd.Timedelta, series: str = "0") -> TelemetryFrame:
+    """One range query per (name, PromQL, level) over the regular grid `index` (UTC, `step` apart), as a
+    one-series TelemetryFrame (unit "1": PromQL carries none). A grid point without a sample is NaN; nothing
+    is filled. Raises PrometheusError as `query_range` does."""
+    values = np.full((len(index), 1, len(indicators)), np.nan)
+    for i, (_name, query, _level) in enumerate(indicators):
+        result = client.query_range(query, index[0].to_pydatetime(), index[-1].to_pydatetime(),
+                                    step.total_seconds())
+        values[:, 0, i] = _on_grid(result, index, step)
+    return TelemetryFrame(index, values, [series], [Indicator(name, level, "1") for name, _query, level in indicators],
+                          interval=step, source=redact_url(client.config.url))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -111,6 +111,9 @@ of another group is listed (its pods' Ready condition, as the HPA counts them).
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+{{- if and $root.Values.rbac.prometheusSecrets.enabled (or (eq $scope "namespaced") (not $root.Values.watchNamespaces)) }}
+{{ include "harmony.secretRule" $root }}
+{{- end }}
 {{- if eq $scope "cluster" }}
 # kopf, cluster-wide: notice namespaces appearing and disappearing.
 - apiGroups: [""]
@@ -123,4 +126,21 @@ of another group is listed (its pods' Ready condition, as the HPA counts them).
   resources: [{{ if and (eq $scope "cluster") (not $root.Values.watchNamespaces) }}clusterkopfpeerings{{ else }}kopfpeerings{{ end }}]
   verbs: [get, list, watch, patch, create]
 {{- end }}
+{{- end }}
+
+
+{{/*
+spec.prometheus.secretRef: get a Secret by name (no list or watch: nothing is enumerated), optionally only
+of rbac.prometheusSecrets.names. RBAC cannot say "the Secret an object in this namespace names", so the
+namespaces are the operator's own (a Role per watched namespace, or cluster-wide when it serves all).
+*/}}
+{{- define "harmony.secretRule" -}}
+# spec.prometheus.secretRef: read the Secret an autoscaler names (get only).
+- apiGroups: [""]
+  resources: [secrets]
+  {{- with .Values.rbac.prometheusSecrets.names }}
+  resourceNames:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  verbs: [get]
 {{- end }}

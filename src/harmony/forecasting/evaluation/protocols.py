@@ -90,9 +90,11 @@ def _score_models(
         samples = forecast.samples.reshape(n_samples, horizon, n_origins, n_series, -1)
         point = forecast.point_forecast.reshape(horizon, n_origins, n_series, -1)
         seconds = time.perf_counter() - started
+        # a model trained for some targets (the demand) forecasts those alone: it is scored on them
+        scored = [frame.indicator_position(n) for n in (forecast.indicators or frame.indicator_names)]
         for s, name in enumerate(frame.series):
             per_series = Forecast(samples[:, :, :, s], point[:, :, s])
-            metrics = score(win.targets[:, :, s], per_series)
+            metrics = score(win.targets[:, :, s][..., scored], per_series)
             rows.append({"series": name, "model": spec, "lookback": lookback, "horizon": horizon, **metrics,
                          "seconds": seconds / n_series})
     return rows

@@ -26,6 +26,15 @@ predictive distributions scores better than either; an indicator that moves in r
 ones by `SPAN_MARGIN` (1%) of validation CRPS: short spans narrow the predictive distribution, and on a few
 hundred validation windows a smaller gain is noise. The mixture's CRPS is estimated with common random
 numbers across the grid.
+
+Both steps keep whole sample paths intact when the forecast is a path (a horizon of several steps, one or
+more targets, as the decision reads it): the spread is a monotone affine map of each coordinate about the
+window's centre path, so the ranks of every step, and the dependence between steps, are those of the flow;
+and with `per_path` the mixture draws once per sample path: with probability w the whole path becomes a
+persistence path at one of the window's recent values (the same recent step for every target), and w and k
+are fitted per target, shared by the steps. Mixing per step would replace late steps by independent draws,
+which breaks the joint paths (the maximum over the horizon, which sets replicas, becomes the maximum of
+independent draws).
 """
 
 from __future__ import annotations
@@ -77,25 +86,29 @@ SCORE_CHUNK = 2**22
 
 
 def mix_with_window(samples: torch.Tensor, window: torch.Tensor, weight: torch.Tensor,
-                    recent: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+                    recent: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                    per_path: bool = False) -> torch.Tensor:
     """Samples [n, B, ..., F] where each entry is, with probability weight [..., F], replaced by a value drawn
-    uniformly from the last `recent` [..., F] steps of its window [B, L, F] (the same feature; None: all L)."""
+    uniformly from the last `recent` [..., F] steps of its window [B, L, F] (the same feature; None: all L).
+    per_path: one draw per sample path [n, B], shared by every step and feature (whole paths kept)."""
     if not bool((weight > 0).any()):
         return samples
-    u, drawn = _window_draws(samples.shape, window, recent, generator)
+    u, drawn = _window_draws(samples.shape, window, recent, generator, per_path)
     return torch.where(u < weight.to(torch.float64), drawn.to(samples.dtype), samples)
 
 
 def _window_draws(shape: torch.Size, window: torch.Tensor, recent: torch.Tensor | None,
-                  generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+                  generator: torch.Generator | None, per_path: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(uniform numbers, window values) of `shape` [n, B, ..., F]: for each sample, window and feature a
     uniform in [0, 1) to compare with the mixing probability, and a value drawn uniformly from the last
-    `recent` [..., F] steps (None: all) of window [B, L, F] (the same feature)."""
+    `recent` [..., F] steps (None: all) of window [B, L, F] (the same feature). per_path: one uniform and one
+    position per [n, B], shared by the other axes (a persistence path at one recent step)."""
     lookback = window.shape[1]
     span = torch.as_tensor(lookback if recent is None else recent, dtype=torch.float64,
                            device=window.device).clamp(1, lookback)  # broadcasts over [n, B, ..., F]
-    u = torch.rand(shape, generator=generator, dtype=torch.float64, device=window.device)
-    position = torch.rand(shape, generator=generator, dtype=torch.float64, device=window.device)
+    drawn_shape = (*shape[:2], *([1] * (len(shape) - 2))) if per_path else shape
+    u = torch.rand(drawn_shape, generator=generator, dtype=torch.float64, device=window.device).expand(shape)
+    position = torch.rand(drawn_shape, generator=generator, dtype=torch.float64, device=window.device).expand(shape)
     pick = (lookback - span + (position * span).floor()).long().clamp(0, lookback - 1)  # in the last `span` steps
     n, b, f = shape[0], shape[1], shape[-1]
     flat = pick.reshape(n, b, -1, f)  # [n, B, M, F]
@@ -105,26 +118,35 @@ def _window_draws(shape: torch.Size, window: torch.Tensor, recent: torch.Tensor 
 
 def fit_window_mix(samples: torch.Tensor, window: torch.Tensor, observations: torch.Tensor, seed: int = 0,
                    grid: torch.Tensor = MIX_GRID, recent_grid: tuple[int, ...] = RECENT_GRID,
-                   span_margin: float = SPAN_MARGIN) -> tuple[torch.Tensor, torch.Tensor]:
+                   span_margin: float = SPAN_MARGIN, steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-feature (mixing probability [F], recent steps [F]) minimising the mean ensemble CRPS
     (`harmony.forecasting.metrics`, over the finite observations) of `mix_with_window` for samples [n, N, F], windows
     [N, L, F] and observations [N, F]. The same random draws serve every candidate; a feature the mixture
     does not help keeps probability 0 (and all L steps). Spans are tried from the whole window down, and a
-    shorter one is taken only when it lowers the CRPS by more than `span_margin` (relative)."""
+    shorter one is taken only when it lowers the CRPS by more than `span_margin` (relative).
+
+    steps: the features are sample paths, F = steps x T laid out step-major, with windows [N, L, T]; the
+    draws are made per path (`mix_with_window(..., per_path=True)`) and one (probability, span) is chosen per
+    target from its CRPS averaged over the steps (returned tiled over the steps, [F])."""
     lookback = window.shape[1]
     spans = sorted({min(k, lookback) for k in recent_grid} | {lookback})
     model = samples.double().numpy()
     observed = observations.double().numpy()
     seen = np.isfinite(observed)  # [N, F]
-    best = np.full(observed.shape[1], np.inf)
-    weight = torch.zeros(observed.shape[1], dtype=torch.float64)
-    recent = torch.full((observed.shape[1],), float(lookback), dtype=torch.float64)
+    chosen_per = observed.shape[1] if steps is None else observed.shape[1] // steps  # features or targets
+    draw_shape = samples.shape if steps is None else torch.Size((*samples.shape[:2], steps, chosen_per))
+    best = np.full(chosen_per, np.inf)
+    weight = torch.zeros(chosen_per, dtype=torch.float64)
+    recent = torch.full((chosen_per,), float(lookback), dtype=torch.float64)
     for span in reversed(spans):  # the whole window first: ties keep the longest span
-        u, drawn = _window_draws(samples.shape, window, torch.tensor(float(span)), torch.Generator().manual_seed(seed))
-        drawn, u = drawn.double().numpy(), u.numpy()
+        u, drawn = _window_draws(draw_shape, window, torch.tensor(float(span)), torch.Generator().manual_seed(seed),
+                                 per_path=steps is not None)
+        drawn, u = drawn.reshape(samples.shape).double().numpy(), u.reshape(samples.shape).numpy()
         scores = np.concatenate([_mix_scores(model[..., part], drawn[..., part], u[..., part], observed[:, part],
                                              seen[:, part], grid)
                                  for part in _feature_chunks(samples.shape)], axis=1)  # [G, F]
+        if steps is not None:
+            scores = scores.reshape(len(grid), steps, chosen_per).mean(axis=1)  # [G, T]: a path's mean CRPS
         margin = 0.0 if span == lookback else span_margin
         lowest = scores.min(axis=0)
         better = lowest < best * (1 - margin) - 1e-12
@@ -133,6 +155,8 @@ def fit_window_mix(samples: torch.Tensor, window: torch.Tensor, observations: to
         weight = torch.where(torch.from_numpy(better), chosen, weight)
         recent = torch.where(torch.from_numpy(better) & (chosen > 0), torch.tensor(float(span), dtype=torch.float64),
                              recent)
+    if steps is not None:
+        weight, recent = weight.repeat(steps), recent.repeat(steps)
     return weight.to(samples.dtype), recent.to(samples.dtype)
 
 

@@ -50,6 +50,9 @@ class HarmonyConfig:
     min_scale: floor of the per-window scale, in the (globally scaled) input units.
     calendar: add time-of-day and day-of-week tokens.
     window_quantiles: empirical quantiles of each normalised window added to its token (0: none).
+    path_mix: the calibration's mixture with recent values draws per sample path (whole paths replaced, one
+        probability per target shared by the steps), so samples stay joint paths; False: per step and target
+        independently (checkpoints from before the option).
     """
 
     levels: tuple[int, ...]
@@ -68,6 +71,7 @@ class HarmonyConfig:
     min_scale: float = 0.02
     calendar: bool = True
     window_quantiles: int = 16
+    path_mix: bool = True
 
     def __post_init__(self) -> None:
         if self.flow not in (*FLOW_KINDS, "none"):
@@ -96,6 +100,7 @@ class HarmonyConfig:
         known = {f.name for f in fields(cls)}
         state = {k: v for k, v in state.items() if k in known}
         state.setdefault("window_quantiles", 0)  # checkpoints from before the option had none
+        state.setdefault("path_mix", False)  # ... and mixed per step
         state["levels"] = tuple(state["levels"])
         if state.get("targets") is not None:
             state["targets"] = tuple(state["targets"])
@@ -196,7 +201,8 @@ class HarmonyNetwork(nn.Module):
         if calibrated and not bool((self.spread == 1).all()):
             samples = apply_spread(samples, self.centre_from(p), self.spread)
         if calibrated:
-            samples = mix_with_window(samples, x[:, :, self.targets], self.window_mix, self.window_recent, generator)
+            samples = mix_with_window(samples, x[:, :, self.targets], self.window_mix, self.window_recent, generator,
+                                      per_path=self.config.path_mix)
         return samples
 
     @torch.no_grad()
@@ -225,11 +231,24 @@ class HarmonyNetwork(nn.Module):
         if window_mix:
             calibrated = apply_spread(samples, centres[None], spread)
             horizon = self.config.horizon
-            window = x[:, :, self.targets].unsqueeze(2).expand(-1, -1, horizon, -1).flatten(2)  # [N, L, H * T]
-            weight, recent = fit_window_mix(calibrated, window, observed, seed)
+            if self.config.path_mix:  # one draw per path, one probability per target: [N, L, T]
+                weight, recent = fit_window_mix(calibrated, x[:, :, self.targets], observed, seed, steps=horizon)
+            else:
+                window = x[:, :, self.targets].unsqueeze(2).expand(-1, -1, horizon, -1).flatten(2)  # [N, L, H * T]
+                weight, recent = fit_window_mix(calibrated, window, observed, seed)
             self.window_mix.copy_(weight.view_as(self.window_mix))
             self.window_recent.copy_(recent.view_as(self.window_recent))
         return self.spread
+
+    @torch.no_grad()
+    def validation_nll(self, x: torch.Tensor, calendar: torch.Tensor, y: torch.Tensor, batch: int = 2048) -> float:
+        """Mean NLL per target value over windows (the quantity early stopping compares), in eval mode."""
+        was_training = self.training
+        self.eval()
+        total = sum(float(-self.log_prob(x[i:i + batch], calendar[i:i + batch], y[i:i + batch]).sum())
+                    for i in range(0, len(x), batch))
+        self.train(was_training)
+        return total / (len(x) * self.config.event_features)
 
     # -- training objective --------------------------------------------------------------------------
     def loss(self, x: torch.Tensor, calendar: torch.Tensor, y: torch.Tensor, crps_weight: float = 0.0,

@@ -110,6 +110,11 @@ class Predictor(ABC):
         """The shortest context window this predictor can forecast from."""
         return 1
 
+    def for_decision(self, horizon: int, demand: tuple[str, ...]) -> Predictor:
+        """This predictor, made (before `fit`) to forecast what a decision reads: the `demand` indicators over
+        `horizon` steps. Baselines forecast every indicator at any horizon and need nothing."""
+        return self
+
     @abstractmethod
     def fit(self, train: TelemetryFrame, validation: TelemetryFrame | None = None) -> Predictor:
         """Learn from the training frame; `validation` (the rows right after train) may be used for

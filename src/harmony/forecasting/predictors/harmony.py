@@ -8,6 +8,12 @@ predict(context, horizon) draws flow samples; the network inverts its per-window
 normalisation per sample and this class inverts the scaler, so samples are in the context's own space.
 A horizon beyond the trained one is reached recursively: each sample path is fed back as context.
 
+Trained for the decision (`targets`): the flow then models only the named indicators (the demand) jointly
+over the horizon, with every other indicator a covariate of the hierarchical encoder, so one sample is one
+demand path, the quantity the decision reads (the maximum over the cold start sets replicas). Such a model
+forecasts its targets only, at most its trained horizon (recursion would need the covariates' future).
+`for_decision(horizon, demand)` makes an unfitted predictor that form unless its spec fixed them.
+
 save(path) writes one file holding config, weights, scaler, indicators (names, levels, units), interval and
 the training report; `HarmonyPredictor.load(path)` needs nothing else, and `fit` on a loaded predictor only
 checks that the data has the same indicators. Paper: HARMONY (see `harmony.forecasting.models`).
@@ -43,15 +49,23 @@ PREDICT_BATCH = 4096
 class HarmonyPredictor(Predictor):
     """HARMONY forecaster. `options` are HarmonyConfig fields (d_model, hierarchy, flow, ...)."""
 
-    def __init__(self, lookback: int = 72, horizon: int = 1, settings: TrainingSettings | None = None,
-                 name: str = "harmony", **options) -> None:
+    refit = False  # trained once (or loaded), then fine-tuned on a schedule: never refitted per decision
+
+    def __init__(self, lookback: int = 72, horizon: int | None = None, settings: TrainingSettings | None = None,
+                 name: str = "harmony", targets: tuple[str, ...] | None = None, **options) -> None:
+        #: what `for_decision` may set: the horizon and targets no caller fixed
+        self._open = {"horizon": horizon is None, "targets": targets is None}
+        horizon = 1 if horizon is None else horizon
         if lookback < 2 or horizon < 1:
             raise HarmonyInputError(f"{name}: lookback must be >= 2 and horizon >= 1, got {lookback} and {horizon}")
+        if targets is not None and (not targets or not all(targets)):
+            raise HarmonyInputError(f"{name}: targets must name at least one indicator, got {list(targets)}")
         dropout = options.get("dropout", 0.0)
         if not 0 <= dropout < 1:  # NaN too
             raise HarmonyInputError(f"{name}: dropout must lie in [0, 1), got {dropout}")
         self.name = name
         self.lookback, self.horizon = lookback, horizon
+        self.targets = None if targets is None else tuple(targets)
         self.settings = settings or TrainingSettings()
         self.options = options
         self.network: HarmonyNetwork | None = None
@@ -70,6 +84,21 @@ class HarmonyPredictor(Predictor):
     def config(self) -> HarmonyConfig | None:
         return None if self.network is None else self.network.config
 
+    @property
+    def target_names(self) -> tuple[str, ...]:
+        """The indicators a fitted predictor forecasts, in its samples' order."""
+        return tuple(self.indicators[p].name for p in self.network.config.target_positions)
+
+    def for_decision(self, horizon: int, demand: tuple[str, ...]) -> HarmonyPredictor:
+        """Train for what the decision reads: the demand indicators' joint path over `horizon` steps (the
+        cold start plus one interval), the other indicators covariates; what the spec fixed is kept."""
+        if self.network is None:
+            if self._open["horizon"]:
+                self.horizon = int(horizon)
+            if self._open["targets"]:
+                self.targets = tuple(demand)
+        return self
+
     # -- fit -----------------------------------------------------------------------------------------
     def fit(self, train: TelemetryFrame, validation: TelemetryFrame | None = None) -> HarmonyPredictor:
         if self.from_checkpoint:
@@ -87,13 +116,43 @@ class HarmonyPredictor(Predictor):
             self.scaler.transform(train.values), train.index, val_values,
             None if validation is None else validation.index, self.lookback, self.horizon,
         )
+        targets = None
+        if self.targets is not None:
+            unknown = [t for t in self.targets if t not in train.indicator_names]
+            if unknown:
+                raise HarmonyInputError(f"{self.name}: target {unknown[0]!r} is not an indicator of the data "
+                                        f"({', '.join(train.indicator_names)})")
+            targets = tuple(train.indicator_position(t) for t in self.targets)
         try:
-            config = HarmonyConfig(levels=train.levels, lookback=self.lookback, horizon=self.horizon, **self.options)
+            config = HarmonyConfig(levels=train.levels, lookback=self.lookback, horizon=self.horizon,
+                                   targets=targets, **self.options)
         except (TypeError, ValueError) as exc:
             raise HarmonyInputError(f"{self.name}: {exc}") from None
         self.network, self.report = train_network(config, *windows, self.settings)
         self.indicators, self.interval = tuple(train.indicators), train.interval
         self.remember(train)
+        return self
+
+    def fine_tune(self, train: TelemetryFrame, validation: TelemetryFrame, epochs: int,
+                  max_seconds: float | None = None) -> HarmonyPredictor:
+        """Keep learning from recent telemetry: train the current weights (warm start, no fresh init) for at
+        most `epochs` epochs and `max_seconds` on windows of `train` (in the space the model was fitted in,
+        scaled by its own scaler as at fit), keep the best on `validation` (the weights as they were are a
+        candidate too: a fine-tune never makes validation NLL worse), and calibrate again on it."""
+        if self.network is None:
+            raise RuntimeError(f"{self.name} is not fitted")
+        self.schema.check(Context(train.values[:0], None, train.interval, train.indicator_names), self.name)
+        windows = training_windows(self.scaler.transform(train.values), train.index,
+                                   self.scaler.transform(validation.values), validation.index,
+                                   self.network.config.lookback, self.network.config.horizon)
+        before = self.network.validation_nll(*windows[1].torch())
+        settings = replace(self.settings, max_epochs=int(epochs), patience=int(epochs), progress_bar=False)
+        network, report = train_network(self.network.config, *windows, settings, initial=self.network.state_dict(),
+                                        max_seconds=max_seconds)
+        if report.best_val_nll <= before:
+            self.network, self.report = network, report
+        else:  # the new weights validate worse than the current ones: keep those, calibrated on the new rows
+            self.network.calibrate(*windows[1].torch(), seed=self.settings.seed, window_mix=self.settings.window_mix)
         return self
 
     # -- predict -------------------------------------------------------------------------------------
@@ -106,10 +165,15 @@ class HarmonyPredictor(Predictor):
         # seed None: fresh entropy, drawn without touching torch's (or numpy's) global generators
         generator = torch.Generator().manual_seed(
             int(seed) if seed is not None else int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> 1))
+        positions = list(self.network.config.target_positions)
+        if len(positions) < len(self.indicators) and horizon > self.network.config.horizon:
+            raise HarmonyInputError(
+                f"{self.name} was trained for {self.network.config.horizon} steps of {list(self.target_names)}; "
+                f"{horizon} steps need the other indicators' future (train it with --horizon {horizon})")
         with torch.inference_mode():  # no autograd bookkeeping at all (cheaper than no_grad)
             samples = self._paths(x, context, interval, horizon, n_samples, generator)
-        samples = self.scaler.inverse(np.moveaxis(samples.numpy().astype(np.float64), 2, 1))  # [n, h, S, I]
-        return Forecast(samples, None, None, tuple(ind.name for ind in self.indicators))
+        samples = self.scaler.select(positions).inverse(np.moveaxis(samples.numpy().astype(np.float64), 2, 1))
+        return Forecast(samples, None, None, self.target_names)  # [n, h, S, targets]
 
     def _paths(self, x: torch.Tensor, context: Context, interval: pd.Timedelta | None, horizon: int,
                n_samples: int, generator: torch.Generator) -> torch.Tensor:
@@ -193,6 +257,7 @@ class HarmonyPredictor(Predictor):
         config = HarmonyConfig.from_dict(state["config"])
         settings = TrainingSettings(**state["settings"])
         model = cls(config.lookback, config.horizon, settings, name=state["name"])
+        model._open = {"horizon": False, "targets": False}
         model.network = HarmonyNetwork(config)
         weights = dict(state["state_dict"])
         weights.setdefault("spread", model.network.spread)  # checkpoints from before spread calibration
@@ -240,6 +305,7 @@ def _flag(text: str) -> bool:
 SPEC_OPTIONS: dict[str, tuple[str, str, type]] = {
     "lookback": ("predictor", "lookback", int),
     "horizon": ("predictor", "horizon", int),
+    "target": ("predictor", "targets", lambda text: tuple(text.split("/"))),  # target=a/b: several
     "d_model": ("config", "d_model", int),
     "heads": ("config", "n_heads", int),
     "layers": ("config", "layers_per_level", int),

@@ -39,6 +39,10 @@ class WindowSet:
     def take(self, rows: np.ndarray | slice) -> WindowSet:
         return WindowSet(self.x[rows], self.y[rows], self.calendar[rows])
 
+    def torch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(x, calendar, y) as tensors, the order the network's methods take them in."""
+        return torch.from_numpy(self.x), torch.from_numpy(self.calendar), torch.from_numpy(self.y)
+
     def tensors(self) -> TensorDataset:
         return TensorDataset(torch.from_numpy(self.x), torch.from_numpy(self.calendar), torch.from_numpy(self.y))
 

@@ -20,6 +20,7 @@ import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 
 import pytorch_lightning as pl
 import torch
@@ -136,14 +137,19 @@ def quiet_lightning(enabled: bool):
 
 
 def train_network(config: HarmonyConfig, train: WindowSet, validation: WindowSet,
-                  settings: TrainingSettings | None = None) -> tuple[HarmonyNetwork, TrainingReport]:
-    """Train a fresh HarmonyNetwork; returns it with its best validation weights, on the CPU, in eval mode."""
+                  settings: TrainingSettings | None = None, initial: dict[str, torch.Tensor] | None = None,
+                  max_seconds: float | None = None) -> tuple[HarmonyNetwork, TrainingReport]:
+    """Train a HarmonyNetwork, fresh or (fine-tuning) from `initial` weights; returns it with its best
+    validation weights, on the CPU, in eval mode. max_seconds: stop training after that much wall time
+    (Lightning's max_time; a budget, so a run it cuts short depends on the machine's speed)."""
     settings = settings or TrainingSettings()
     started = time.perf_counter()
     with quiet_lightning(not settings.progress_bar):
         pl.seed_everything(settings.seed, verbose=False)
         network = HarmonyNetwork(config)
-        if settings.warm_start:
+        if initial is not None:
+            network.load_state_dict(initial)
+        elif settings.warm_start:
             network.warm_start(torch.from_numpy(train.x), torch.from_numpy(train.y))
         module = HarmonyLightningModule(network, settings.learning_rate, settings.weight_decay, settings.crps_weight,
                                         settings.target_noise)
@@ -155,6 +161,7 @@ def train_network(config: HarmonyConfig, train: WindowSet, validation: WindowSet
                 strategy=settings.strategy, logger=False, enable_checkpointing=False, enable_model_summary=False,
                 enable_progress_bar=settings.progress_bar, num_sanity_val_steps=0,
                 gradient_clip_val=settings.gradient_clip,
+                max_time=None if max_seconds is None else timedelta(seconds=max_seconds),
                 callbacks=[EarlyStopping("val_nll", patience=settings.patience, mode="min"), best],
             )
         except (MisconfigurationException, ValueError, RuntimeError) as exc:  # Lightning's word on the hardware

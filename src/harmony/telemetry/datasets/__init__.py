@@ -9,7 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from harmony.errors import HarmonyInputError
-from harmony.telemetry.datasets import alibaba_lora, azure_llm, fisher, gentd26, servegen, synthetic, tabular
+from harmony.telemetry.datasets import (
+    alibaba_lora,
+    azure_llm,
+    fisher,
+    gentd26,
+    prometheus_range,
+    servegen,
+    synthetic,
+    tabular,
+)
 from harmony.telemetry.datasets.base import DATASETS_ROOT, DatasetSource
 from harmony.telemetry.frame import TelemetryFrame
 
@@ -17,7 +26,7 @@ SOURCES: dict[str, DatasetSource] = {
     source.name: source
     for source in (
         fisher.SOURCE, gentd26.SOURCE, azure_llm.SOURCE, servegen.SOURCE, alibaba_lora.SOURCE,
-        tabular.SOURCE_CSV, tabular.SOURCE_PARQUET, synthetic.SOURCE,
+        tabular.SOURCE_CSV, tabular.SOURCE_PARQUET, synthetic.SOURCE, prometheus_range.SOURCE,
     )
 }
 

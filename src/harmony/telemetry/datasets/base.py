@@ -28,6 +28,8 @@ class DatasetSource:
     default_path: bundled copy, relative to DATASETS_ROOT ("" when the source needs no files).
     loader: `loader(path, **options) -> TelemetryFrame`; options are source-specific keywords.
     options: the keywords the loader accepts, each with a line of help.
+    repeatable: options that may be given several times (the loader gets a list); any other given twice is
+    refused rather than one of its values silently winning.
     """
 
     name: str
@@ -35,6 +37,7 @@ class DatasetSource:
     default_path: str
     loader: Callable[..., TelemetryFrame]
     options: dict[str, str] = field(default_factory=dict)  # option name -> help text
+    repeatable: frozenset[str] = frozenset()
 
     def resolve(self, path: str | Path | None) -> Path | None:
         if path is None:
@@ -52,6 +55,10 @@ class DatasetSource:
             known = ", ".join(sorted(self.options)) or "none"
             flag = "--" + unknown[0].replace("_", "-")
             raise HarmonyInputError(f"dataset {self.name!r} has no option {unknown[0]!r} ({flag}); options: {known}")
+        for name, value in options.items():
+            if isinstance(value, list) and name not in self.repeatable:
+                raise HarmonyInputError(f"dataset {self.name!r}: option {name!r} given {len(value)} times; "
+                                        "give it once")
         # every reader refuses infinities in the files it reads, naming file and column; this is the net
         return self.loader(self.resolve(path), **options).require_finite()
 

@@ -1,0 +1,111 @@
+"""Which forecaster should the harmony policy decide with? GPU-hours at the SLA on the suite's validation spans.
+
+For each aggregate trace of the suite (`harmony.backtest.suite.AGGREGATES`) this replays the validation span
+(the 20% before the evaluated 30%, with the first 50% as history; the evaluated span is never read) with the
+harmony policy deciding on each forecaster variant through the one control step: `ar:30` (today's default),
+the HARMONY model trained for the decision (the demand path over the cold start, `harmony`), and HARMONY
+fine-tuned in the loop (`--fine-tune` seconds between fine-tunes). Each variant runs at the default knob (the
+SLA) and over the policy's sweep; the table gives the default run's GPU-hours and breach rate with
+block-bootstrap 95% intervals, the cheapest swept setting within the SLA ("at the SLA"), and the paired
+GPU-hour difference against `ar:30` at the default knob.
+
+    .venv/bin/python bench/forecaster_decisions.py                       # every aggregate trace
+    .venv/bin/python bench/forecaster_decisions.py --traces gentd26 --out results/forecaster_decisions.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from pathlib import Path
+
+import numpy as np
+
+from harmony.backtest import bootstrap as bs
+from harmony.backtest.policies import POLICIES
+from harmony.backtest.runner import Backtest, BacktestSettings
+from harmony.backtest.suite import AGGREGATES, load_trace, split_frame
+
+#: (label, forecaster spec, seconds between fine-tunes)
+VARIANTS = (("ar:30", "ar:30", 0.0), ("harmony", "harmony", 0.0), ("harmony+tune", "harmony", None))
+
+
+def _arrays(result):
+    return result.breaches, result.observed, result.provisioned
+
+
+def run_trace(trace, variants, sla: float, fine_tune_s: float, replicates: int = 1000) -> list[dict]:
+    frame, definition = load_trace(trace)
+    val_frame, val_history, _ = split_frame(frame)
+    results, rows = {}, []
+    for label, spec, tune_s in variants:
+        settings = BacktestSettings(cold_start_s=trace.cold_start_s, sla=sla, min_replicas=trace.min_replicas,
+                                    train_fraction=val_history, model=spec,
+                                    fine_tune_s=fine_tune_s if tune_s is None else tune_s)
+        started = time.perf_counter()
+        backtest = Backtest(val_frame, definition, settings)
+        default = backtest.run("harmony", sla)
+        swept = [backtest.run("harmony", v) for v in POLICIES["harmony"].sweep]
+        within = [r for r in swept if r.breach_rate <= sla]
+        at_sla = min(within, key=lambda r: r.gpu_hours) if within else None
+        results[label] = default
+        rows.append({"trace": trace.key, "forecaster": label, "default": default, "at_sla": at_sla,
+                     "seconds": time.perf_counter() - started,
+                     "status": backtest.forecaster.forecaster.status.to_dict()})
+        print(f"  {trace.key} {label}: {default.gpu_hours:.1f} GPU-h at {100 * default.breach_rate:.2f}% "
+              f"({rows[-1]['seconds']:.0f} s)", flush=True)
+    interval_s = frame.interval.total_seconds()
+    ticks = len(results[variants[0][0]].demand)
+    draws = bs.block_draws(ticks, bs.block_ticks(ticks, interval_s), replicates, np.random.default_rng(0))
+    out = []
+    for row in rows:
+        f = bs.figures(*_arrays(row["default"]), interval_s, draws)
+        d = bs.paired(_arrays(row["default"]), _arrays(results[variants[0][0]]), interval_s, draws)
+        out.append({
+            "trace": row["trace"], "forecaster": row["forecaster"],
+            "gpu_hours": f.gpu_hours.estimate, "gpu_hours_lo": f.gpu_hours.low, "gpu_hours_hi": f.gpu_hours.high,
+            "breach_rate": f.breach_rate.estimate, "breach_rate_lo": f.breach_rate.low,
+            "breach_rate_hi": f.breach_rate.high,
+            "d_gpu_hours_vs_ar": d.gpu_hours.estimate, "d_lo": d.gpu_hours.low, "d_hi": d.gpu_hours.high,
+            "gpu_hours_at_sla": row["at_sla"].gpu_hours if row["at_sla"] else float("nan"),
+            "breach_at_sla": row["at_sla"].breach_rate if row["at_sla"] else float("nan"),
+            "seconds": row["seconds"], "fine_tunes": row["status"]["fineTunes"],
+            "fallback": row["status"]["fallback"],
+        })
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--traces", default=",".join(t.key for t in AGGREGATES))
+    parser.add_argument("--variants", default=",".join(v[0] for v in VARIANTS))
+    parser.add_argument("--sla", type=float, default=0.01)
+    parser.add_argument("--fine-tune", type=float, default=6 * 3600.0, help="seconds between fine-tunes")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    keys = args.traces.split(",")
+    variants = [v for v in VARIANTS if v[0] in args.variants.split(",")]
+    rows = []
+    for trace in (t for t in AGGREGATES if t.key in keys):
+        rows += run_trace(trace, variants, args.sla, args.fine_tune)
+    head = f"{'trace':<18}{'forecaster':<14}{'GPU-h [95%]':>26}{'breach % [95%]':>22}{'d vs ar [95%]':>24}" \
+           f"{'at SLA':>10}{'s':>7}"
+    print(head)
+    for r in rows:
+        print(f"{r['trace']:<18}{r['forecaster']:<14}"
+              f"{r['gpu_hours']:>10.1f} [{r['gpu_hours_lo']:.1f}, {r['gpu_hours_hi']:.1f}]"
+              f"{100 * r['breach_rate']:>8.2f} [{100 * r['breach_rate_lo']:.2f}, {100 * r['breach_rate_hi']:.2f}]"
+              f"{r['d_gpu_hours_vs_ar']:>10.1f} [{r['d_lo']:.1f}, {r['d_hi']:.1f}]"
+              f"{r['gpu_hours_at_sla']:>10.1f}{r['seconds']:>7.0f}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with args.out.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
