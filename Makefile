@@ -45,5 +45,11 @@ lint: setup
 wheel-check:
 	PYTHON='$(PYTHON)' bash scripts/check_wheel.sh
 
+# The operator's OCI image, built and smoke-run without a container registry (root, buildah, debootstrap):
+# build/harmony-VERSION.oci.tar, VERSION being pyproject's. See docs/install.md.
+.PHONY: image
+image:
+	PYTHON='$(PYTHON)' bash scripts/build_image.sh
+
 clean:
 	rm -rf $(VENV) results .pytest_cache
