@@ -300,9 +300,11 @@ def test_a_keda_port_shared_with_another_server_is_refused_at_start():
 
     from harmony.cli.main import app
 
-    result = CliRunner().invoke(app, ["operator", "run", "--keda-scaler-port", "9100"])
+    from harmony.operator.metrics import METRICS_PORT
+
+    result = CliRunner().invoke(app, ["operator", "run", "--keda-scaler-port", str(METRICS_PORT)])
     assert result.exit_code == 2, result.output
-    assert "--keda-scaler-port 9100: already the metrics or liveness port" in result.output
+    assert f"--keda-scaler-port {METRICS_PORT}: already the metrics or liveness port" in result.output
 
 
 def test_chart_serves_the_scaler_at_the_examples_address():
@@ -335,7 +337,7 @@ def test_chart_serves_the_scaler_at_the_examples_address():
     assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (
         autoscaler["spec"]["minReplicas"], autoscaler["spec"]["maxReplicas"])
 
-    for values, says in (({"keda": {"scaler": {"enabled": True, "port": 9100}}}, "keda.scaler.port must differ"),
+    for values, says in (({"keda": {"scaler": {"enabled": True, "port": 8095}}}, "keda.scaler.port must differ"),
                          ({"keda": {"scaler": {"enabled": True}}, "replicaCount": 2, "peering": {"enabled": True}},
                           "keda.scaler.enabled needs replicaCount 1")):
         with pytest.raises(helm.HelmError, match=says):
