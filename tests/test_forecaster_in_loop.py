@@ -68,3 +68,21 @@ def test_the_model_fine_tunes_on_its_schedule_from_its_own_weights():
     assert forecaster.predictor.input_scaler is not None
     after = trained.network.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)  # it learned (or recalibrated)
+
+
+def test_the_path_spread_is_fitted_on_the_maximum_of_whole_paths():
+    """One factor per target on whole paths about their centre, chosen by the CRPS of the horizon's maximum:
+    paths half as wide as the data's get about 2, paths as wide as the data's about 1, and paths of
+    independent steps (whose maximum sits too high) are drawn in below 1."""
+    from harmony.forecasting.models.calibration import fit_path_spread
+
+    rng = np.random.default_rng(0)
+    steps, windows = 6, 400
+    observed = torch.from_numpy(np.repeat(rng.normal(size=(windows, 1)), steps, axis=1))  # [N, H * T], T = 1
+    centre = torch.zeros(windows, steps, dtype=torch.float64)
+    joint = np.repeat(rng.normal(size=(300, windows, 1)), steps, axis=2)  # each path one level, as the data
+    narrow = fit_path_spread(torch.from_numpy(0.5 * joint), centre, observed, steps)
+    assert narrow.shape == (steps,) and torch.all(narrow == narrow[0]) and 1.7 <= float(narrow[0]) <= 2.3
+    assert 0.85 <= float(fit_path_spread(torch.from_numpy(joint), centre, observed, steps)[0]) <= 1.15
+    independent = torch.from_numpy(rng.normal(size=(300, windows, steps)))
+    assert float(fit_path_spread(independent, centre, observed, steps)[0]) < 1.0

@@ -73,6 +73,32 @@ def fit_spread(samples: torch.Tensor, centre: torch.Tensor, observations: torch.
     return spread.to(samples.dtype)
 
 
+#: candidate factors on the spread of whole paths, fitted on the horizon's maximum (1: as the per-step fit left it)
+PATH_SPREAD_GRID = np.round(np.arange(0.5, 4.0001, 0.05), 4)
+
+
+def fit_path_spread(samples: torch.Tensor, centre: torch.Tensor, observations: torch.Tensor, steps: int,
+                    grid: np.ndarray = PATH_SPREAD_GRID) -> torch.Tensor:
+    """Per-target factor [T] on samples [n, N, steps * T] (step-major) about their centre [N, steps * T],
+    minimising the validation CRPS of the horizon's maximum against observations [N, steps * T]: the
+    quantity a decision's replicas follow, which per-step calibration leaves too narrow when the flow's
+    steps are less dependent than the data's (on gentd26 the 90% interval of the maximum covered 0.73)."""
+    n, windows, features = samples.shape
+    targets = features // steps
+    x = samples.double().numpy().reshape(n, windows, steps, targets)
+    c = centre.double().numpy().reshape(1, windows, steps, targets)
+    y = observations.double().numpy().reshape(windows, steps, targets).max(axis=1)  # [N, T]
+    factor = np.ones(targets)
+    for t in range(targets):
+        ok = np.isfinite(y[:, t])
+        if not ok.any():
+            continue
+        xt, ct = x[..., t][:, ok], c[..., t][:, ok]  # [n, N_ok, steps]
+        scores = [float(crps_ensemble(y[ok, t], (ct + g * (xt - ct)).max(axis=2)).mean()) for g in grid]
+        factor[t] = grid[int(np.argmin(scores))]
+    return torch.from_numpy(np.tile(factor, steps)).to(samples.dtype)
+
+
 #: candidate probabilities of drawing a sample from the window's own recent values instead of the model
 MIX_GRID = torch.linspace(0.0, 1.0, 21, dtype=torch.float64)
 #: candidate numbers of most recent window steps the mixture draws from (capped at the lookback, which is

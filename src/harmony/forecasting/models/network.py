@@ -26,7 +26,13 @@ import torch
 from torch import nn
 
 from harmony.forecasting.models.attention import HierarchicalEncoder
-from harmony.forecasting.models.calibration import apply_spread, fit_spread, fit_window_mix, mix_with_window
+from harmony.forecasting.models.calibration import (
+    apply_spread,
+    fit_path_spread,
+    fit_spread,
+    fit_window_mix,
+    mix_with_window,
+)
 from harmony.forecasting.models.flows import FLOW_KINDS, ConditionalFlow, standard_normal_log_prob
 from harmony.forecasting.models.heads import GaussianHead, sample_crps
 from harmony.forecasting.models.tokens import N_CALENDAR_TOKENS, CalendarTokens, IndicatorTokens, WindowNorm
@@ -225,6 +231,9 @@ class HarmonyNetwork(nn.Module):
         observed = y[:, :, self.targets].flatten(1)
         samples, centres = torch.cat(samples, dim=1), torch.cat(centres)
         spread = fit_spread(samples, centres, observed)
+        if self.config.path_mix and self.config.horizon > 1:  # then whole paths, fitted on their maximum
+            spread = spread * fit_path_spread(apply_spread(samples, centres[None], spread), centres, observed,
+                                              self.config.horizon)
         self.spread.copy_(spread.view_as(self.spread))
         self.window_mix.zero_()
         self.window_recent.fill_(float(self.config.lookback))
