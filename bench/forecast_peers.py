@@ -215,7 +215,7 @@ def series_interval(rows: list[dict], model: str, ar: str, column: str = "crps",
 class Target:
     run: str
     text: str
-    check: Callable[[list[dict], Run], tuple[str, bool]]
+    check: Callable[[list[dict]], tuple[str, bool]]  # the run's rows -> (measured, met)
 
 
 def _mean(rows: list[dict], prefix: str) -> dict | None:
@@ -226,14 +226,14 @@ def _peer_means(rows: list[dict]) -> list[dict]:
     return [r for r in rows if r["series"] == "mean" and r["model"].partition(":")[0] in PEERS]
 
 
-def _ratio_at_most(limit: float, column: str) -> Callable[[list[dict], Run], tuple[str, bool]]:
-    def check(rows: list[dict], run: Run) -> tuple[str, bool]:
+def _ratio_at_most(limit: float, column: str) -> Callable[[list[dict]], tuple[str, bool]]:
+    def check(rows: list[dict]) -> tuple[str, bool]:
         mine = _mean(rows, "harmony")
         return f"{mine[column]:.3f}x", mine[column] <= limit
     return check
 
 
-def _below_peers(rows: list[dict], run: Run) -> tuple[str, bool]:
+def _below_peers(rows: list[dict]) -> tuple[str, bool]:
     mine, peers = _mean(rows, "harmony"), _peer_means(rows)
     if not peers:
         return "no peer measured", False
@@ -242,8 +242,8 @@ def _below_peers(rows: list[dict], run: Run) -> tuple[str, bool]:
         mine["crps"] < best["crps"]
 
 
-def _coverage_in(lo: float, hi: float) -> Callable[[list[dict], Run], tuple[str, bool]]:
-    def check(rows: list[dict], run: Run) -> tuple[str, bool]:
+def _coverage_in(lo: float, hi: float) -> Callable[[list[dict]], tuple[str, bool]]:
+    def check(rows: list[dict]) -> tuple[str, bool]:
         value = _mean(rows, "harmony")["coverage90"]
         return f"{value:.3f}", lo <= value <= hi
     return check
@@ -260,7 +260,7 @@ TARGETS = (
 )
 
 
-def target_rows(results: dict[str, list[dict]], by_key: dict[str, Run]) -> list[dict]:
+def target_rows(results: dict[str, list[dict]]) -> list[dict]:
     """Each target: measured value and met / missed, or why it was not measured; beside it the run's best
     model by mean CRPS, whatever it is."""
     out = []
@@ -275,7 +275,7 @@ def target_rows(results: dict[str, list[dict]], by_key: dict[str, Run]) -> list[
             out.append({"run": target.run, "target": target.text, "measured": "HARMONY not run (--harmony)",
                         "met": "not measured", "best": best_text})
             continue
-        value, met = target.check(rows, by_key[target.run])
+        value, met = target.check(rows)
         out.append({"run": target.run, "target": target.text, "measured": value, "met": "met" if met else "missed",
                     "best": best_text})
     return out
@@ -368,7 +368,7 @@ def markdown_section(results: dict[str, list[dict]], titles: dict[str, str], by_
              "are summed over a run's series.", "", "### Targets", ""]
     lines += _md_table(["run", "target", "measured", "met", "best model of the run by CRPS"],
                        [[t["run"], t["target"], t["measured"], t["met"], t.get("best", "")]
-                        for t in target_rows(results, by_key)])
+                        for t in target_rows(results)])
     for key, rows in results.items():
         run = by_key[key]
         lines += ["", f"### {titles[key]}", ""] + _md_table(SUMMARY_HEADER, summary_rows(rows, run))
@@ -449,7 +449,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     table = Table(title="Targets", title_justify="left")
     for col in ("run", "target", "measured", "met", "best"):
         table.add_column(col)
-    for t in target_rows(results, by_key):
+    for t in target_rows(results):
         table.add_row(t["run"], t["target"], t["measured"], t["met"], t.get("best", ""))
     console.print(table)
     command = "nice -n 10 env PYTHONPATH=src .venv/bin/python bench/forecast_peers.py " + shlex.join(

@@ -59,7 +59,7 @@ PEERS: dict[str, tuple[Callable[[str, str | None], Predictor], str]] = {
     "ets": (_ets, "statsforecast AutoETS per series and indicator; option: season (steps, default 1)"),
     "theta": (_theta, "statsforecast AutoTheta per series and indicator; option: season (steps, default 1)"),
     "lgbm": (_lgbm, "LightGBM quantile regression on lags, one direct model per step and quantile; options: "
-                    "lags (36), horizon (1: the longest horizon it forecasts), rounds (200), seed (0)"),
+                    "lags (36), horizon (1: the longest horizon it forecasts), rounds (100), seed (0)"),
 }
 
 #: the library each peer needs, for a clear skip when the bench extra is missing
