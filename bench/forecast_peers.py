@@ -349,7 +349,7 @@ SECTION = "## Peers, same run"
 
 
 def markdown_section(results: dict[str, list[dict]], titles: dict[str, str], by_key: dict[str, Run], command: str,
-                     csv_dir: Path, minutes: float) -> str:
+                     csv_dir: Path, minutes: float, notes: Sequence[str] = ()) -> str:
     lines = [SECTION, "", f"Measured {datetime.date.today().isoformat()} by `{command}` ({minutes:.0f} minutes "
              "wall time on 2 shared CPU cores at nice 10); every number of a run comes from that one run. Scaled "
              "space (min-max on each run's training rows), 100 samples, seed 0. Protocols, models and how the "
@@ -365,7 +365,8 @@ def markdown_section(results: dict[str, list[dict]], titles: dict[str, str], by_
              "pandas < 3, 0.16.x numpy < 2.2).", "",
              "Ratios are to AR of the same run (`ar:36` on Fisher, `ar:30` elsewhere); `[a, b]`: 90% bootstrap "
              "interval over series of the ratio of means (runs with 3 or more series). Fit and predict seconds "
-             "are summed over a run's series.", "", "### Targets", ""]
+             "are summed over a run's series.", ""]
+    lines += [*(f"{note}\n" for note in notes), "### Targets", ""]
     lines += _md_table(["run", "target", "measured", "met", "best model of the run by CRPS"],
                        [[t["run"], t["target"], t["measured"], t["met"], t.get("best", "")]
                         for t in target_rows(results)])
@@ -414,7 +415,8 @@ def available_peers(names: Sequence[str], console: Console) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 Fisher containers, 5 clients, stride = horizon")
-    parser.add_argument("--harmony", action="store_true", help="also train and score the HARMONY model")
+    parser.add_argument("--harmony", nargs="?", const="all", default="",
+                        help="also train and score the HARMONY model: in every run, or in these (comma-separated)")
     parser.add_argument("--runs", default=None, help="comma-separated run keys (default: all)")
     parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated peers (default: all)")
     parser.add_argument("--clients", type=int, default=CLIENTS, help="ServeGen clients per model")
@@ -432,30 +434,42 @@ def main(argv: Sequence[str] | None = None) -> None:
     bad = [p for p in args.peers.split(",") if p and p not in PEERS]
     if bad:
         parser.error(f"--peers: unknown peer {bad[0]!r}; known: {', '.join(PEERS)}")
+    with_harmony = set(by_key) if args.harmony == "all" else {k.strip() for k in args.harmony.split(",") if k}
+    if with_harmony - set(by_key):
+        parser.error(f"--harmony: unknown run {sorted(with_harmony - set(by_key))[0]!r}; known: {', '.join(by_key)}")
     peers = available_peers([p for p in args.peers.split(",") if p], console)
+    command = ("nice -n 10 env PYTHONPATH=src .venv/bin/python bench/forecast_peers.py "
+               + shlex.join(sys.argv[1:] if argv is None else argv)).strip()
     started = time.perf_counter()
-    results, titles = {}, {}
-    for key in wanted:
+    results, titles, notes = {}, {}, []
+    for n, key in enumerate(wanted, 1):
         run = by_key[key]
         frame = run.frame()
-        specs = run.specs(frame, peers, args.harmony)
+        specs = run.specs(frame, peers, key in with_harmony)
         run_started = time.perf_counter()
-        results[key] = measure(run, frame, specs, n_samples=args.samples, progress=lambda s: console.log(s))
+        try:
+            results[key] = measure(run, frame, specs, n_samples=args.samples, progress=lambda s: console.log(s))
+        except Exception as error:  # one failed run must not cost the others of a long bench
+            console.print_exception()
+            notes.append(f"Run `{key}` failed: {type(error).__name__}: {error}")
+            continue
+        finally:
+            seconds = time.perf_counter() - run_started
         titles[key] = (f"{run.title}: {len(frame.series)} series, lookback {run.lookback}, horizon "
-                       f"{run.horizon(frame)}, stride {run.stride or run.horizon(frame)}")
-        console.log(f"{key}: {time.perf_counter() - run_started:.0f} s")
+                       f"{run.horizon(frame)}, stride {run.stride or run.horizon(frame)} ({seconds / 60:.1f} min)")
         print_run(console, run, results[key], titles[key])
         write_csv(results[key], args.out / f"{key}.csv")
+        progress_note = [] if n == len(wanted) else [f"Partial: {n} of {len(wanted)} runs done so far."]
+        write_section(args.doc, markdown_section(results, titles, by_key, command, args.out,
+                                                 (time.perf_counter() - started) / 60, notes + progress_note))
     table = Table(title="Targets", title_justify="left")
     for col in ("run", "target", "measured", "met", "best"):
         table.add_column(col)
     for t in target_rows(results):
         table.add_row(t["run"], t["target"], t["measured"], t["met"], t.get("best", ""))
     console.print(table)
-    command = "nice -n 10 env PYTHONPATH=src .venv/bin/python bench/forecast_peers.py " + shlex.join(
-        sys.argv[1:] if argv is None else argv)
-    write_section(args.doc, markdown_section(results, titles, by_key, command.strip(), args.out,
-                                             (time.perf_counter() - started) / 60))
+    write_section(args.doc, markdown_section(results, titles, by_key, command, args.out,
+                                             (time.perf_counter() - started) / 60, notes))
     console.print(f"wrote {args.out}/*.csv and the section {SECTION!r} of {args.doc}")
 
 
