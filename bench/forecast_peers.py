@@ -105,7 +105,7 @@ def runs(quick: bool = False, clients: int = CLIENTS) -> list[Run]:
     rolling = {"protocol": "rolling", "lookback": DEFAULT_LOOKBACK_STEPS, "ar": "ar:30"}
     top = min(clients, 5) if quick else clients
     return [
-        Run("fisher", "Fisher containers 1-7, HARMONY protocol, lookback 72", "fisher", "harmony", 72, "ar:36",
+        Run("fisher", "Fisher, HARMONY protocol (per container, horizon 1)", "fisher", "harmony", 72, "ar:36",
             series=("container1", "container2") if quick else tuple(f"container{i}" for i in range(1, 8))),
         Run("gentd26", "gentd26 at 1 min, rolling, decision horizon", "gentd26", seasonal="seasonal:60",
             cold_start_s=300.0, stride=None if quick else 1, **rolling),
@@ -293,7 +293,8 @@ def summary_rows(rows: list[dict], run: Run) -> list[list[str]]:
     ratio [interval], 90% coverage per step and of the max, fit and predict seconds summed over series."""
     out = []
     n_series = len({r["series"] for r in rows if r["series"] != "mean"})
-    for r in (r for r in rows if r["series"] == "mean"):
+    order = list(dict.fromkeys(r["model"] for r in rows))  # the run's order: AR, naive rules, peers, HARMONY
+    for r in sorted((r for r in rows if r["series"] == "mean"), key=lambda r: order.index(r["model"])):
         cells = [r["model"], _fmt(r["crps"])]
         for column, ratio in (("crps", "crps_vs_ar"), ("crps_max", "crps_max_vs_ar")):
             spread = series_interval(rows, r["model"], run.ar, column) if r["model"] != run.ar else None
@@ -355,17 +356,20 @@ def markdown_section(results: dict[str, list[dict]], titles: dict[str, str], by_
              "space (min-max on each run's training rows), 100 samples, seed 0. Protocols, models and how the "
              "peers' samples are drawn: `bench/forecast_peers.py`, `bench/peers/`. CSV per run in "
              f"`{csv_dir}/`.", "",
-             "Peers: `ets` and `theta` are statsforecast's AutoETS and AutoTheta fitted per series and indicator "
-             "on the training rows and run forward over each context window; samples from a two-piece normal "
-             "fitted through their central intervals at 50/80/90/95/98% (exact for ETS, whose intervals are "
-             "normal). `lgbm` is LightGBM quantile regression (9 levels, 0.02-0.98) on as many lags as AR has "
-             "plus every indicator's last value, one direct model per horizon step, samples by interpolating the "
-             "quantile function. Both peers' paths are comonotone over the horizon (one rank per path). GluonTS "
+             "Peers: `ets` and `theta` are statsforecast's AutoETS and AutoTheta, fitted per series and "
+             "indicator on the last 1,000 training rows and run forward over each context window, without "
+             "season; samples from a two-piece normal fitted through their central intervals at "
+             "50/80/90/95/98% (exact for ETS, whose intervals are normal). `lgbm` is LightGBM quantile "
+             "regression (9 levels, 0.02-0.98) of the change from the last value, on as many lags as AR has "
+             "plus every indicator's last value, one direct model per horizon step, pooled over series, samples "
+             "by interpolating the quantile function. The peers' paths are comonotone over the horizon (one "
+             "rank per path). `harmony` is trained per run as `bench/harmony_fisher.py` trains it. GluonTS "
              "DeepAR is absent: every GluonTS release conflicts with the project's pins (0.17.0 needs "
              "pandas < 3, 0.16.x numpy < 2.2).", "",
              "Ratios are to AR of the same run (`ar:36` on Fisher, `ar:30` elsewhere); `[a, b]`: 90% bootstrap "
              "interval over series of the ratio of means (runs with 3 or more series). Fit and predict seconds "
-             "are summed over a run's series.", ""]
+             "are summed over a run's series; per-step 90% coverage is `cov90`, that of the horizon's maximum "
+             "`cov90 max`.", ""]
     lines += [*(f"{note}\n" for note in notes), "### Targets", ""]
     lines += _md_table(["run", "target", "measured", "met", "best model of the run by CRPS"],
                        [[t["run"], t["target"], t["measured"], t["met"], t.get("best", "")]
