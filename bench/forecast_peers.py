@@ -12,7 +12,11 @@ same way):
   choice), the request rate only (a client's inter-arrival CV is NaN wherever it sends nothing).
 Models: `ar`, `seasonal` (one day; one hour on the 16-hour gentd26 slice), `last`, the peers of
 `bench/peers` (statsforecast AutoETS and AutoTheta, LightGBM quantile regression on as many lags as AR
-has) and, with `--harmony`, the HARMONY model trained as `bench/harmony_fisher.py` trains it.
+has) and, with `--harmony` (every run, or the runs named), the HARMONY model trained as
+`bench/harmony_fisher.py` trains it. HARMONY is off by default: trained afresh per Fisher container, per
+ServeGen model and on the 16 days of alibaba-lora, it does not fit the bench's 30 minutes on a shared 2-core
+machine (one Fisher container had not finished training after 8.5 minutes at nice 10 under a load of 7);
+`--harmony gentd26` (957 rows) does.
 
 Every row: CRPS, MSE, the energy score of paths, the CRPS and 90% coverage of the horizon's maximum, per-step
 90% coverage, fit and predict seconds (wall time, per series: a run's time shared by its series), and the
