@@ -25,14 +25,10 @@ import numpy as np
 from harmony.backtest import bootstrap as bs
 from harmony.backtest.policies import POLICIES
 from harmony.backtest.runner import Backtest, BacktestSettings
-from harmony.backtest.suite import AGGREGATES, load_trace, split_frame
+from harmony.backtest.suite import AGGREGATES, load_trace, result_arrays, split_frame
 
 #: (label, forecaster spec, seconds between fine-tunes)
 VARIANTS = (("ar:30", "ar:30", 0.0), ("harmony", "harmony", 0.0), ("harmony+tune", "harmony", None))
-
-
-def _arrays(result):
-    return result.breaches, result.observed, result.provisioned
 
 
 def run_trace(trace, variants, sla: float, fine_tune_s: float, replicates: int = 1000) -> list[dict]:
@@ -60,8 +56,8 @@ def run_trace(trace, variants, sla: float, fine_tune_s: float, replicates: int =
     draws = bs.block_draws(ticks, bs.block_ticks(ticks, interval_s), replicates, np.random.default_rng(0))
     out = []
     for row in rows:
-        f = bs.figures(*_arrays(row["default"]), interval_s, draws)
-        d = bs.paired(_arrays(row["default"]), _arrays(results[variants[0][0]]), interval_s, draws)
+        f = bs.figures(*result_arrays(row["default"]), interval_s, draws)
+        d = bs.paired(result_arrays(row["default"]), result_arrays(results[variants[0][0]]), interval_s, draws)
         out.append({
             "trace": row["trace"], "forecaster": row["forecaster"],
             "gpu_hours": f.gpu_hours.estimate, "gpu_hours_lo": f.gpu_hours.low, "gpu_hours_hi": f.gpu_hours.high,

@@ -401,6 +401,30 @@ def condition(status: dict, type_: str) -> dict | None:
     return next((c for c in status.get("conditions", []) if c["type"] == type_), None)
 
 
+def replicas(k8s, name="llm-server", namespace="default") -> int:
+    """The target Deployment's replica count as stored."""
+    return obj(k8s, DEPLOYMENTS, namespace, name)["spec"]["replicas"]
+
+
+def status(k8s, name="llm", namespace="default") -> dict:
+    """The HarmonyAutoscaler's status as stored ({} before the first write)."""
+    return obj(k8s, HA, namespace, name).get("status", {})
+
+
+def events(k8s, reason: str | None = None) -> list[dict]:
+    """The Events posted, those with `reason` only when given."""
+    return [o.raw for (res, _, _), o in k8s.objects.items()
+            if getattr(res, "plural", "") == "events" and reason in (None, o.raw.get("reason"))]
+
+
+async def step(rec: Reconciler, k8s, name="llm", namespace="default"):
+    """One reconcile step as the daemon runs it, in a thread (the emulator serves from this loop): the
+    object's spec, status and annotations as stored."""
+    body = obj(k8s, HA, namespace, name)
+    return await asyncio.to_thread(rec.reconcile, namespace, name, body["metadata"]["uid"], 1, body["spec"],
+                                   body.get("status"), body["metadata"].get("annotations"))
+
+
 def api_permissions(k8s) -> set[tuple[str, str, str]]:
     """(apiGroup, resource[/subresource], verb) of every request the emulator served, discovery excluded
     (GET /api, /apis, /apis/{group}/{version}, /version: the default system:discovery role grants those)."""

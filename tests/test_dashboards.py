@@ -29,15 +29,14 @@ import requests
 from harmony.operator.metrics import serve
 from tests.helpers import poll_in_thread
 from tests.operator_support import (
-    DEPLOYMENTS,
     ScriptedTelemetry,
     add_autoscaler,
     add_deployment,
     cluster,
     eventually,
     make_reconciler,
-    obj,
     operator,
+    replicas,
 )
 from tests.prometheus_server import PrometheusServer, require_prometheus
 
@@ -156,10 +155,6 @@ class ServiceMonitorScrape(PrometheusServer):
                       "    honor_labels: false", "    static_configs:", f"      - targets: [{json.dumps(target)}]",
                       f"        labels: {json.dumps(TARGET_LABELS)}"]
         return "\n".join(lines) + "\n"
-
-
-def replicas(k8s) -> int:
-    return obj(k8s, DEPLOYMENTS, "default", "llm-server")["spec"]["replicas"]
 
 
 def instant(url: str, promql: str) -> dict:

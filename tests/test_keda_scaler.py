@@ -28,6 +28,7 @@ from tests.operator_support import (
     make_reconciler,
     obj,
     operator,
+    status,
 )
 from tests.prometheus_server import find_free_port
 
@@ -228,8 +229,6 @@ def test_a_port_in_use_is_refused_with_one_line():
 
 
 # -- through the reconciler and the operator ------------------------------------------------------------
-def status(k8s) -> dict:
-    return obj(k8s, HA, "default", "llm").get("status", {})
 
 
 @pytest.mark.asyncio

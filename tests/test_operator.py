@@ -20,8 +20,6 @@ from harmony.errors import HarmonyInputError
 from harmony.operator.app import OperatorSettings, first_delay_s
 from harmony.operator.kube import ApiError, KubeClient
 from tests.operator_support import (
-    DEPLOYMENTS,
-    HA,
     ScriptedTelemetry,
     add_autoscaler,
     add_deployment,
@@ -29,28 +27,18 @@ from tests.operator_support import (
     api_create,
     cluster,
     condition,
+    events,
     eventually,
     fail_first_write,
     make_reconciler,
     obj,
     operator,
     operator_thread,
+    replicas,
+    status,
 )
 
 pytestmark = pytest.mark.asyncio
-
-
-def replicas(k8s, name="llm-server", namespace="default"):
-    return obj(k8s, DEPLOYMENTS, namespace, name)["spec"]["replicas"]
-
-
-def status(k8s, name="llm"):
-    return obj(k8s, HA, "default", name).get("status", {})
-
-
-def events(k8s):
-    return [o.raw for (res, _, _), o in k8s.objects.items() if str(res).startswith("events")
-            or getattr(res, "plural", "") == "events"]
 
 
 async def test_scale_mode_scales_the_deployment_and_reports_status_events_and_metrics():

@@ -39,29 +39,21 @@ from tests.operator_support import (
     add_peering,
     cluster,
     condition,
+    events,
     eventually,
     fail_first_write,
     make_reconciler,
     obj,
     operator,
     operator_thread,
+    replicas,
+    status,
+    step,
 )
 from tests.prometheus_server import FakePrometheusAPI, find_free_port, range_answer
 
 LABELS = {"autoscaler_namespace": "default", "autoscaler": "llm"}
 SECRET = "hunter2-s3cret"
-
-
-def replicas(k8s, name="llm-server"):
-    return obj(k8s, DEPLOYMENTS, "default", name)["spec"]["replicas"]
-
-
-def status(k8s, name="llm"):
-    return obj(k8s, HA, "default", name).get("status", {})
-
-
-def events(k8s) -> list[dict]:
-    return [o.raw for (res, _, _), o in k8s.objects.items() if getattr(res, "plural", "") == "events"]
 
 
 def counted(rec, family: str, reason: str) -> float:
@@ -71,13 +63,6 @@ def counted(rec, family: str, reason: str) -> float:
 def prometheus_source(url: str, health: Health | None = None, timeout_s: float = 2):
     source = telemetry_source(PrometheusClient(PrometheusConfig(url, retries=0, timeout_s=timeout_s)))
     return health.watch_telemetry(source) if health is not None else source
-
-
-async def step(rec, k8s, name="llm"):
-    """One reconcile step, as the daemon runs it (in a thread: the emulator serves from this loop)."""
-    body = obj(k8s, HA, "default", name)
-    return await asyncio.to_thread(rec.reconcile, "default", name, body["metadata"]["uid"], 1, body["spec"],
-                                   body.get("status"))
 
 
 # --- 1. Prometheus answering, but not with data --------------------------------------------------------------

@@ -3,8 +3,6 @@ after failing telemetry, and a target another autoscaler (an HPA, a KEDA ScaledO
 
 from __future__ import annotations
 
-import asyncio
-
 import kmock
 import pytest
 
@@ -26,36 +24,19 @@ from tests.operator_support import (
     add_deployment,
     cluster,
     condition,
+    events,
     make_reconciler,
-    obj,
+    replicas,
+    status,
+    step,
 )
 
 HPAS = "autoscaling/v2/horizontalpodautoscalers"
 SCALED_OBJECTS = "keda.sh/v1alpha1/scaledobjects"
 
 
-def replicas(k8s) -> int:
-    return obj(k8s, DEPLOYMENTS, "default", "llm-server")["spec"]["replicas"]
-
-
-def status(k8s) -> dict:
-    return obj(k8s, HA, "default", "llm").get("status", {})
-
-
-def events(k8s, reason: str) -> list[dict]:
-    return [o.raw for (res, _, _), o in k8s.objects.items()
-            if getattr(res, "plural", "") == "events" and o.raw.get("reason") == reason]
-
-
 def annotate(k8s, annotations: dict | None) -> None:
     k8s.objects[HA, "default", "llm"].raw["metadata"]["annotations"] = annotations or {}
-
-
-async def step(rec, k8s):
-    """One reconcile step as the daemon runs it: spec, status and annotations of the object as stored."""
-    body = obj(k8s, HA, "default", "llm")
-    return await asyncio.to_thread(rec.reconcile, "default", "llm", body["metadata"]["uid"], 1, body["spec"],
-                                   body.get("status"), body["metadata"].get("annotations"))
 
 
 # --- pause -----------------------------------------------------------------------------------------------------

@@ -173,7 +173,7 @@ class Backtest:
             lookback = max(1, math.ceil(lookback_s / step_s))
             history = max(1, math.ceil(history_s / step_s))
             self._check_window(lookback, history, lookback_s, history_s)
-            tune = FineTune(every=math.ceil(self.settings.fine_tune_s / step_s), epochs=self.settings.fine_tune_epochs)
+            tune = FineTune.every_seconds(self.settings.fine_tune_s, step_s, epochs=self.settings.fine_tune_epochs)
             adapter = DemandForecaster(self.settings.model, self.setup().horizon, lookback, self.settings.n_samples,
                                        self.settings.refit_every, fine_tune=tune)
             self.forecaster = ReplayForecasts(self.frame, self.definition.indicators, adapter, history,

@@ -208,7 +208,8 @@ PAIRED_COLUMNS = ["trace", "setting", "rival", "d_gpu_hours", "d_gpu_hours_lo", 
                   "d_breach_rate_lo", "d_breach_rate_hi"]
 
 
-def _arrays(res: SimulationResult):
+def result_arrays(res: SimulationResult):
+    """(breaches, observed, provisioned) per tick: what the block bootstrap resamples."""
     return res.breaches, res.observed, res.provisioned
 
 
@@ -218,7 +219,7 @@ def trace_rows(out: TraceOutcome, seed: int = 0, replicates: int = bs.REPLICATES
                            np.random.default_rng(seed))
     rows = []
     for run in out.runs:
-        f = bs.figures(*_arrays(run.result), out.interval_s, draws)
+        f = bs.figures(*result_arrays(run.result), out.interval_s, draws)
         rows.append({
             "trace": out.trace.key, "policy": run.policy, "setting": run.kind, "value": run.value,
             "gpu_hours": f.gpu_hours.estimate, "gpu_hours_lo": f.gpu_hours.low, "gpu_hours_hi": f.gpu_hours.high,
@@ -238,7 +239,7 @@ def trace_rows(out: TraceOutcome, seed: int = 0, replicates: int = bs.REPLICATES
         for run in out.runs:
             if run.kind != kind or run.policy == "harmony":
                 continue
-            d = bs.paired(_arrays(mine.result), _arrays(run.result), out.interval_s, draws)
+            d = bs.paired(result_arrays(mine.result), result_arrays(run.result), out.interval_s, draws)
             paired.append({"trace": out.trace.key, "setting": kind, "rival": run.policy,
                            "d_gpu_hours": d.gpu_hours.estimate, "d_gpu_hours_lo": d.gpu_hours.low,
                            "d_gpu_hours_hi": d.gpu_hours.high, "d_breach_rate": d.breach_rate.estimate,

@@ -22,6 +22,7 @@ import typer
 from rich.console import Console
 
 from harmony.errors import HarmonyInputError
+from harmony.forecasting.predictors.base import CHECKPOINT_SUFFIXES
 from harmony.telemetry.datasets import DATASETS_ROOT, SOURCES, get_source
 
 console = Console()
@@ -136,9 +137,8 @@ TABLE_WRITERS = {
 }
 TABLE_FORMATS = tuple(TABLE_WRITERS)
 JSON_FORMAT = (".json",)  # a record (calibrate's prior), not a table
-#: What a `harmony:PATH` model spec reads as a checkpoint (`harmony.forecasting.predictors.harmony`), so a
-#: trained file is always loadable by its name.
-CHECKPOINT_FORMATS = (".ckpt", ".pt")
+#: What a `harmony:PATH` model spec reads as a checkpoint, so a trained file is always loadable by its name.
+CHECKPOINT_FORMATS = CHECKPOINT_SUFFIXES
 #: Every ending a file --out may have: a folder --out named so is refused (it would be a folder called x.csv).
 FILE_FORMATS = TABLE_FORMATS + CHECKPOINT_FORMATS
 

@@ -15,6 +15,7 @@ names (checked against the predictor's schema), its end time and interval (calen
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,6 +105,12 @@ class FineTune:
     def __post_init__(self) -> None:
         if self.every < 0 or self.epochs < 1 or (self.max_seconds is not None and not self.max_seconds > 0):
             raise HarmonyInputError(f"fine-tune needs every >= 0, epochs >= 1 and max_seconds > 0, got {self}")
+
+    @classmethod
+    def every_seconds(cls, seconds: float, interval_s: float, **budget) -> FineTune:
+        """The schedule of a fine-tune every `seconds` (0: never) at a control interval, in decisions (rounded
+        up), as the CRD's fineTune.intervalSeconds and the backtest's --fine-tune-seconds give it."""
+        return cls(every=math.ceil(seconds / interval_s), **budget)
 
 
 #: Seconds between fine-tunes of a model that learns in the loop (the CRD's spec.model.fineTune.intervalSeconds

@@ -44,8 +44,11 @@ from harmony.decision import decide as dec
 QUANTILES = (0.1, 0.5, 0.9, 0.99)
 DIRECTIONS = ("up", "down")
 OTHER = "other"
+#: decision reasons of a count the operator set instead of the step's: paused, or the spec's fallback after
+#: failing steps (status lastDecision and harmony_decisions_total)
+PAUSED_REASON, FALLBACK_REASON = "paused", "fallback"
 DECISION_REASONS = (dec.STEADY, dec.SCALE_UP, dec.SCALE_DOWN, dec.LIMITED_STEP, dec.LIMITED_MAX, dec.LIMITED_MIN,
-                    dec.HOLD_STABILISATION, dec.HOLD_STALE, "paused", "fallback", OTHER)
+                    dec.HOLD_STABILISATION, dec.HOLD_STALE, PAUSED_REASON, FALLBACK_REASON, OTHER)
 # why a decision had no usable forecast: Prometheus' own failures (harmony.telemetry.prometheus.ERROR_REASONS:
 # unreachable, the query refused, the credentials refused, an answer that is not its API, anything else), then
 # the telemetry's (missing, stale) and the forecaster's

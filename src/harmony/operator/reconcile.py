@@ -62,7 +62,7 @@ from harmony.forecasting.adapter import DEFAULT_SAMPLES, REFIT_EVERY, DemandFore
 from harmony.operator import state as st
 from harmony.operator.decisions import DecisionBoard, PostedDecision
 from harmony.operator.kube import ApiError, Conflict, Scale, TargetNotFound
-from harmony.operator.metrics import OperatorMetrics
+from harmony.operator.metrics import FALLBACK_REASON, PAUSED_REASON, OperatorMetrics
 from harmony.operator.spec import AutoscalerSpec, InvalidSpec, parse_spec, served_checkpoint
 from harmony.telemetry.prometheus import (
     AUTH_FAILED,
@@ -89,9 +89,6 @@ MANAGED_ELSEWHERE = "TargetManagedElsewhere"
 FALLBACK = "Fallback"
 PAUSED_ANNOTATION = "harmony.dev/paused"
 PAUSED_REPLICAS_ANNOTATION = "harmony.dev/paused-replicas"
-# decision reasons of the step's count replaced by the gate or the fallback (status lastDecision, metrics)
-PAUSED_REASON = "paused"
-FALLBACK_REASON = "fallback"
 
 
 @dataclass(frozen=True)
@@ -146,7 +143,6 @@ class Observed:
     age_s: float | None = None
     samples: np.ndarray | None = None
     forecast_error: str = ""
-    forecaster_uid: str | None = None  # whose forecaster made the samples (its status goes on the object)
     discarded: str = ""  # why the posterior in status was not trusted ("": restored, or there was none)
 
 
@@ -244,7 +240,7 @@ class Reconciler:
             self._posterior_discarded(namespace, name, uid, discarded, now)
         seen = self._observe(namespace, name, uid, spec, scale, now, restored.decisions if restored else 0)
         seen.discarded = discarded
-        conditions = self._forecast_condition(conditions, namespace, name, spec, seen, now, generation)
+        conditions = self._forecast_condition(conditions, namespace, name, uid, spec, seen, now, generation)
         settings = spec.control_settings()
         state = restored or self._fresh_state(spec, seen)
         gate = self._gate(namespace, name, uid, spec, annotations or {}, conditions, now)
@@ -368,7 +364,6 @@ class Reconciler:
         seen.peak = float(np.nanmax(demand_col)) if np.isfinite(demand_col).any() else float("nan")
         seen.age_s = _age_s(window.frame.index, demand_col, now)
         try:
-            seen.forecaster_uid = uid
             seen.samples = self.forecaster(uid, spec).demand_samples(window.frame, (demand_name,),
                                                                      seed=self.settings.seed + decisions)
         except (HarmonyInputError, ValueError, FloatingPointError) as exc:
@@ -398,13 +393,13 @@ class Reconciler:
             raise PrometheusError(f"{where}: {why.get(exc.status, exc)}", transient=exc.status not in why,
                                   reason=AUTH_FAILED if exc.status in why else UNAVAILABLE) from None
 
-    def _forecast_condition(self, conditions: list[dict], namespace: str, name: str, spec: AutoscalerSpec,
+    def _forecast_condition(self, conditions: list[dict], namespace: str, name: str, uid: str, spec: AutoscalerSpec,
                             seen: Observed, now: dt.datetime, generation: int | None) -> list[dict]:
         if seen.forecast_error:
             self.metrics.telemetry_error(namespace, name, seen.forecast_error.split(":")[0])
             return st.set_condition(conditions, st.FORECAST_READY, False, _reason(seen.forecast_error),
                                     seen.forecast_error, now, generation)
-        model = self.forecasters[seen.forecaster_uid].status if seen.forecaster_uid in self.forecasters else None
+        model = self.forecasters[uid].status if uid in self.forecasters else None  # it made the samples
         self.metrics.forecaster(namespace, name, fallback=bool(model and model.fallback),
                                 fine_tunes=model.fine_tunes if model else 0)
         if model is not None and model.fallback:  # a new workload: its model cannot be trained yet

@@ -19,7 +19,6 @@ tests/test_crd.py reads the defaults and ranges back from the YAML and compares,
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -244,7 +243,7 @@ def _model(spec: Mapping, interval_s: int) -> tuple[str | None, str | None, Fine
     epochs = _int(tune, "epochs", f"{path}.fineTune", FineTune.epochs, 1, 100)
     max_s = _number(tune, "maxSeconds", f"{path}.fineTune", FineTune.max_seconds, exclusive_minimum=0.0,
                     maximum=3600.0)
-    fine_tune = FineTune(every=math.ceil(every_s / interval_s), epochs=epochs, max_seconds=max_s)
+    fine_tune = FineTune.every_seconds(every_s, interval_s, epochs=epochs, max_seconds=max_s)
     if checkpoint is not None:
         if not Path(checkpoint).is_file() and checkpoint not in _SERVED:  # gone after serving: keep serving it
             raise InvalidSpec(f"{path}.checkpoint", f"no file at {checkpoint!r} (is its volume mounted?)")

@@ -17,6 +17,10 @@ from harmony.errors import HarmonyInputError
 from harmony.forecasting.forecast import Forecast
 from harmony.telemetry.frame import TelemetryFrame
 
+#: File endings a `harmony:PATH` model spec reads as a checkpoint (HarmonyPredictor.load); here, without torch,
+#: so the CLI can name them without loading the model's module.
+CHECKPOINT_SUFFIXES = (".ckpt", ".pt")
+
 
 @dataclass(frozen=True)
 class Context:

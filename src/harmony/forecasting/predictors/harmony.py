@@ -33,7 +33,7 @@ from harmony.errors import HarmonyInputError
 from harmony.forecasting.forecast import Forecast
 from harmony.forecasting.models.network import HarmonyConfig, HarmonyNetwork
 from harmony.forecasting.models.tokens import calendar_features
-from harmony.forecasting.predictors.base import Context, InputSchema, Predictor
+from harmony.forecasting.predictors.base import CHECKPOINT_SUFFIXES, Context, InputSchema, Predictor
 from harmony.forecasting.scaling import MinMaxScaler
 from harmony.forecasting.training import TrainingReport, TrainingSettings, train_network, training_windows
 from harmony.telemetry.frame import Indicator, TelemetryFrame
@@ -330,7 +330,7 @@ SPEC_OPTIONS: dict[str, tuple[str, str, type]] = {
 def harmony_from_spec(spec: str, arg: str | None, name: str = "harmony", **fixed) -> HarmonyPredictor:
     """`harmony`, `harmony:PATH.ckpt` (load) or `harmony:KEY=VALUE+KEY=VALUE...` (a bare integer is the
     lookback); `fixed` are HarmonyConfig fields an ablation pins (hierarchy=False, flow="none")."""
-    if arg and (arg.endswith((".ckpt", ".pt")) or Path(arg).is_file()):
+    if arg and (arg.endswith(CHECKPOINT_SUFFIXES) or Path(arg).is_file()):
         if fixed:
             raise HarmonyInputError(f"model {spec!r} (--models): load checkpoints with 'harmony:{arg}'")
         return HarmonyPredictor.load(arg)
