@@ -11,6 +11,12 @@ GPU-hour difference against `ar:30` at the default knob.
 
     .venv/bin/python bench/forecaster_decisions.py                       # every aggregate trace
     .venv/bin/python bench/forecaster_decisions.py --traces gentd26 --out results/forecaster_decisions.csv
+    .venv/bin/python bench/forecaster_decisions.py --traces none --clients 10    # the per-client ServeGen kind
+
+Verdict per trace (`verdict`): a variant wins when its cheapest swept setting within the SLA costs less than
+`ar:30`'s, or when it has one and `ar:30` has none (`ar:30` cannot hold the SLA there at any setting); it
+loses in the opposite cases; "neither" when no setting of either holds the SLA. A group of per-client
+traces (`--clients`) is one trace kind, won when its clients' wins outnumber their losses.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import numpy as np
 from harmony.backtest import bootstrap as bs
 from harmony.backtest.policies import POLICIES
 from harmony.backtest.runner import Backtest, BacktestSettings
-from harmony.backtest.suite import AGGREGATES, load_trace, result_arrays, split_frame
+from harmony.backtest.suite import AGGREGATES, load_trace, per_client_traces, result_arrays, split_frame
 
 #: (label, forecaster spec, seconds between fine-tunes)
 VARIANTS = (("ar:30", "ar:30", 0.0), ("harmony", "harmony", 0.0), ("harmony+tune", "harmony", None))
@@ -67,8 +73,31 @@ def run_trace(trace, variants, sla: float, fine_tune_s: float, replicates: int =
             "gpu_hours_at_sla": row["at_sla"].gpu_hours if row["at_sla"] else float("nan"),
             "breach_at_sla": row["at_sla"].breach_rate if row["at_sla"] else float("nan"),
             "seconds": row["seconds"], "fine_tunes": row["status"]["fineTunes"],
-            "fallback": row["status"]["fallback"],
+            "fallback": row["status"]["fallback"], "group": trace.group or trace.key,
         })
+    base = out[0]["gpu_hours_at_sla"]
+    for row in out:
+        row["verdict"] = "" if row is out[0] else verdict(row["gpu_hours_at_sla"], base)
+    return out
+
+
+def verdict(at_sla: float, base_at_sla: float) -> str:
+    """win / loss / neither of a variant's cheapest setting within the SLA against the baseline's (NaN: none)."""
+    ours, theirs = np.isfinite(at_sla), np.isfinite(base_at_sla)
+    if ours and theirs:
+        return "win" if at_sla < base_at_sla else "loss"
+    return "win" if ours else "loss" if theirs else "neither"
+
+
+def kinds(rows: list[dict]) -> list[tuple[str, str, str, str]]:
+    """(trace kind, variant, verdict, detail) per group of traces (an aggregate is a group of one)."""
+    out = []
+    for group in dict.fromkeys(r["group"] for r in rows):
+        for variant in dict.fromkeys(r["forecaster"] for r in rows if r["group"] == group and r["verdict"]):
+            got = [r["verdict"] for r in rows if r["group"] == group and r["forecaster"] == variant]
+            wins, losses = got.count("win"), got.count("loss")
+            kind = "win" if wins > losses else "loss" if losses > wins else "tie"
+            out.append((group, variant, kind, f"{wins} won, {losses} lost, {got.count('neither')} neither"))
     return out
 
 
@@ -78,12 +107,15 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(v[0] for v in VARIANTS))
     parser.add_argument("--sla", type=float, default=0.01)
     parser.add_argument("--fine-tune", type=float, default=6 * 3600.0, help="seconds between fine-tunes")
+    parser.add_argument("--clients", type=int, default=0,
+                        help="also the N largest ServeGen clients of m-large and m-mid (the per-client kind)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     keys = args.traces.split(",")
     variants = [v for v in VARIANTS if v[0] in args.variants.split(",")]
     rows = []
-    for trace in (t for t in AGGREGATES if t.key in keys):
+    traces = [t for t in AGGREGATES if t.key in keys] + (per_client_traces(top=args.clients) if args.clients else [])
+    for trace in traces:
         rows += run_trace(trace, variants, args.sla, args.fine_tune)
     head = f"{'trace':<18}{'forecaster':<14}{'GPU-h [95%]':>26}{'breach % [95%]':>22}{'d vs ar [95%]':>24}" \
            f"{'at SLA':>10}{'s':>7}"
@@ -93,7 +125,10 @@ def main() -> None:
               f"{r['gpu_hours']:>10.1f} [{r['gpu_hours_lo']:.1f}, {r['gpu_hours_hi']:.1f}]"
               f"{100 * r['breach_rate']:>8.2f} [{100 * r['breach_rate_lo']:.2f}, {100 * r['breach_rate_hi']:.2f}]"
               f"{r['d_gpu_hours_vs_ar']:>10.1f} [{r['d_lo']:.1f}, {r['d_hi']:.1f}]"
-              f"{r['gpu_hours_at_sla']:>10.1f}{r['seconds']:>7.0f}")
+              f"{r['gpu_hours_at_sla']:>10.1f}{r['seconds']:>7.0f}  {r['verdict']}")
+    print(f"{'trace kind':<28}{'forecaster':<14}{'verdict':<9}clients / traces")
+    for group, variant, kind, detail in kinds(rows):
+        print(f"{group:<28}{variant:<14}{kind:<9}{detail}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         with args.out.open("w", newline="") as fh:

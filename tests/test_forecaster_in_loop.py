@@ -86,3 +86,21 @@ def test_the_path_spread_is_fitted_on_the_maximum_of_whole_paths():
     assert 0.85 <= float(fit_path_spread(torch.from_numpy(joint), centre, observed, steps)[0]) <= 1.15
     independent = torch.from_numpy(rng.normal(size=(300, windows, steps)))
     assert float(fit_path_spread(independent, centre, observed, steps)[0]) < 1.0
+
+
+def test_the_path_spread_corrects_the_tail_of_the_samples_as_drawn_mixture_included():
+    """The factor is fitted on the samples as `sample` draws them: with half the paths replaced by persistence
+    paths at the window's (zero) recent values, the maximum's upper quantiles sit too low unless the model's
+    own paths widen, so the factor rises above the one fitted without the mixture."""
+    from harmony.forecasting.models.calibration import fit_path_spread
+
+    rng = np.random.default_rng(1)
+    steps, windows = 6, 400
+    observed = torch.from_numpy(np.repeat(rng.normal(size=(windows, 1)), steps, axis=1))
+    centre = torch.zeros(windows, steps, dtype=torch.float64)
+    joint = torch.from_numpy(np.repeat(rng.normal(size=(300, windows, 1)), steps, axis=2))
+    alone = float(fit_path_spread(joint, centre, observed, steps)[0])
+    window = torch.zeros(windows, 16, 1, dtype=torch.float64)
+    mixed = float(fit_path_spread(joint, centre, observed, steps, window=window,
+                                  mix=torch.full((steps,), 0.5, dtype=torch.float64))[0])
+    assert 0.85 <= alone <= 1.15 and mixed >= alone + 0.1

@@ -10,8 +10,9 @@ the Gaussian affine map and the window normalisation per sample.
 After training, `calibrate` fits one spread factor per horizon step and target on the validation windows
 (minimum CRPS, see `calibration`); `sample` applies it about the window's centre (a buffer, so checkpoints
 carry it). It then fits the mixture with the window's own recent values: per step and target, the
-probability of drawing a sample from the last k window steps, and k (buffers too). The log-density is that
-of the trained, uncalibrated model.
+probability of drawing a sample from the last k window steps, and k (buffers too); for a path forecast, a
+factor on the spread of whole paths fitted on the upper tail of the horizon's maximum follows (folded into
+the spread buffer). The log-density is that of the trained, uncalibrated model.
 
 Unlike the published code: the loss is the exact NLL (optionally plus sample CRPS), never MSE only; samples
 and therefore CRPS come from the flow, not from the pre-flow Gaussian; levels come with the indicators, not
@@ -231,15 +232,11 @@ class HarmonyNetwork(nn.Module):
         observed = y[:, :, self.targets].flatten(1)
         samples, centres = torch.cat(samples, dim=1), torch.cat(centres)
         spread = fit_spread(samples, centres, observed)
-        if self.config.path_mix and self.config.horizon > 1:  # then whole paths, fitted on their maximum
-            spread = spread * fit_path_spread(apply_spread(samples, centres[None], spread), centres, observed,
-                                              self.config.horizon)
-        self.spread.copy_(spread.view_as(self.spread))
         self.window_mix.zero_()
         self.window_recent.fill_(float(self.config.lookback))
+        calibrated = apply_spread(samples, centres[None], spread)
+        horizon = self.config.horizon
         if window_mix:
-            calibrated = apply_spread(samples, centres[None], spread)
-            horizon = self.config.horizon
             if self.config.path_mix:  # one draw per path, one probability per target: [N, L, T]
                 weight, recent = fit_window_mix(calibrated, x[:, :, self.targets], observed, seed, steps=horizon)
             else:
@@ -247,6 +244,11 @@ class HarmonyNetwork(nn.Module):
                 weight, recent = fit_window_mix(calibrated, window, observed, seed)
             self.window_mix.copy_(weight.view_as(self.window_mix))
             self.window_recent.copy_(recent.view_as(self.window_recent))
+        if self.config.path_mix and horizon > 1:  # then whole paths: a factor for the tail of their maximum
+            spread = spread * fit_path_spread(calibrated, centres, observed, horizon, window=x[:, :, self.targets],
+                                              mix=self.window_mix.flatten(), recent=self.window_recent.flatten(),
+                                              seed=seed + 1)
+        self.spread.copy_(spread.view_as(self.spread))
         return self.spread
 
     @torch.no_grad()
