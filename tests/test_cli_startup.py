@@ -1,8 +1,10 @@
 """`harmony --help`, every `harmony COMMAND --help` and shell completion import no heavy library.
 
 Shell completion runs the whole CLI module on every TAB, and `--help` is the first thing a user runs: both
-must not pay for torch, Lightning, pyro, matplotlib, scipy, kopf or kubernetes, which only the commands'
-bodies load. Each check runs in a fresh interpreter, so what it finds loaded is what the CLI imported.
+must not pay for pandas, pyarrow, requests, torch, Lightning, pyro, matplotlib, scipy, kopf or kubernetes,
+which only the commands' bodies load (the flags name datasets and models from light tables,
+`harmony.telemetry.dataset_names` and `harmony.forecasting.predictor_names`). Each check runs in a fresh
+interpreter, so what it finds loaded is what the CLI imported.
 How long it takes is a benchmark (bench/cli_startup.py), not a test.
 """
 
@@ -14,9 +16,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import harmony
 
-HEAVY = ("torch", "pytorch_lightning", "lightning", "pyro", "matplotlib", "scipy", "kopf", "kubernetes")
+HEAVY = ("pandas", "pyarrow", "requests", "torch", "pytorch_lightning", "lightning", "pyro", "matplotlib", "scipy",
+         "kopf", "kubernetes")
 SRC = Path(harmony.__file__).resolve().parents[1]
 
 #: Runs `harmony [COMMAND ...] --help` for the root and every command and group of the app, in one
@@ -81,6 +86,14 @@ def test_help_of_every_command_imports_no_heavy_library():
     for command, seen in report.items():
         assert seen["status"] == 0 and seen["usage"], (command, seen)
         assert seen["heavy"] == [], f"`{' '.join(['harmony', *command.split(), '--help'])}` imported {seen['heavy']}"
+
+
+@pytest.mark.parametrize("command", [(), ("backtest",)], ids=["harmony", "backtest"])
+def test_help_through_the_console_script_loads_no_pandas_pyarrow_torch_kopf_or_matplotlib(command):
+    # the console script's own call, each in a fresh interpreter: nothing the probe above ran before counts
+    shown, heavy = harmony_cli(*command, "--help")
+    assert "Usage: harmony" in shown
+    assert heavy == []  # HEAVY holds pandas, pyarrow, torch, kopf and matplotlib among others
 
 
 def test_shell_completion_completes_commands_and_flags_without_heavy_imports():

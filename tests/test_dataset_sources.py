@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 
 from harmony.errors import HarmonyInputError
+from harmony.telemetry.dataset_names import DATASET_NAMES
 from harmony.telemetry.datasets import DATASETS_ROOT, SOURCES, get_source
 from harmony.telemetry.datasets.alibaba_lora import FILE_NAME as LORA_FILE
 from harmony.telemetry.datasets.azure_llm import FILE_NAME as AZURE_FILE
@@ -189,6 +190,12 @@ def check_frame(frame: TelemetryFrame) -> None:
 # ------------------------------------------------------------------------------------------------ tests
 def test_every_registered_source_has_a_case():
     assert set(CASES) == set(SOURCES)
+
+
+def test_the_light_names_table_is_the_registry_s_names():
+    # what the CLI's help lists without importing the loaders (the registry refuses to import otherwise)
+    assert tuple(SOURCES) == DATASET_NAMES
+    assert all(source.name == name for name, source in SOURCES.items())
 
 
 @pytest.mark.parametrize("name", sorted(SOURCES))

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from harmony.errors import HarmonyInputError
+from harmony.forecasting.predictor_names import PREDICTOR_NAMES
 from harmony.forecasting.predictors import PREDICTORS, Context, build_predictor, parse_models
 from harmony.forecasting.predictors.autoregressive import AutoRegressive
 from harmony.forecasting.predictors.naive import SeasonalNaive
@@ -31,6 +32,11 @@ TINY_ARGS = {"harmony": TINY_HARMONY, "harmony-flat": TINY_HARMONY, "harmony-gau
 
 def contract_spec(name: str) -> str:
     return f"{name}:{TINY_ARGS[name]}" if name in TINY_ARGS else name
+
+
+def test_the_light_names_table_is_the_registry_s_names():
+    # what the CLI's help lists without importing the models (the registry refuses to import otherwise)
+    assert tuple(PREDICTORS) == PREDICTOR_NAMES
 
 
 def test_tiny_arguments_name_registered_predictors_and_take_effect():

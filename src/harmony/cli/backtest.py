@@ -32,9 +32,12 @@ from harmony.cli.common import (
 )
 from harmony.cli.tables import duration, results_table
 from harmony.errors import HarmonyInputError
-from harmony.forecasting.adapter import DEFAULT_FINE_TUNE_S, DEFAULT_HISTORY_STEPS, DEFAULT_LOOKBACK_STEPS, REFIT_EVERY
-from harmony.forecasting.predictors import build_predictor
-from harmony.telemetry.datasets import DATASETS_ROOT
+from harmony.forecasting.loop_defaults import (
+    DEFAULT_FINE_TUNE_S,
+    DEFAULT_HISTORY_STEPS,
+    DEFAULT_LOOKBACK_STEPS,
+    REFIT_EVERY,
+)
 
 if TYPE_CHECKING:
     from harmony.decision.posteriors import CapacityPosterior
@@ -94,10 +97,12 @@ def backtest(
 
     from harmony.backtest.runner import SUMMARY_COLUMNS, Backtest, BacktestSettings, run_policies, sweep_policies
     from harmony.decision.demand import demand_definition
+    from harmony.forecasting.predictors import build_predictor
 
     check_flags({"--sla": (sla, FRACTION), "--clients": (clients, NON_NEGATIVE)})
     if suite:
         from harmony.cli import suite as suite_cli
+        from harmony.telemetry.datasets import DATASETS_ROOT
 
         # the suite writes many files whose names follow its traces: any file already in --out needs --force
         check_out(out, force=force, inputs={"--suite": DATASETS_ROOT}, files=["*"])

@@ -22,8 +22,8 @@ import typer
 from rich.console import Console
 
 from harmony.errors import HarmonyInputError
-from harmony.forecasting.predictors.base import CHECKPOINT_SUFFIXES
-from harmony.telemetry.datasets import DATASETS_ROOT, SOURCES, get_source
+from harmony.forecasting.predictor_names import CHECKPOINT_SUFFIXES
+from harmony.telemetry.dataset_names import DATASET_NAMES
 
 console = Console()
 if not console.is_terminal:  # piped or captured output: wide enough that names are not cut
@@ -46,7 +46,7 @@ def user_errors(fn):
 
 
 # --- shared dataset flags --------------------------------------------------------------------------
-DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help=f"one of: {', '.join(SOURCES)}")]
+DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help=f"one of: {', '.join(DATASET_NAMES)}")]
 PathOpt = Annotated[Path | None, typer.Option(help="a file or folder in the dataset's format (default: bundled)")]
 OptionOpt = Annotated[list[str] | None, typer.Option("--option", "-o", help="dataset option KEY=VALUE (repeatable)")]
 IntervalOpt = Annotated[str | None, typer.Option(help="resample to this interval, e.g. 10s, 1min")]
@@ -160,6 +160,8 @@ def dataset_input(dataset: str, path: Path | None) -> Path | None:
     """The file or folder a dataset command reads: --path, or the bundled copy when it is not given."""
     if path is not None:
         return path
+    from harmony.telemetry.datasets import DATASETS_ROOT, SOURCES  # the loaders, pandas with them
+
     source = SOURCES.get(dataset)
     return DATASETS_ROOT / source.default_path if source is not None and source.default_path else None
 
@@ -267,4 +269,6 @@ def dataset_options(option: list[str] | None, **flags) -> dict:
 
 
 def load_frame(dataset: str, path: Path | None, options: dict):
+    from harmony.telemetry.datasets import get_source
+
     return get_source(dataset).load(path, **options)

@@ -3,10 +3,12 @@
 Bad input ends with a one-line `error: ...` naming the file, column or flag, and exit status 2.
 
 `harmony --help`, `harmony COMMAND --help` and shell completion (which runs this module on every TAB) import
-this module and the command modules only: what a command's flags need (the registries that name datasets,
-models and policies) is imported at the top, everything heavy (torch, Lightning, pyro, matplotlib, kopf,
-kubernetes, scipy) inside the command that uses it. `tests/test_cli_startup.py` holds that line;
-`bench/cli_startup.py` times it.
+this module and the command modules only: what a command's flags need is imported at the top, the names of
+datasets and models and the adapter's defaults from plain-data tables (`harmony.telemetry.dataset_names`,
+`harmony.forecasting.predictor_names`, `harmony.forecasting.loop_defaults`) rather than their registries;
+everything heavy (pandas, pyarrow, requests, torch, Lightning, pyro, matplotlib, kopf, kubernetes, scipy) inside
+the command that uses it.
+`tests/test_cli_startup.py` holds that line; `bench/cli_startup.py` times it.
 """
 
 from __future__ import annotations
@@ -44,8 +46,7 @@ from harmony.cli.common import (
 )
 from harmony.cli.tables import frame_summary, results_table
 from harmony.errors import HarmonyInputError
-from harmony.forecasting.predictors import PREDICTORS, parse_models
-from harmony.telemetry.datasets import SOURCES
+from harmony.forecasting.predictor_names import PREDICTOR_NAMES
 
 app = typer.Typer(help="harmony: forecast GPU demand as a distribution and scale ahead of it.",
                   no_args_is_help=True, add_completion=True)
@@ -74,6 +75,8 @@ def _root(
 def datasets_list() -> None:
     """List dataset sources, their bundled copies and options."""
     from rich.table import Table
+
+    from harmony.telemetry.datasets import SOURCES
 
     table = Table(title="datasets", title_justify="left")
     for col in ("name", "description", "bundled", "options"):
@@ -116,7 +119,7 @@ def evaluate(
     lookback: Annotated[int, typer.Option(help="context window in steps")] = 72,
     horizon: Annotated[int, typer.Option(help="steps ahead (rolling protocol)")] = 1,
     stride: Annotated[int | None, typer.Option(help="steps between origins (rolling; default horizon)")] = None,
-    models: Annotated[str, typer.Option(help=f"comma-separated: {', '.join(PREDICTORS)} (name:arg)")] = "ar,last",
+    models: Annotated[str, typer.Option(help=f"comma-separated: {', '.join(PREDICTOR_NAMES)} (name:arg)")] = "ar,last",
     samples: Annotated[int, typer.Option(help="predictive samples per forecast")] = 100,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     max_gap: Annotated[int, typer.Option(help="interpolate gaps up to this many steps")] = 3,
@@ -139,6 +142,7 @@ def evaluate(
     from harmony.forecasting.evaluation import harmony_protocol, rolling_protocol, with_means
     from harmony.forecasting.evaluation.published import AR36_FISHER_MEAN, published_rows
     from harmony.forecasting.evaluation.published import SOURCE as PUBLISHED_SOURCE
+    from harmony.forecasting.predictors import parse_models
 
     check_flags({"--lookback": (lookback, AT_LEAST_ONE), "--horizon": (horizon, AT_LEAST_ONE),
                  "--stride": (stride, AT_LEAST_ONE), "--samples": (samples, AT_LEAST_ONE), "--seed": (seed, SEED),

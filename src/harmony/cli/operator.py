@@ -8,7 +8,6 @@ deliberate, common setup) but logged as a warning once at start (`PrometheusClie
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import random
@@ -29,23 +28,14 @@ from harmony.operator.health import (  # the flags' defaults; kopf, kubernetes a
     liveness_endpoint,
 )
 from harmony.operator.metrics import METRICS_PORT
-from harmony.telemetry.prometheus import (
-    ClientPool,
-    PrometheusAccess,
-    PrometheusClient,
-    PrometheusConfig,
-    fetch_telemetry,
-    redact_url,
-    stale_after_s,
-    tls_verify,
-)
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # harmony.telemetry.prometheus brings pandas and requests: imported where it is used
     import kopf
     from kubernetes import client
 
     from harmony.operator.app import OperatorSettings
     from harmony.operator.spec import AutoscalerSpec
+    from harmony.telemetry.prometheus import PrometheusAccess, PrometheusClient
 
 operator_app = typer.Typer(help="The Kubernetes operator.", no_args_is_help=True)
 log = logging.getLogger("harmony.operator")
@@ -53,6 +43,8 @@ log = logging.getLogger("harmony.operator")
 
 def prometheus_tls(ca_file: Path | None, insecure_skip_verify: bool) -> bool | str:
     """`PrometheusConfig.verify_tls` from --ca-file and --insecure-skip-verify (`tls_verify`)."""
+    from harmony.telemetry.prometheus import tls_verify
+
     return tls_verify(ca_file, insecure_skip_verify)
 
 
@@ -122,6 +114,8 @@ def operator_settings(namespace: list[str] | None, selector: list[str] | None, p
 def telemetry_source(prometheus: PrometheusClient):
     """Range queries for a spec's indicators over its history window, ending now; with `access` (the
     spec.prometheus of the autoscaler: its URL, its Secret's credentials), through a client of its own."""
+    from harmony.telemetry.prometheus import ClientPool, fetch_telemetry, stale_after_s
+
     pool = ClientPool(prometheus)
 
     def fetch(spec: AutoscalerSpec, now: dt.datetime, access: PrometheusAccess | None = None):
@@ -180,12 +174,15 @@ def operator_run(
     verbose: Annotated[bool, typer.Option(help="debug logging")] = False,
 ) -> None:
     """Reconcile HarmonyAutoscalers: forecast from Prometheus, decide, scale (or recommend), report."""
+    import asyncio
+
     from kubernetes import client
 
     from harmony.operator.app import run
     from harmony.operator.kube import KubeClient
     from harmony.operator.metrics import OperatorMetrics, serve
     from harmony.operator.reconcile import Reconciler, ReconcileSettings
+    from harmony.telemetry.prometheus import PrometheusClient, PrometheusConfig, redact_url
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -14,12 +14,12 @@ import typer
 
 from harmony.cli.common import NON_NEGATIVE, PORT, POSITIVE, check_flags, console, user_errors
 from harmony.errors import HarmonyInputError
-from harmony.telemetry.datasets import SOURCES, get_source
+from harmony.telemetry.dataset_names import DATASET_NAMES
 
 
 @user_errors
 def replay_exporter(
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help=f"one of: {', '.join(SOURCES)}")] = "gentd26",
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help=f"one of: {', '.join(DATASET_NAMES)}")] = "gentd26",
     path: Annotated[Path | None, typer.Option(help="a file or folder in the dataset's format")] = None,
     series: Annotated[str | None, typer.Option(help="series to replay (default: the first)")] = None,
     speed: Annotated[float, typer.Option(help="trace-seconds replayed per wall-clock second")] = 60.0,
@@ -32,6 +32,7 @@ def replay_exporter(
 ) -> None:
     """Replay a dataset's trace as `harmony_replay_<indicator>` gauges for Prometheus to scrape."""
     from harmony.operator.replay_exporter import ReplayExporter
+    from harmony.telemetry.datasets import get_source
 
     check_flags({"--speed": (speed, POSITIVE), "--port": (port, PORT), "--start-row": (start_row, NON_NEGATIVE),
                  "--duration": (duration, NON_NEGATIVE)})

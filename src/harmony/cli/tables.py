@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
-from harmony.telemetry.frame import TelemetryFrame
+if TYPE_CHECKING:  # pandas comes with it: not for `--help`
+    from harmony.telemetry.frame import TelemetryFrame
 
 
 def _fmt(value, digits: int = 4) -> str:

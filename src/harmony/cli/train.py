@@ -33,8 +33,7 @@ from harmony.cli.common import (
     user_errors,
 )
 from harmony.errors import HarmonyInputError
-from harmony.forecasting.scaling import MinMaxScaler
-from harmony.telemetry.datasets import SOURCES
+from harmony.telemetry.dataset_names import DATASET_NAMES
 
 
 def _devices(text: str) -> int | str:
@@ -57,7 +56,7 @@ def check_accelerator(accelerator: str) -> None:
 
 @user_errors
 def train(
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help=f"one of: {', '.join(SOURCES)}")] = "fisher",
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help=f"one of: {', '.join(DATASET_NAMES)}")] = "fisher",
     path: Annotated[Path | None, typer.Option(help="a file or folder in the dataset's format")] = None,
     out: Annotated[Path, typer.Option(help=f"checkpoint to write ({' or '.join(CHECKPOINT_FORMATS)})")
                    ] = Path("model.ckpt"),
@@ -91,6 +90,7 @@ def train(
     from pytorch_lightning.utilities import rank_zero_only
 
     from harmony.forecasting.predictors.harmony import HarmonyPredictor
+    from harmony.forecasting.scaling import MinMaxScaler
     from harmony.forecasting.training import TrainingSettings
 
     check_flags({

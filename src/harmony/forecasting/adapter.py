@@ -21,24 +21,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from harmony.errors import HarmonyInputError
+from harmony.forecasting.loop_defaults import (  # defined there, plain numbers the CLI's help reads
+    DEFAULT_FINE_TUNE_S,  # noqa: F401  (the runner and the spec read it here)
+    DEFAULT_HISTORY_STEPS,
+    DEFAULT_LOOKBACK_STEPS,
+    MAX_HISTORY_S,
+    MAX_LOOKBACK_S,
+    REFIT_EVERY,
+)
 from harmony.forecasting.predictors import Context, Predictor, build_predictor
 from harmony.forecasting.scaling import MinMaxScaler
 from harmony.telemetry.frame import TelemetryFrame
-
-#: Decisions between refits of a baseline (1: every decision; a ridge AR fit over a few hundred rows takes
-#: milliseconds, and refitting keeps its residuals as recent as the history window).
-REFIT_EVERY = 1
-#: Telemetry history each decision reads, in control intervals: the CRD's historySeconds default is this many
-#: intervals (12 h at 30 s, 24 h at 1 minute, 10 days at 10 minutes), as a baseline needs rows, not seconds.
-#: Chosen on validation spans: on gentd26 (1 minute) 12 h of history beat 6 h (harmony at its default:
-#: 67.8 GPU-hours at 0% breached against 71.0 at 1.04%), and on ServeGen (10 minutes) 12 h, 72 rows, left
-#: ar:30 so narrow that harmony breached 7.1% of ticks on m-large against 1.2% with 7 days.
-DEFAULT_HISTORY_STEPS = 1440
-#: Context the forecast starts from, in control intervals (the CRD's lookbackSeconds default).
-DEFAULT_LOOKBACK_STEPS = 120
-#: The CRD's bounds on historySeconds and lookbackSeconds.
-MAX_HISTORY_S = 2592000
-MAX_LOOKBACK_S = 604800
 
 
 def default_history_s(interval_s: float) -> int:
@@ -113,9 +106,6 @@ class FineTune:
         return cls(every=math.ceil(seconds / interval_s), **budget)
 
 
-#: Seconds between fine-tunes of a model that learns in the loop (the CRD's spec.model.fineTune.intervalSeconds
-#: default; the backtest's --fine-tune-seconds default): four a day, each a few epochs on the history window.
-DEFAULT_FINE_TUNE_S = 21600
 #: What serves a workload until its model exists (too little history to train it yet): a baseline.
 FALLBACK_MODEL = "ar:30"
 #: Training windows a model that learns from the workload's own history needs before it replaces the fallback.

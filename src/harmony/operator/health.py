@@ -36,7 +36,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TypeVar
 
-from harmony.telemetry.prometheus import PrometheusError, redact_url
+# harmony.telemetry.prometheus (pandas, requests) is imported where it is used: `harmony operator run --help`
+# reads this module's defaults and should not pay for it
 
 LIVENESS_ADDR = "0.0.0.0"
 LIVENESS_PORT = 8080
@@ -180,6 +181,7 @@ class Health:
     def watch_telemetry(self, source: F) -> F:
         """`source` (spec, now) -> TelemetryWindow, recording each fetch's outcome here. Costs no request:
         the probe reports what the reconcile steps' own fetches saw."""
+        from harmony.telemetry.prometheus import PrometheusError
 
         def fetch(*args, **kwargs):
             try:
@@ -227,6 +229,8 @@ class Health:
 
 def _short(text: str, limit: int = 200) -> str:
     """One line of at most `limit` characters (an error may carry a whole HTML page), URL credentials redacted."""
+    from harmony.telemetry.prometheus import redact_url
+
     line = " ".join(redact_url(text).split())
     return line if len(line) <= limit else line[: limit - 3] + "..."
 

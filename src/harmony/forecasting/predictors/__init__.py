@@ -1,7 +1,8 @@
 """Predictors behind one registry.
 
 Model specs are `name` or `name:argument`, e.g. `ar`, `ar:12`, `seasonal:144`. One module per family;
-add a model by adding a factory below.
+add a model by adding a factory below and its name in `harmony.forecasting.predictor_names` (what the CLI's
+help reads without importing the models; checked here).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from harmony.errors import HarmonyInputError
+from harmony.forecasting.predictor_names import PREDICTOR_NAMES
 from harmony.forecasting.predictors.autoregressive import AutoRegressive
 from harmony.forecasting.predictors.base import Context, Predictor
 from harmony.forecasting.predictors.naive import LastValue, RecentWindow, SeasonalNaive
@@ -67,6 +69,9 @@ PREDICTORS: dict[str, tuple[Callable[[str, str | None], Predictor], str]] = {
         "HARMONY ablation without flow (Gaussian head only); argument as for 'harmony', no checkpoint",
     ),
 }
+if tuple(PREDICTORS) != PREDICTOR_NAMES:  # the light names table must list exactly these, in this order
+    raise ImportError(f"harmony.forecasting.predictor_names.PREDICTOR_NAMES {PREDICTOR_NAMES} differs from the "
+                      f"registered predictors {tuple(PREDICTORS)}")
 
 
 def build_predictor(spec: str, flag: str = "--models") -> Predictor:

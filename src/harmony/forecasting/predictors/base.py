@@ -15,11 +15,8 @@ import pandas as pd
 
 from harmony.errors import HarmonyInputError
 from harmony.forecasting.forecast import Forecast
+from harmony.forecasting.predictor_names import CHECKPOINT_SUFFIXES  # noqa: F401  (defined there, for the CLI)
 from harmony.telemetry.frame import TelemetryFrame
-
-#: File endings a `harmony:PATH` model spec reads as a checkpoint (HarmonyPredictor.load); here, without torch,
-#: so the CLI can name them without loading the model's module.
-CHECKPOINT_SUFFIXES = (".ckpt", ".pt")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Dataset sources behind one registry: `load_dataset(name, path=None, **options) -> TelemetryFrame`.
 
-One module per source; each defines `SOURCE`. Add a source by adding a module and a line below.
+One module per source; each defines `SOURCE`. Add a source by adding a module, a line below and its name in
+`harmony.telemetry.dataset_names` (what the CLI's help reads without importing the loaders; checked here).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from harmony.errors import HarmonyInputError
+from harmony.telemetry.dataset_names import DATASET_NAMES
 from harmony.telemetry.datasets import (
     alibaba_lora,
     azure_llm,
@@ -29,6 +31,9 @@ SOURCES: dict[str, DatasetSource] = {
         tabular.SOURCE_CSV, tabular.SOURCE_PARQUET, synthetic.SOURCE, prometheus_range.SOURCE,
     )
 }
+if tuple(SOURCES) != DATASET_NAMES:  # the light names table must list exactly these, in this order
+    raise ImportError(f"harmony.telemetry.dataset_names.DATASET_NAMES {DATASET_NAMES} differs from the "
+                      f"registered sources {tuple(SOURCES)}")
 
 
 def get_source(name: str) -> DatasetSource:
@@ -42,4 +47,4 @@ def load_dataset(name: str, path: str | Path | None = None, **options: Any) -> T
     return get_source(name).load(path, **options)
 
 
-__all__ = ["DATASETS_ROOT", "SOURCES", "DatasetSource", "get_source", "load_dataset"]
+__all__ = ["DATASETS_ROOT", "DATASET_NAMES", "SOURCES", "DatasetSource", "get_source", "load_dataset"]
