@@ -38,8 +38,10 @@ from harmony.forecasting.models.flows import FLOW_KINDS, ConditionalFlow, standa
 from harmony.forecasting.models.heads import GaussianHead, sample_crps
 from harmony.forecasting.models.tokens import N_CALENDAR_TOKENS, CalendarTokens, IndicatorTokens, WindowNorm
 
-#: sample rows (samples x windows) per flow pass: bounds the spline's memory for many samples of many windows
-FLOW_ROWS = 2**16
+#: sample rows (samples x windows) per flow pass: bounds the spline's memory for many samples of many windows,
+#: and keeps a pass's [rows, hidden] activations near the core's cache: 1,000 windows x 200 samples forecast
+#: in 2.25 s of one core at 2**13 rows, 2.6-2.7 s at 2**12 or 2**14, 3.0 s at 2**16 (bench/forecast_decide_batch.py)
+FLOW_ROWS = 2**13
 
 
 @dataclass(frozen=True)
