@@ -54,6 +54,8 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harmony.operator.app import OperatorSettings  # noqa: E402
+from harmony.operator.batching import BatchSettings  # noqa: E402
+from harmony.operator.metrics import OperatorMetrics  # noqa: E402
 from tests.operator_support import (  # noqa: E402
     ScriptedTelemetry,
     add_autoscaler,
@@ -63,15 +65,43 @@ from tests.operator_support import (  # noqa: E402
     operator,
 )
 
+COLD_START_S = 300
+LOOKBACK_S = 3600
 
-def populate(k8s, objects: int, interval: int) -> None:
+
+def populate(k8s, objects: int, interval: int, checkpoint: str | None = None) -> None:
+    """`objects` autoscalers on ar:30, or all on the HARMONY model at `checkpoint`."""
+    model = {"checkpoint": checkpoint} if checkpoint else {"baseline": "ar:30"}
     for i in range(objects):
         add_deployment(k8s, name=f"server-{i}", replicas=3)
         add_autoscaler(k8s, name=f"ha-{i}", intervalSeconds=interval,
                        scaleTargetRef={"apiVersion": "apps/v1", "kind": "Deployment", "name": f"server-{i}"},
-                       sla={"maxBreachProbability": 0.01, "coldStartSeconds": 300},
+                       sla={"maxBreachProbability": 0.01, "coldStartSeconds": COLD_START_S},
                        behavior={"scaleDownStabilizationSeconds": 300},
-                       model={"baseline": "ar:30"}, lookbackSeconds=3600, historySeconds=21600)
+                       model=model, lookbackSeconds=LOOKBACK_S, historySeconds=21600)
+
+
+def train_checkpoint(path: Path, interval: int) -> Path:
+    """A HARMONY model for the scripted telemetry's one indicator ("demand", level 1, at `interval`), trained
+    for one epoch on gentd26's demand (1-minute rows, taken as rows at `interval` and rescaled to the scripted
+    level 5 +- 1) for the decision: its demand path over the cold start plus one interval, from the objects'
+    lookback. Its weights do not change its speed."""
+    import pandas as pd
+
+    from harmony.decision.demand import demand_definition
+    from harmony.forecasting.adapter import fit_scaled
+    from harmony.telemetry.datasets import load_dataset
+    from harmony.telemetry.frame import Indicator, TelemetryFrame
+
+    frame, _ = load_dataset("gentd26").fill_gaps(5)
+    names = demand_definition("gentd26", frame=frame).indicators
+    demand = sum(frame.values[:, 0, frame.indicator_position(n)] for n in names)
+    demand = 5.0 + (demand - np.nanmean(demand)) / np.nanstd(demand)
+    index = pd.date_range("2026-01-05", periods=len(demand), freq=f"{interval}s")
+    ours = TelemetryFrame(index, demand[:, None, None], ["0"], [Indicator("demand", 1, "1")], interval=f"{interval}s")
+    lookback, horizon = LOOKBACK_S // interval, COLD_START_S // interval + 1
+    spec = f"harmony:lookback={lookback}+epochs=1+patience=1"
+    return fit_scaled(spec, ours, horizon, demand=("demand",)).save(path)
 
 
 def cpu_s(usage) -> float:
@@ -84,12 +114,12 @@ def rss_mib() -> float:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
 
 
-def serve_emulator(objects: int, interval: int, conn) -> None:
+def serve_emulator(objects: int, interval: int, checkpoint: str | None, conn) -> None:
     """Child process: serve the emulator; send its URL; on 'start' and 'stop' answer its CPU seconds and RSS."""
 
     async def main() -> None:
         async with cluster(log_requests=False) as (k8s, url):
-            populate(k8s, objects, interval)
+            populate(k8s, objects, interval, checkpoint)
             conn.send(url)
             while (message := await asyncio.to_thread(conn.recv)) != "exit":
                 usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -99,17 +129,29 @@ def serve_emulator(objects: int, interval: int, conn) -> None:
 
 
 class Recorder:
-    """Wraps Reconciler.reconcile: (object, start, duration, CPU seconds of its thread) of every step."""
+    """Wraps a Reconciler's `begin` and `finish` (a step's two parts in the pool; `reconcile` runs both):
+    (object, start, duration, CPU seconds of its threads) of every step, from the start of `begin` to the end
+    of `finish`. A batched forecast runs in a pool thread of its own, so it is not in a step's CPU."""
 
-    def __init__(self, reconcile) -> None:
-        self.inner, self.steps = reconcile, []
+    def __init__(self, reconciler) -> None:
+        self.steps: list = []
+        begin, finish = reconciler.begin, reconciler.finish
 
-    def __call__(self, namespace, name, *args, **kwargs):
-        started, cpu0 = time.monotonic(), time.thread_time()
-        try:
-            return self.inner(namespace, name, *args, **kwargs)
-        finally:
-            self.steps.append((name, started, time.monotonic() - started, time.thread_time() - cpu0))
+        def timed_begin(namespace, name, *args, **kwargs):
+            started, cpu0 = time.monotonic(), time.thread_time()
+            begun = begin(namespace, name, *args, **kwargs)
+            begun.bench = (started, time.thread_time() - cpu0)
+            return begun
+
+        def timed_finish(begun, forecast=None):
+            cpu0 = time.thread_time()
+            try:
+                return finish(begun, forecast)
+            finally:
+                started, cpu = begun.bench
+                self.steps.append((begun.name, started, time.monotonic() - started, cpu + time.thread_time() - cpu0))
+
+        reconciler.begin, reconciler.finish = timed_begin, timed_finish
 
 
 class SlowTelemetry(ScriptedTelemetry):
@@ -125,15 +167,15 @@ class SlowTelemetry(ScriptedTelemetry):
         return super().__call__(spec, now)
 
 
-async def measure(url: str, seconds: float, workers: int, latency_s: float,
-                  emulator_usage) -> tuple[list, dict, float]:
-    """Run the operator for `seconds`: its steps, the CPU / RSS figures per process, and when measuring began."""
+async def measure(url: str, seconds: float, settings: OperatorSettings, latency_s: float,
+                  emulator_usage) -> tuple[list, dict, float, OperatorMetrics]:
+    """Run the operator for `seconds`: its steps, the CPU / RSS figures per process, when measuring began, and
+    the operator's metrics."""
     rec = make_reconciler(url, SlowTelemetry(latency_s, level=5.0, noise=1.0))
-    recorder = Recorder(rec.reconcile)
-    rec.reconcile = recorder
+    recorder = Recorder(rec)
     steps, usage, wall0 = [], {}, time.monotonic()
     try:
-        async with operator(rec, url, OperatorSettings(workers=workers), stop_timeout=120):
+        async with operator(rec, url, settings):
             own0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
             emu0 = await emulator_usage("start")
             await asyncio.sleep(seconds)
@@ -147,23 +189,23 @@ async def measure(url: str, seconds: float, workers: int, latency_s: float,
             steps = [s for s in recorder.steps if s[1] >= wall0]
     except (TimeoutError, RuntimeError) as exc:  # stopping 500 daemons at once; figures are in hand
         Console().print(f"(operator shutdown: {type(exc).__name__})")
-    return steps, usage, wall0
+    return steps, usage, wall0, rec.metrics
 
 
-async def main(objects: int, interval: int, seconds: float, emulator: str, workers: int,
-               latency_s: float) -> None:
+async def main(objects: int, interval: int, seconds: float, emulator: str, settings: OperatorSettings,
+               latency_s: float, checkpoint: str | None) -> None:
     if emulator == "inline":
         async with cluster(log_requests=False) as (k8s, url):
-            populate(k8s, objects, interval)
+            populate(k8s, objects, interval, checkpoint)
 
             async def no_child(_message):
                 return None
 
-            steps, usage, t0 = await measure(url, seconds, workers, latency_s, no_child)
+            steps, usage, t0, metrics = await measure(url, seconds, settings, latency_s, no_child)
     else:
         ctx = mp.get_context("spawn")
         ours, theirs = ctx.Pipe()
-        child = ctx.Process(target=serve_emulator, args=(objects, interval, theirs), daemon=True)
+        child = ctx.Process(target=serve_emulator, args=(objects, interval, checkpoint, theirs), daemon=True)
         child.start()
         try:
             url = await asyncio.to_thread(ours.recv)
@@ -172,11 +214,16 @@ async def main(objects: int, interval: int, seconds: float, emulator: str, worke
                 ours.send(message)
                 return await asyncio.to_thread(ours.recv)
 
-            steps, usage, t0 = await measure(url, seconds, workers, latency_s, child_usage)
+            steps, usage, t0, metrics = await measure(url, seconds, settings, latency_s, child_usage)
         finally:
             ours.send("exit")
             await asyncio.to_thread(child.join, 30)
-    report(steps, usage, t0, objects, interval, seconds, emulator, workers, latency_s)
+    report(steps, usage, t0, objects, interval, seconds, emulator, settings.workers, latency_s)
+    if checkpoint:
+        calls = metrics.registry.get_sample_value("harmony_forecast_batches_total") or 0
+        batched = metrics.registry.get_sample_value("harmony_forecast_batch_workloads_total") or 0
+        Console().print(f"HARMONY: {int(calls)} batched forecast calls for {int(batched)} forecasts "
+                        f"({batched / max(calls, 1):.1f} objects per call; window {settings.batching.window_s:g} s)")
 
 
 def lateness_ms(steps: list, interval: int) -> np.ndarray:
@@ -235,6 +282,22 @@ if __name__ == "__main__":
     parser.add_argument("--workers", type=int, default=OperatorSettings.workers, help="reconcile steps in flight")
     parser.add_argument("--prometheus-latency-ms", type=float, default=0.0,
                         help="delay of each scripted telemetry answer, standing in for a range query's round trip")
+    parser.add_argument("--model", choices=("ar", "harmony"), default="ar",
+                        help="every object on ar:30, or all on one HARMONY checkpoint trained here first")
+    parser.add_argument("--batch-window", type=float, default=BatchSettings.window_s,
+                        help="the operator's --forecast-batch-window (0: each object forecasts alone)")
+    parser.add_argument("--torch-threads", type=int, default=1, help="the operator's --torch-threads")
     args = parser.parse_args()
-    asyncio.run(main(args.objects, args.interval, args.seconds, args.emulator, args.workers,
-                     args.prometheus_latency_ms / 1000))
+    checkpoint = None
+    if args.model == "harmony":
+        import tempfile
+
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
+        started = time.perf_counter()
+        checkpoint = str(train_checkpoint(Path(tempfile.mkdtemp()) / "harmony.ckpt", args.interval))
+        Console().print(f"HARMONY checkpoint trained in {time.perf_counter() - started:.0f} s: {checkpoint}")
+    settings = OperatorSettings(workers=args.workers, batching=BatchSettings(window_s=args.batch_window))
+    asyncio.run(main(args.objects, args.interval, args.seconds, args.emulator, settings,
+                     args.prometheus_latency_ms / 1000, checkpoint))

@@ -121,6 +121,26 @@ def operator_settings(namespace: list[str] | None, selector: list[str] | None, p
                             batching=BatchSettings(batch_window_s, batch_max))
 
 
+def limit_torch_threads(threads: int) -> None:
+    """Run torch's forecasts (a served HARMONY model's batched `predict`, a fine-tune) on `threads` threads
+    (0: torch's default, one per core). Without importing torch when nothing has yet (an operator serving
+    baselines only never loads it): then through OMP_NUM_THREADS, which torch reads when it loads.
+
+    Why the operator's default is 1: torch's OpenMP threads wait for each other at every operation by
+    spinning, so on cores shared with the reconcile pool and other processes they spin while descheduled.
+    Forecasting 1,000 windows x 200 samples on 2 cores at load average 5 took 2.4 s on one thread and 7.2 s
+    (2 cores' worth of CPU) on two (bench/forecast_decide_batch.py --threads)."""
+    import os
+    import sys
+
+    if threads <= 0:
+        return
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
 def telemetry_source(prometheus: PrometheusClient):
     """Range queries for a spec's indicators over its history window, ending now; with `access` (the
     spec.prometheus of the autoscaler: its URL, its Secret's credentials), through a client of its own."""
@@ -181,6 +201,9 @@ def operator_run(
                       "to make them in one call (0: each object forecasts alone)")] = 0.5,
     forecast_batch_max: Annotated[int, typer.Option(
         min=1, help="the most objects one such call forecasts")] = 1024,
+    torch_threads: Annotated[int, typer.Option(
+        min=0, help="threads of a HARMONY model's forecasts and fine-tunes (0: one per core; on cores the "
+                    "reconcile pool and other processes share, one is faster)")] = 1,
     keda_scaler_port: Annotated[int, typer.Option(
         min=0, max=65535, help="serve KEDA's external scaler (gRPC) on this port from the current decisions, for "
                                "ScaledObjects with `type: external` triggers (0: off)")] = 0,
@@ -201,6 +224,7 @@ def operator_run(
             logging.getLogger(quiet).setLevel(logging.WARNING)
     if keda_scaler_port and keda_scaler_port in (metrics_port, liveness_port):
         raise HarmonyInputError(f"--keda-scaler-port {keda_scaler_port}: already the metrics or liveness port")
+    limit_torch_threads(torch_threads)
     health_settings = HealthSettings(stall_intervals=stall_intervals, stall_min_s=stall_min_seconds)
     settings = operator_settings(namespace, selector, peering, metrics_addr, metrics_port, workers, priority,
                                  liveness=liveness_endpoint(liveness_addr, liveness_port), health=health_settings,
