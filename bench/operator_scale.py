@@ -23,7 +23,12 @@ CPU per decision, split into the reconcile step's own thread and the rest (kopf,
 loop).
 
     .venv/bin/python bench/operator_scale.py [--objects 500] [--interval 30] [--seconds 95] \
-        [--emulator process|inline] [--workers 16] [--prometheus-latency-ms 0]
+        [--emulator process|inline] [--workers 16] [--prometheus-latency-ms 0] \
+        [--model ar|harmony] [--batch-window 0.5] [--torch-threads 1]
+
+`--model harmony` puts every object on one HARMONY checkpoint, trained first in the bench (one epoch on
+gentd26's demand taken as rows at the interval, for the 11-step decision horizon, lookback 120), so that the
+operator batches their forecasts (harmony.operator.batching; `--batch-window 0`: each alone).
 
 Figures (2 cores, load average 0.4-0.5; two runs): `--objects 500 --seconds 95` keeps up at 16.7 decisions/s;
 step p50 14 ms, p99 0.11-0.16 s (steady state p50 14 ms, p99 42-57 ms); lateness p50 1 ms, p99 4-5 ms; the
@@ -34,6 +39,13 @@ operator 25%, 240 MiB. Before the staggered start and the fixed cadence (same se
 0.53 s, lateness p50 0.14 s, p99 1.46 s. Before the emulator lost its request log, the typed kubernetes API
 and asyncio's 6-thread pool (in one process): 2.0/s, p50 3.1 s, p99 5.4 s, 99% of one core, 86-90% of it in
 kmock filtering its request log.
+
+HARMONY (`nice -n 5 ... --model harmony --objects 1000 --seconds 95`, 2026-12-02, 2 cores at load average
+3.6-5.1 with other jobs running): not kept up, 10.1 decisions/s of 33.3; step p50 37 s, p99 51 s (steady
+p50 42 s, p99 51 s), lateness p50 and p99 13.6 s; 96 batched calls for 1,324 forecasts (13.8 a call); the
+operator 41% of one core (47 ms of CPU per decision, 18.6 ms in the step's threads), 801 MiB RSS, the
+emulator 58%. `--batch-window 0` (each alone), same session: 10.1/s, 59.9 ms per decision (41.3 ms in the
+step), step p50 1.6 s, steady p99 2.9 s, no object decided twice. Both starved of CPU (docs/benchmarks.md).
 """
 
 from __future__ import annotations
