@@ -23,7 +23,12 @@ CPU per decision, split into the reconcile step's own thread and the rest (kopf,
 loop).
 
     .venv/bin/python bench/operator_scale.py [--objects 500] [--interval 30] [--seconds 95] \
-        [--emulator process|inline] [--workers 16] [--prometheus-latency-ms 0]
+        [--emulator process|inline] [--workers 16] [--prometheus-latency-ms 0] \
+        [--model ar|harmony] [--batch-window 0.5] [--torch-threads 1]
+
+`--model harmony` puts every object on one HARMONY checkpoint, trained first in the bench (one epoch on
+gentd26's demand taken as rows at the interval, for the 11-step decision horizon, lookback 120), so that the
+operator batches their forecasts (harmony.operator.batching; `--batch-window 0`: each alone).
 
 Figures (2 cores, load average 0.4-0.5; two runs): `--objects 500 --seconds 95` keeps up at 16.7 decisions/s;
 step p50 14 ms, p99 0.11-0.16 s (steady state p50 14 ms, p99 42-57 ms); lateness p50 1 ms, p99 4-5 ms; the
@@ -34,6 +39,13 @@ operator 25%, 240 MiB. Before the staggered start and the fixed cadence (same se
 0.53 s, lateness p50 0.14 s, p99 1.46 s. Before the emulator lost its request log, the typed kubernetes API
 and asyncio's 6-thread pool (in one process): 2.0/s, p50 3.1 s, p99 5.4 s, 99% of one core, 86-90% of it in
 kmock filtering its request log.
+
+HARMONY (`nice -n 5 ... --model harmony --objects 1000 --seconds 95`, 2026-12-02, 2 cores at load average
+3.6-5.1 with other jobs running): not kept up, 10.1 decisions/s of 33.3; step p50 37 s, p99 51 s (steady
+p50 42 s, p99 51 s), lateness p50 and p99 13.6 s; 96 batched calls for 1,324 forecasts (13.8 a call); the
+operator 41% of one core (47 ms of CPU per decision, 18.6 ms in the step's threads), 801 MiB RSS, the
+emulator 58%. `--batch-window 0` (each alone), same session: 10.1/s, 59.9 ms per decision (41.3 ms in the
+step), step p50 1.6 s, steady p99 2.9 s, no object decided twice. Both starved of CPU (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -54,6 +66,8 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harmony.operator.app import OperatorSettings  # noqa: E402
+from harmony.operator.batching import BatchSettings  # noqa: E402
+from harmony.operator.metrics import OperatorMetrics  # noqa: E402
 from tests.operator_support import (  # noqa: E402
     ScriptedTelemetry,
     add_autoscaler,
@@ -63,15 +77,43 @@ from tests.operator_support import (  # noqa: E402
     operator,
 )
 
+COLD_START_S = 300
+LOOKBACK_S = 3600
 
-def populate(k8s, objects: int, interval: int) -> None:
+
+def populate(k8s, objects: int, interval: int, checkpoint: str | None = None) -> None:
+    """`objects` autoscalers on ar:30, or all on the HARMONY model at `checkpoint`."""
+    model = {"checkpoint": checkpoint} if checkpoint else {"baseline": "ar:30"}
     for i in range(objects):
         add_deployment(k8s, name=f"server-{i}", replicas=3)
         add_autoscaler(k8s, name=f"ha-{i}", intervalSeconds=interval,
                        scaleTargetRef={"apiVersion": "apps/v1", "kind": "Deployment", "name": f"server-{i}"},
-                       sla={"maxBreachProbability": 0.01, "coldStartSeconds": 300},
+                       sla={"maxBreachProbability": 0.01, "coldStartSeconds": COLD_START_S},
                        behavior={"scaleDownStabilizationSeconds": 300},
-                       model={"baseline": "ar:30"}, lookbackSeconds=3600, historySeconds=21600)
+                       model=model, lookbackSeconds=LOOKBACK_S, historySeconds=21600)
+
+
+def train_checkpoint(path: Path, interval: int) -> Path:
+    """A HARMONY model for the scripted telemetry's one indicator ("demand", level 1, at `interval`), trained
+    for one epoch on gentd26's demand (1-minute rows, taken as rows at `interval` and rescaled to the scripted
+    level 5 +- 1) for the decision: its demand path over the cold start plus one interval, from the objects'
+    lookback. Its weights do not change its speed."""
+    import pandas as pd
+
+    from harmony.decision.demand import demand_definition
+    from harmony.forecasting.adapter import fit_scaled
+    from harmony.telemetry.datasets import load_dataset
+    from harmony.telemetry.frame import Indicator, TelemetryFrame
+
+    frame, _ = load_dataset("gentd26").fill_gaps(5)
+    names = demand_definition("gentd26", frame=frame).indicators
+    demand = sum(frame.values[:, 0, frame.indicator_position(n)] for n in names)
+    demand = 5.0 + (demand - np.nanmean(demand)) / np.nanstd(demand)
+    index = pd.date_range("2026-01-05", periods=len(demand), freq=f"{interval}s")
+    ours = TelemetryFrame(index, demand[:, None, None], ["0"], [Indicator("demand", 1, "1")], interval=f"{interval}s")
+    lookback, horizon = LOOKBACK_S // interval, COLD_START_S // interval + 1
+    spec = f"harmony:lookback={lookback}+epochs=1+patience=1"
+    return fit_scaled(spec, ours, horizon, demand=("demand",)).save(path)
 
 
 def cpu_s(usage) -> float:
@@ -84,12 +126,12 @@ def rss_mib() -> float:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
 
 
-def serve_emulator(objects: int, interval: int, conn) -> None:
+def serve_emulator(objects: int, interval: int, checkpoint: str | None, conn) -> None:
     """Child process: serve the emulator; send its URL; on 'start' and 'stop' answer its CPU seconds and RSS."""
 
     async def main() -> None:
         async with cluster(log_requests=False) as (k8s, url):
-            populate(k8s, objects, interval)
+            populate(k8s, objects, interval, checkpoint)
             conn.send(url)
             while (message := await asyncio.to_thread(conn.recv)) != "exit":
                 usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -99,17 +141,29 @@ def serve_emulator(objects: int, interval: int, conn) -> None:
 
 
 class Recorder:
-    """Wraps Reconciler.reconcile: (object, start, duration, CPU seconds of its thread) of every step."""
+    """Wraps a Reconciler's `begin` and `finish` (a step's two parts in the pool; `reconcile` runs both):
+    (object, start, duration, CPU seconds of its threads) of every step, from the start of `begin` to the end
+    of `finish`. A batched forecast runs in a pool thread of its own, so it is not in a step's CPU."""
 
-    def __init__(self, reconcile) -> None:
-        self.inner, self.steps = reconcile, []
+    def __init__(self, reconciler) -> None:
+        self.steps: list = []
+        begin, finish = reconciler.begin, reconciler.finish
 
-    def __call__(self, namespace, name, *args, **kwargs):
-        started, cpu0 = time.monotonic(), time.thread_time()
-        try:
-            return self.inner(namespace, name, *args, **kwargs)
-        finally:
-            self.steps.append((name, started, time.monotonic() - started, time.thread_time() - cpu0))
+        def timed_begin(namespace, name, *args, **kwargs):
+            started, cpu0 = time.monotonic(), time.thread_time()
+            begun = begin(namespace, name, *args, **kwargs)
+            begun.bench = (started, time.thread_time() - cpu0)
+            return begun
+
+        def timed_finish(begun, forecast=None):
+            cpu0 = time.thread_time()
+            try:
+                return finish(begun, forecast)
+            finally:
+                started, cpu = begun.bench
+                self.steps.append((begun.name, started, time.monotonic() - started, cpu + time.thread_time() - cpu0))
+
+        reconciler.begin, reconciler.finish = timed_begin, timed_finish
 
 
 class SlowTelemetry(ScriptedTelemetry):
@@ -125,15 +179,15 @@ class SlowTelemetry(ScriptedTelemetry):
         return super().__call__(spec, now)
 
 
-async def measure(url: str, seconds: float, workers: int, latency_s: float,
-                  emulator_usage) -> tuple[list, dict, float]:
-    """Run the operator for `seconds`: its steps, the CPU / RSS figures per process, and when measuring began."""
+async def measure(url: str, seconds: float, settings: OperatorSettings, latency_s: float,
+                  emulator_usage) -> tuple[list, dict, float, OperatorMetrics]:
+    """Run the operator for `seconds`: its steps, the CPU / RSS figures per process, when measuring began, and
+    the operator's metrics."""
     rec = make_reconciler(url, SlowTelemetry(latency_s, level=5.0, noise=1.0))
-    recorder = Recorder(rec.reconcile)
-    rec.reconcile = recorder
+    recorder = Recorder(rec)
     steps, usage, wall0 = [], {}, time.monotonic()
     try:
-        async with operator(rec, url, OperatorSettings(workers=workers), stop_timeout=120):
+        async with operator(rec, url, settings):
             own0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
             emu0 = await emulator_usage("start")
             await asyncio.sleep(seconds)
@@ -147,23 +201,23 @@ async def measure(url: str, seconds: float, workers: int, latency_s: float,
             steps = [s for s in recorder.steps if s[1] >= wall0]
     except (TimeoutError, RuntimeError) as exc:  # stopping 500 daemons at once; figures are in hand
         Console().print(f"(operator shutdown: {type(exc).__name__})")
-    return steps, usage, wall0
+    return steps, usage, wall0, rec.metrics
 
 
-async def main(objects: int, interval: int, seconds: float, emulator: str, workers: int,
-               latency_s: float) -> None:
+async def main(objects: int, interval: int, seconds: float, emulator: str, settings: OperatorSettings,
+               latency_s: float, checkpoint: str | None) -> None:
     if emulator == "inline":
         async with cluster(log_requests=False) as (k8s, url):
-            populate(k8s, objects, interval)
+            populate(k8s, objects, interval, checkpoint)
 
             async def no_child(_message):
                 return None
 
-            steps, usage, t0 = await measure(url, seconds, workers, latency_s, no_child)
+            steps, usage, t0, metrics = await measure(url, seconds, settings, latency_s, no_child)
     else:
         ctx = mp.get_context("spawn")
         ours, theirs = ctx.Pipe()
-        child = ctx.Process(target=serve_emulator, args=(objects, interval, theirs), daemon=True)
+        child = ctx.Process(target=serve_emulator, args=(objects, interval, checkpoint, theirs), daemon=True)
         child.start()
         try:
             url = await asyncio.to_thread(ours.recv)
@@ -172,11 +226,16 @@ async def main(objects: int, interval: int, seconds: float, emulator: str, worke
                 ours.send(message)
                 return await asyncio.to_thread(ours.recv)
 
-            steps, usage, t0 = await measure(url, seconds, workers, latency_s, child_usage)
+            steps, usage, t0, metrics = await measure(url, seconds, settings, latency_s, child_usage)
         finally:
             ours.send("exit")
             await asyncio.to_thread(child.join, 30)
-    report(steps, usage, t0, objects, interval, seconds, emulator, workers, latency_s)
+    report(steps, usage, t0, objects, interval, seconds, emulator, settings.workers, latency_s)
+    if checkpoint:
+        calls = metrics.registry.get_sample_value("harmony_forecast_batches_total") or 0
+        batched = metrics.registry.get_sample_value("harmony_forecast_batch_workloads_total") or 0
+        Console().print(f"HARMONY: {int(calls)} batched forecast calls for {int(batched)} forecasts "
+                        f"({batched / max(calls, 1):.1f} objects per call; window {settings.batching.window_s:g} s)")
 
 
 def lateness_ms(steps: list, interval: int) -> np.ndarray:
@@ -235,6 +294,22 @@ if __name__ == "__main__":
     parser.add_argument("--workers", type=int, default=OperatorSettings.workers, help="reconcile steps in flight")
     parser.add_argument("--prometheus-latency-ms", type=float, default=0.0,
                         help="delay of each scripted telemetry answer, standing in for a range query's round trip")
+    parser.add_argument("--model", choices=("ar", "harmony"), default="ar",
+                        help="every object on ar:30, or all on one HARMONY checkpoint trained here first")
+    parser.add_argument("--batch-window", type=float, default=BatchSettings.window_s,
+                        help="the operator's --forecast-batch-window (0: each object forecasts alone)")
+    parser.add_argument("--torch-threads", type=int, default=1, help="the operator's --torch-threads")
     args = parser.parse_args()
-    asyncio.run(main(args.objects, args.interval, args.seconds, args.emulator, args.workers,
-                     args.prometheus_latency_ms / 1000))
+    checkpoint = None
+    if args.model == "harmony":
+        import tempfile
+
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
+        started = time.perf_counter()
+        checkpoint = str(train_checkpoint(Path(tempfile.mkdtemp()) / "harmony.ckpt", args.interval))
+        Console().print(f"HARMONY checkpoint trained in {time.perf_counter() - started:.0f} s: {checkpoint}")
+    settings = OperatorSettings(workers=args.workers, batching=BatchSettings(window_s=args.batch_window))
+    asyncio.run(main(args.objects, args.interval, args.seconds, args.emulator, settings,
+                     args.prometheus_latency_ms / 1000, checkpoint))

@@ -49,6 +49,8 @@ EXPECTED = {
     "harmony_forecaster_fallback": ("gauge", set()),
     "harmony_forecaster_fine_tunes": ("gauge", set()),
 }
+# the forecast batcher's (harmony.operator.batching), without object labels
+BATCHES = {"harmony_forecast_batches", "harmony_forecast_batch_workloads"}
 OBJECT_LABELS = {"autoscaler_namespace", "autoscaler"}
 KEY = {"autoscaler_namespace": "prod", "autoscaler": "llm-server"}
 # families of the process, platform and GC collectors (prometheus_client's names)
@@ -119,6 +121,11 @@ def test_every_metric_is_exported_with_its_labels(served):
             assert set(sample.labels) == allowed, (name, sample.labels)
     (autoscalers,) = samples(families, "harmony_autoscalers")
     assert (autoscalers.value, autoscalers.labels) == (3, {})
+    metrics.forecast_batched(40)
+    metrics.forecast_batched(24)
+    families = scrape(base)
+    assert samples(families, "harmony_forecast_batches_total")[0].value == 2  # mean batch: 64 / 2 workloads
+    assert samples(families, "harmony_forecast_batch_workloads_total")[0].value == 64
 
     key = KEY
     values = {name: samples(families, name, **key)[0].value for name in (
@@ -213,7 +220,7 @@ def test_metric_names_follow_prometheus_conventions(served):
     metrics.set_autoscalers(1)
     families = scrape(base)
     harmony = {name: family for name, family in families.items() if name.startswith("harmony_")}
-    assert set(EXPECTED) | {"harmony_autoscalers", "harmony_build_info"} == set(harmony)
+    assert set(EXPECTED) | {"harmony_autoscalers", "harmony_build_info", *BATCHES} == set(harmony)
     assert set(families) - set(harmony) == PROCESS  # nothing else beside them
     for name, family in harmony.items():
         if family.type == "counter":

@@ -88,7 +88,7 @@ def operator_settings(namespace: list[str] | None, selector: list[str] | None, p
                       metrics_addr: str, metrics_port: int, workers: int,
                       priority: int | None = None, liveness: str | None = None,
                       health: HealthSettings | None = None, keda_scaler_port: int = 0,
-                      installation: str = "") -> OperatorSettings:
+                      installation: str = "", batch_window_s: float = 0.5, batch_max: int = 1024) -> OperatorSettings:
     """The operator's settings from the command line's options (--selector items are KEY=VALUE; liveness:
     kopf's liveness endpoint URL, None for none).
 
@@ -96,6 +96,7 @@ def operator_settings(namespace: list[str] | None, selector: list[str] | None, p
     priority (it cannot tell which should work), so replicas of one shard started with the same default
     would all stand by; random priorities elect one and leave the others ready to take over."""
     from harmony.operator.app import OperatorSettings
+    from harmony.operator.batching import BatchSettings
 
     if priority is None:
         priority = random.SystemRandom().randint(1, 2**31 - 1)
@@ -108,7 +109,28 @@ def operator_settings(namespace: list[str] | None, selector: list[str] | None, p
     return OperatorSettings(namespaces=tuple(namespace or ()), selector=labels, peering=peering, priority=priority,
                             metrics_addr=metrics_addr, metrics_port=metrics_port, liveness_endpoint=liveness,
                             health=health if health is not None else HealthSettings(), workers=workers,
-                            keda_scaler_port=keda_scaler_port, installation=installation)
+                            keda_scaler_port=keda_scaler_port, installation=installation,
+                            batching=BatchSettings(batch_window_s, batch_max))
+
+
+def limit_torch_threads(threads: int) -> None:
+    """Run torch's forecasts (a served HARMONY model's batched `predict`, a fine-tune) on `threads` threads
+    (0: torch's default, one per core). Without importing torch when nothing has yet (an operator serving
+    baselines only never loads it): then through OMP_NUM_THREADS, which torch reads when it loads.
+
+    Why the operator's default is 1: torch's OpenMP threads wait for each other at every operation by
+    spinning, so on cores shared with the reconcile pool and other processes they spin while descheduled.
+    Forecasting 1,000 windows x 200 samples on 2 cores at load average 5 took 2.4 s on one thread and 7.2 s
+    (2 cores' worth of CPU) on two (bench/forecast_decide_batch.py --threads)."""
+    import os
+    import sys
+
+    if threads <= 0:
+        return
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
 def telemetry_source(prometheus: PrometheusClient):
@@ -168,6 +190,14 @@ def operator_run(
     ] = HealthSettings.stall_min_s,
     samples: Annotated[int, typer.Option(help="forecast samples per decision")] = 200,
     workers: Annotated[int, typer.Option(help="reconcile steps in flight at once (threads; steps wait on I/O)")] = 16,
+    forecast_batch_window: Annotated[float, typer.Option(
+        min=0.0, help="seconds the forecast of an object whose spec.model.checkpoint others share waits for theirs, "
+                      "to make them in one call (0: each object forecasts alone)")] = 0.5,
+    forecast_batch_max: Annotated[int, typer.Option(
+        min=1, help="the most objects one such call forecasts")] = 1024,
+    torch_threads: Annotated[int, typer.Option(
+        min=0, help="threads of a HARMONY model's forecasts and fine-tunes (0: one per core; on cores the "
+                    "reconcile pool and other processes share, one is faster)")] = 1,
     keda_scaler_port: Annotated[int, typer.Option(
         min=0, max=65535, help="serve KEDA's external scaler (gRPC) on this port from the current decisions, for "
                                "ScaledObjects with `type: external` triggers (0: off)")] = 0,
@@ -191,10 +221,12 @@ def operator_run(
             logging.getLogger(quiet).setLevel(logging.WARNING)
     if keda_scaler_port and keda_scaler_port in (metrics_port, liveness_port):
         raise HarmonyInputError(f"--keda-scaler-port {keda_scaler_port}: already the metrics or liveness port")
+    limit_torch_threads(torch_threads)
     health_settings = HealthSettings(stall_intervals=stall_intervals, stall_min_s=stall_min_seconds)
     settings = operator_settings(namespace, selector, peering, metrics_addr, metrics_port, workers, priority,
                                  liveness=liveness_endpoint(liveness_addr, liveness_port), health=health_settings,
-                                 keda_scaler_port=keda_scaler_port, installation=installation)
+                                 keda_scaler_port=keda_scaler_port, installation=installation,
+                                 batch_window_s=forecast_batch_window, batch_max=forecast_batch_max)
     if bearer_token_file is not None and not bearer_token_file.is_file():
         raise HarmonyInputError(f"{bearer_token_file}: no such file (--bearer-token-file)")
     verify = prometheus_tls(ca_file, insecure_skip_verify)

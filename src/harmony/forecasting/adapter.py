@@ -15,6 +15,7 @@ names (checked against the predictor's schema), its end time and interval (calen
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -73,14 +74,15 @@ def demand_of_samples(samples: np.ndarray, scaler: MinMaxScaler, positions: list
     return np.maximum(scaler.inverse(samples)[..., positions].sum(axis=-1), 0.0)
 
 
-def forecast_demand(forecast, window: TelemetryFrame, scaler: MinMaxScaler, demand: tuple[str, ...]) -> np.ndarray:
-    """Demand samples [n, horizon, series] in data units from a forecast in the scaled space: of every
-    indicator (a baseline) or of some (a model trained for the decision forecasts the demand alone)."""
-    names = tuple(forecast.indicators or window.indicator_names)
+def forecast_demand(forecast, indicators: tuple[str, ...], scaler: MinMaxScaler, demand: tuple[str, ...]) -> np.ndarray:
+    """Demand samples [n, horizon, series] in data units from a forecast in the scaled space of a context with
+    `indicators` (the scaler's, in order): of every indicator (a baseline) or of some (a model trained for
+    the decision forecasts the demand alone)."""
+    names = tuple(forecast.indicators or indicators)
     missing = [d for d in demand if d not in names]
     if missing:
         raise HarmonyInputError(f"the forecaster forecasts {list(names)}, not the demand indicator {missing[0]!r}")
-    scaler = scaler.select([window.indicator_position(n) for n in names])
+    scaler = scaler.select([indicators.index(n) for n in names])
     return demand_of_samples(forecast.samples, scaler, [names.index(d) for d in demand])
 
 
@@ -205,6 +207,11 @@ class DemandForecaster:
 
     def demand_samples(self, window: TelemetryFrame, demand: tuple[str, ...], seed: int) -> np.ndarray:
         """[n_samples, horizon] demand over the steps after the window's last row (one series)."""
+        return self.request(window, demand, seed).run()
+
+    def request(self, window: TelemetryFrame, demand: tuple[str, ...], seed: int) -> ForecastRequest:
+        """The forecast `demand_samples` makes, ready to run alone or together with other workloads' (the
+        fit, fine-tune and schedule bookkeeping of this decision done, the context cut and scaled)."""
         if len(window.series) != 1:
             raise HarmonyInputError(f"a forecast serves one workload; the window has {len(window.series)} series")
         if self._due():
@@ -220,6 +227,74 @@ class DemandForecaster:
         ctx = predictor.input_scaler.transform(window.values[-lookback:])
         end = window.index[-1:]
         end = (end.tz_convert(None) if end.tz is not None else end).to_numpy(dtype="datetime64[ns]")  # UTC
-        context = Context(ctx, end, window.interval, window.indicator_names)
-        fc = predictor.predict(context, self.horizon, self.n_samples, seed)
-        return forecast_demand(fc, window, predictor.input_scaler, tuple(demand))[:, :, 0]
+        context = Context(ctx, end, window.interval, tuple(window.indicator_names))
+        # a model served to many workloads (a checkpoint not yet fine-tuned into a copy of this workload's own)
+        shared = self.spec is None and not self.owned and predictor.seeds_per_series
+        return ForecastRequest(predictor, context, self.horizon, self.n_samples, int(seed), tuple(demand), shared)
+
+@dataclass
+class ForecastRequest:
+    """One workload's forecast, ready to run: its predictor, its context (one series, gaps filled), the
+    horizon, samples and seed, and the demand indicators to read from the forecast. `shared`: the predictor
+    serves other workloads too and takes a seed per series, so the forecast may run in one `predict` call
+    with theirs (`forecast_together`) and give the same samples as alone."""
+
+    predictor: Predictor
+    context: Context
+    horizon: int
+    n_samples: int
+    seed: int
+    demand: tuple[str, ...]
+    shared: bool = False
+
+    @property
+    def batch_key(self) -> tuple:
+        """Requests with equal keys can share a `predict` call: one predictor object, one shape of forecast."""
+        return (id(self.predictor), self.horizon, self.n_samples, self.context.lookback, self.context.indicators,
+                str(self.context.interval))
+
+    def demand_of(self, forecast, series: int = 0) -> np.ndarray:
+        """[n_samples, horizon] demand samples in data units of one series of a forecast."""
+        one = dataclasses.replace(forecast, samples=forecast.samples[:, :, series:series + 1], point=None, series=None)
+        return forecast_demand(one, self.context.indicators, self.predictor.input_scaler, self.demand)[:, :, 0]
+
+    def run(self) -> np.ndarray:
+        """[n_samples, horizon] demand samples, forecast alone."""
+        return self.demand_of(self.predictor.predict(self.context, self.horizon, self.n_samples, self.seed))
+
+
+def forecast_together(requests: list[ForecastRequest]) -> list[np.ndarray | Exception]:
+    """Each request's demand samples, or the exception its forecast raised, in order: one `predict` call over
+    the series axis for the `shared` requests of one `batch_key`, the others alone. A request's samples are
+    those it gets alone (`ForecastRequest.run`), up to the rounding of batched arithmetic.
+
+    A call that fails is split in halves and each half tried again, down to single requests, so one
+    workload's bad context fails that workload alone while the others are still forecast together (a fault
+    among n costs about 2 log2(n) calls, not n)."""
+    results: list[np.ndarray | Exception | None] = [None] * len(requests)
+    groups: dict[tuple, list[int]] = {}
+    for i, r in enumerate(requests):
+        groups.setdefault(r.batch_key if r.shared else ("alone", i), []).append(i)
+    for members in groups.values():
+        for i, result in zip(members, _together([requests[i] for i in members]), strict=True):
+            results[i] = result
+    return results
+
+
+def _together(requests: list[ForecastRequest]) -> list[np.ndarray | Exception]:
+    """forecast_together for requests of one batch key."""
+    if len(requests) == 1:
+        try:
+            return [requests[0].run()]
+        except Exception as exc:  # noqa: BLE001 - this request's own fault, returned to its caller
+            return [exc]
+    first = requests[0]
+    try:
+        context = Context(np.concatenate([r.context.values for r in requests], axis=1),
+                          np.concatenate([r.context.end_time for r in requests]), first.context.interval,
+                          first.context.indicators)
+        forecast = first.predictor.predict(context, first.horizon, first.n_samples, [r.seed for r in requests])
+        return [r.demand_of(forecast, k) for k, r in enumerate(requests)]
+    except Exception:  # noqa: BLE001 - whose fault it was, the halves tell
+        half = len(requests) // 2
+        return _together(requests[:half]) + _together(requests[half:])

@@ -47,6 +47,7 @@ from urllib.parse import quote
 import kopf
 
 from harmony.errors import HarmonyInputError
+from harmony.operator.batching import BatchSettings, ForecastBatcher
 from harmony.operator.health import Health, HealthSettings
 from harmony.operator.kube import GROUP, PLURAL, VERSION, ApiError
 from harmony.operator.metrics import METRICS_PORT
@@ -74,7 +75,9 @@ class OperatorSettings:
     (harmony.operator.keda), which `run` serves from the reconciler's decisions while the operator runs
     (port 0: not served). installation: the installation's name (the chart passes its
     release's), the same for all its replicas and whatever shard it serves: its finalizer is
-    `harmony.dev/<installation>`; empty: one per shard (`finalizer_name`)."""
+    `harmony.dev/<installation>`; empty: one per shard (`finalizer_name`). batching: how the forecasts of
+    objects sharing a served model are coalesced into one call (harmony.operator.batching; a window of 0
+    forecasts each object alone)."""
 
     namespaces: tuple[str, ...] = ()
     selector: Mapping[str, str] = field(default_factory=dict)
@@ -89,6 +92,7 @@ class OperatorSettings:
     keda_scaler_addr: str = "0.0.0.0"
     keda_scaler_port: int = 0
     installation: str = ""
+    batching: BatchSettings = field(default_factory=BatchSettings)
 
     def __post_init__(self) -> None:
         if self.installation and not INSTALLATION.fullmatch(self.installation):
@@ -187,13 +191,30 @@ def leave(patch: kopf.Patch, finalizer: str, prefix: str) -> None:
     patch.fns.append(functools.partial(_drop_finalizer, finalizer=finalizer))
 
 
+async def _step(reconciler: Reconciler, executor: concurrent.futures.Executor | None,
+                batcher: ForecastBatcher | None, *args):
+    """One reconcile step in the pool. With a batcher, in three parts (harmony.operator.batching): begin in
+    the pool, the forecast awaited from the batcher when the object's model is shared (no thread held while
+    it waits), finish in the pool."""
+    loop = asyncio.get_running_loop()
+    if batcher is None:
+        return await loop.run_in_executor(executor, reconciler.reconcile, *args)
+    begun = await loop.run_in_executor(executor, reconciler.begin, *args)
+    forecast = None
+    if begun.request is not None and begun.request.shared:
+        forecast = await batcher.forecast(begun.request)
+    return await loop.run_in_executor(executor, reconciler.finish, begun, forecast)
+
+
 def build_registry(reconciler: Reconciler, settings: OperatorSettings,
                    login: Callable[..., kopf.ConnectionInfo] | None = None,
                    executor: concurrent.futures.Executor | None = None,
                    health: Health | None = None) -> kopf.OperatorRegistry:
     """The kopf handlers of one operator process, bound to `reconciler`; steps run in `executor` (None:
-    asyncio's default pool) and are reported to `health` (None: a fresh one with `settings.health`)."""
+    asyncio's default pool) and are reported to `health` (None: a fresh one with `settings.health`); the
+    forecasts of objects sharing a served model are batched as `settings.batching` says."""
     registry = kopf.OperatorRegistry()
+    batcher = ForecastBatcher(settings.batching, executor, reconciler.metrics) if settings.batching.enabled else None
     health = health if health is not None else Health(settings.health)
     labels = dict(settings.selector) or None
 
@@ -259,9 +280,8 @@ def build_registry(reconciler: Reconciler, settings: OperatorSettings,
                 health.serving(uid, _interval_s(spec))  # the spec may have changed the interval
                 current = _newer(own, status)
                 try:
-                    outcome = await asyncio.get_running_loop().run_in_executor(
-                        executor, reconciler.reconcile, namespace, name, uid, meta.get("generation"), dict(spec),
-                        current, dict(meta.get("annotations") or {}))  # meta is live: this step's annotations
+                    outcome = await _step(reconciler, executor, batcher, namespace, name, uid, meta.get("generation"),
+                                          dict(spec), current, dict(meta.get("annotations") or {}))  # meta is live
                     own = outcome.status if outcome.error is None else own
                     # progress even with outcome.error: the step ran and put the object's fault on its status
                     health.step_finished()

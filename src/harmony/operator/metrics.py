@@ -130,6 +130,12 @@ class OperatorMetrics:
                                 registry=r)
         self.autoscalers = Gauge("harmony_autoscalers", "HarmonyAutoscaler objects handled by this process.",
                                  registry=r)
+        # their ratio is the mean batch size: counters, not a histogram of a count (histograms here are durations)
+        self.forecast_batches = Counter("harmony_forecast_batches",
+                                        "Forecast calls of a model shared by workloads, each for those due together.",
+                                        registry=r)
+        self.forecast_batch_workloads = Counter("harmony_forecast_batch_workloads",
+                                                "Workloads forecast in those calls.", registry=r)
         self._objects: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
 
@@ -216,6 +222,11 @@ class OperatorMetrics:
 
     def set_autoscalers(self, n: int) -> None:
         self.autoscalers.set(n)
+
+    def forecast_batched(self, workloads: int) -> None:
+        """One forecast call of a shared model, for `workloads` objects (harmony.operator.batching)."""
+        self.forecast_batches.inc()
+        self.forecast_batch_workloads.inc(workloads)
 
 
 def serve(metrics: OperatorMetrics, port: int, addr: str = "127.0.0.1") -> tuple[WSGIServer, threading.Thread]:

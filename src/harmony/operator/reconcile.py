@@ -58,7 +58,7 @@ import numpy as np
 from harmony.decision import step as control
 from harmony.decision.decide import LIMITED_MAX, LIMITED_MIN, Decision
 from harmony.errors import HarmonyInputError
-from harmony.forecasting.adapter import DEFAULT_SAMPLES, REFIT_EVERY, DemandForecaster
+from harmony.forecasting.adapter import DEFAULT_SAMPLES, REFIT_EVERY, DemandForecaster, ForecastRequest
 from harmony.operator import state as st
 from harmony.operator.decisions import DecisionBoard, PostedDecision
 from harmony.operator.kube import ApiError, Conflict, Scale, TargetNotFound
@@ -146,6 +146,33 @@ class Observed:
     discarded: str = ""  # why the posterior in status was not trusted ("": restored, or there was none)
 
 
+#: what a forecaster raises for an object's own inputs (a window it cannot forecast from): that object's
+#: forecast failure, reported on it (forecast-failed), never the step's crash
+FORECAST_FAULTS = (HarmonyInputError, ValueError, FloatingPointError)
+
+
+@dataclass
+class Begun:
+    """A step `Reconciler.begin` took up to its forecast: what `finish` needs to go on, and the forecast to
+    make (`request`, None when there is none: `seen.forecast_error` says why); or, for a step that ended
+    before it (an invalid spec, a missing target), its `outcome`."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int | None = None
+    started: float = 0.0
+    now: dt.datetime | None = None
+    status_body: dict = field(default_factory=dict)
+    annotations: dict = field(default_factory=dict)
+    spec: AutoscalerSpec | None = None
+    conditions: list[dict] = field(default_factory=list)
+    restored: control.ControllerState | None = None
+    seen: Observed | None = None
+    request: ForecastRequest | None = None
+    outcome: Outcome | None = None
+
+
 @dataclass
 class Reconciler:
     kube: object  # harmony.operator.kube.KubeClient or anything with its methods
@@ -202,7 +229,16 @@ class Reconciler:
 
     def reconcile(self, namespace: str, name: str, uid: str, generation: int | None, spec_body: Mapping,
                   status_body: Mapping | None, annotations: Mapping | None = None) -> Outcome:
-        """One step for the object's spec, status and metadata.annotations (the pause annotations)."""
+        """One step for the object's spec, status and metadata.annotations (the pause annotations), its
+        forecast made alone: `finish(begin(...))`."""
+        return self.finish(self.begin(namespace, name, uid, generation, spec_body, status_body, annotations))
+
+    def begin(self, namespace: str, name: str, uid: str, generation: int | None, spec_body: Mapping,
+              status_body: Mapping | None, annotations: Mapping | None = None) -> Begun:
+        """A step up to its forecast: the spec, the scale and the telemetry read, the forecast prepared
+        (`Begun.request`) but not made. A step that ends before (an invalid spec, a missing target) is
+        finished here (`Begun.outcome`). Run the forecast alone or with other objects' (the operator's
+        `ForecastBatcher`), then `finish`."""
         started = time.perf_counter()
         now = self.clock()
         status_body = dict(status_body or {})
@@ -217,8 +253,8 @@ class Reconciler:
             conditions = st.set_condition(conditions, "InvalidSpec", True, "InvalidSpec", message, now, generation)
             conditions = st.set_condition(conditions, st.READY, False, "InvalidSpec", message, now, generation)
             # harmony acts on nothing meanwhile: whatever count the target gets is nobody's conflict
-            return self._write(namespace, name, Outcome({**base, "conditions": conditions, **_NO_WRITER},
-                                                        error=message))
+            return Begun(namespace, name, uid, outcome=self._write(namespace, name, Outcome(
+                {**base, "conditions": conditions, **_NO_WRITER}, error=message)))
         conditions = [c for c in conditions if c.get("type") != "InvalidSpec"]
         conditions = self._checkpoint_condition(conditions, namespace, name, uid, spec, now, generation)
 
@@ -231,15 +267,29 @@ class Reconciler:
                                           generation)
             conditions = st.set_condition(conditions, st.READY, False, "TargetNotFound", str(exc), now, generation)
             # a target created again starts from its own count, not a conflict with the old one's
-            return self._write(namespace, name, Outcome({**base, "conditions": conditions, **_NO_WRITER},
-                                                        error=str(exc)))
+            return Begun(namespace, name, uid, outcome=self._write(namespace, name, Outcome(
+                {**base, "conditions": conditions, **_NO_WRITER}, error=str(exc))))
 
         restored, discarded = st.read_posterior(status_body.get("posterior"), spec.capacity_per_replica,
                                                 spec.max_replicas)
         if discarded:
             self._posterior_discarded(namespace, name, uid, discarded, now)
-        seen = self._observe(namespace, name, uid, spec, scale, now, restored.decisions if restored else 0)
+        seen, request = self._observe(namespace, name, uid, spec, scale, now, restored.decisions if restored else 0)
         seen.discarded = discarded
+        return Begun(namespace, name, uid, generation, started, now, status_body, dict(annotations or {}), spec,
+                     conditions, restored, seen, request)
+
+    def finish(self, begun: Begun, forecast: np.ndarray | BaseException | None = None) -> Outcome:
+        """The rest of a step `begin` began, from its forecast: the demand samples, or the exception making
+        them raised (None: made here, alone). A forecaster's input fault (a bad window) is this object's
+        forecast failure (ForecastReady=False, the count held); anything else is raised, as `reconcile` does."""
+        if begun.outcome is not None:
+            return begun.outcome
+        namespace, name, uid, generation, spec = begun.namespace, begun.name, begun.uid, begun.generation, begun.spec
+        started, now, status_body, annotations = begun.started, begun.now, begun.status_body, begun.annotations
+        seen = self._forecast(begun, forecast)
+        restored, conditions, scale = begun.restored, begun.conditions, seen.scale
+        base = {"observedGeneration": generation}
         conditions = self._forecast_condition(conditions, namespace, name, uid, spec, seen, now, generation)
         settings = spec.control_settings()
         state = restored or self._fresh_state(spec, seen)
@@ -338,7 +388,9 @@ class Reconciler:
 
     # -- observe -----------------------------------------------------------------------------------------
     def _observe(self, namespace: str, name: str, uid: str, spec: AutoscalerSpec, scale: Scale, now: dt.datetime,
-                 decisions: int) -> Observed:
+                 decisions: int) -> tuple[Observed, ForecastRequest | None]:
+        """What the telemetry shows, and the forecast to make from it (None: no forecast, `forecast_error`
+        says why)."""
         seen = Observed(scale)
         try:
             access = self._prometheus_access(namespace, spec)
@@ -349,25 +401,44 @@ class Reconciler:
             # garbage): it repeats until someone fixes it, so it is reported on the object, not raised
             seen.forecast_error = f"{exc.reason}: {exc}"
             log.warning("%s/%s: no telemetry: %s", namespace, name, seen.forecast_error)
-            return seen
+            return seen, None
         except Exception as exc:  # a telemetry source's own fault: the step holds and says so
             seen.forecast_error = redact_url(f"query-failed: {type(exc).__name__}: {exc}")
             log.warning("%s/%s: telemetry source failed: %s", namespace, name,
                         redact_url("".join(traceback.format_exception(exc)).rstrip()))
-            return seen
+            return seen, None
         if window.stale or window.frame is None:
             seen.forecast_error = redact_url(window.reason or "telemetry-stale")
-            return seen
+            return seen, None
         demand_name = spec.demand_indicator.name
         demand_col = window.frame.values[:, 0, window.frame.indicator_position(demand_name)]
         seen.demand = float(demand_col[-1]) if np.isfinite(demand_col[-1]) else float("nan")
         seen.peak = float(np.nanmax(demand_col)) if np.isfinite(demand_col).any() else float("nan")
         seen.age_s = _age_s(window.frame.index, demand_col, now)
         try:
-            seen.samples = self.forecaster(uid, spec).demand_samples(window.frame, (demand_name,),
-                                                                     seed=self.settings.seed + decisions)
-        except (HarmonyInputError, ValueError, FloatingPointError) as exc:
+            return seen, self.forecaster(uid, spec).request(window.frame, (demand_name,),
+                                                            seed=self.settings.seed + decisions)
+        except FORECAST_FAULTS as exc:  # a fit that cannot be made, too few rows
             seen.forecast_error = f"forecast-failed: {exc}"
+            return seen, None
+
+    @staticmethod
+    def _forecast(begun: Begun, forecast: np.ndarray | BaseException | None) -> Observed:
+        """The observation with the step's forecast in it (made here when `forecast` is None)."""
+        seen = begun.seen
+        if begun.request is None:
+            return seen
+        if forecast is None:
+            try:
+                forecast = begun.request.run()
+            except FORECAST_FAULTS as exc:
+                forecast = exc
+        if isinstance(forecast, FORECAST_FAULTS):
+            seen.forecast_error = f"forecast-failed: {forecast}"
+        elif isinstance(forecast, BaseException):
+            raise forecast
+        else:
+            seen.samples = forecast
         return seen
 
     def _prometheus_access(self, namespace: str, spec: AutoscalerSpec) -> PrometheusAccess | None:

@@ -21,6 +21,7 @@ from positions; nothing assumes CUDA (tensors follow the module's device).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -38,8 +39,10 @@ from harmony.forecasting.models.flows import FLOW_KINDS, ConditionalFlow, standa
 from harmony.forecasting.models.heads import GaussianHead, sample_crps
 from harmony.forecasting.models.tokens import N_CALENDAR_TOKENS, CalendarTokens, IndicatorTokens, WindowNorm
 
-#: sample rows (samples x windows) per flow pass: bounds the spline's memory for many samples of many windows
-FLOW_ROWS = 2**16
+#: sample rows (samples x windows) per flow pass: bounds the spline's memory for many samples of many windows,
+#: and keeps a pass's [rows, hidden] activations near the core's cache: 1,000 windows x 200 samples forecast
+#: in 2.25 s of one core at 2**13 rows, 2.6-2.7 s at 2**12 or 2**14, 3.0 s at 2**16 (bench/forecast_decide_batch.py)
+FLOW_ROWS = 2**13
 
 
 @dataclass(frozen=True)
@@ -199,17 +202,30 @@ class HarmonyNetwork(nn.Module):
 
     @torch.no_grad()
     def sample(self, x: torch.Tensor, calendar: torch.Tensor, n_samples: int,
-               generator: torch.Generator | None = None, calibrated: bool = True) -> torch.Tensor:
-        """[n_samples, B, H, T] predictive samples in the input space (spread-calibrated unless told not to)."""
+               generator: torch.Generator | Sequence[torch.Generator] | None = None,
+               calibrated: bool = True) -> torch.Tensor:
+        """[n_samples, B, H, T] predictive samples in the input space (spread-calibrated unless told not to).
+
+        generator: one for the whole batch, or one per series: the B rows are then as many equal blocks of
+        consecutive rows (a series' windows), and each block draws its noise and its mixture from its own
+        generator, the same numbers in the same shapes as the block sampled alone, so a series' samples do
+        not depend on the others it shares the batch with (up to the rounding of batched arithmetic)."""
         p = self.encode(x, calendar)
-        noise = torch.randn((n_samples, x.shape[0], self.config.event_features), generator=generator,
-                            device=x.device, dtype=x.dtype)
-        samples = self.sample_from(p, noise)
+        draws = list(generator) if isinstance(generator, Sequence) else [generator]
+        rows = x.shape[0] // len(draws)  # per generator
+        if rows * len(draws) != x.shape[0]:
+            raise ValueError(f"{len(draws)} generators for {x.shape[0]} rows: need equal blocks of rows")
+        shape = (n_samples, rows, self.config.event_features)
+        noise = [torch.randn(shape, generator=g, device=x.device, dtype=x.dtype) for g in draws]
+        samples = self.sample_from(p, noise[0] if len(noise) == 1 else torch.cat(noise, dim=1))
         if calibrated and not bool((self.spread == 1).all()):
             samples = apply_spread(samples, self.centre_from(p), self.spread)
-        if calibrated:
-            samples = mix_with_window(samples, x[:, :, self.targets], self.window_mix, self.window_recent, generator,
-                                      per_path=self.config.path_mix)
+        if calibrated and bool((self.window_mix > 0).any()):
+            window = x[:, :, self.targets]
+            mixed = [mix_with_window(samples[:, k * rows:(k + 1) * rows], window[k * rows:(k + 1) * rows],
+                                     self.window_mix, self.window_recent, g, per_path=self.config.path_mix)
+                     for k, g in enumerate(draws)]
+            samples = mixed[0] if len(mixed) == 1 else torch.cat(mixed, dim=1)
         return samples
 
     @torch.no_grad()

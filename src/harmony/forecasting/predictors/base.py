@@ -93,12 +93,14 @@ class Predictor(ABC):
     interval; set by `remember`) and `input_scaler`, the scaler from data units into the space it was
     fitted in (set by whoever scaled its training data; a checkpoint saves it).
     `refit`: whether refitting at every decision is cheap (baselines) or not (HARMONY: fitted once, or
-    loaded from a checkpoint).
+    loaded from a checkpoint). `seeds_per_series`: whether `predict` also takes one seed per series, each
+    series then sampled as it would be alone (so workloads sharing the predictor can share one call).
     """
 
     #: short registry name, e.g. "ar"
     name: str = "predictor"
     refit: bool = True
+    seeds_per_series: bool = False
     schema: InputSchema | None = None
     input_scaler = None  # harmony.forecasting.scaling.MinMaxScaler: data units -> the fitted space
 

@@ -22,6 +22,7 @@ checks that the data has the same indicators. Paper: HARMONY (see `harmony.forec
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -50,6 +51,7 @@ class HarmonyPredictor(Predictor):
     """HARMONY forecaster. `options` are HarmonyConfig fields (d_model, hierarchy, flow, ...)."""
 
     refit = False  # trained once (or loaded), then fine-tuned on a schedule: never refitted per decision
+    seeds_per_series = True  # `predict` takes a seed per series: workloads can share one call
 
     def __init__(self, lookback: int = 72, horizon: int | None = None, settings: TrainingSettings | None = None,
                  name: str = "harmony", targets: tuple[str, ...] | None = None, **options) -> None:
@@ -156,15 +158,17 @@ class HarmonyPredictor(Predictor):
         return self
 
     # -- predict -------------------------------------------------------------------------------------
-    def predict(self, context: Context, horizon: int, n_samples: int = 100, seed: int | None = None) -> Forecast:
+    def predict(self, context: Context, horizon: int, n_samples: int = 100,
+                seed: int | Sequence[int] | None = None) -> Forecast:
+        """seed: one for the whole context, or one per series (`seeds_per_series`): each series then draws
+        from a generator of its own, so its samples are those it gets forecast alone, whichever series share
+        the call (the operator forecasts the workloads of one model together)."""
         if self.network is None:
             raise RuntimeError(f"{self.name} is not fitted")
         values = self._check_context(context, len(self.indicators))[-self.lookback:]  # [L, S, I]
         x = torch.from_numpy(np.moveaxis(self.scaler.transform(values), 1, 0).astype(np.float32))  # [S, L, I]
         interval = context.interval if context.interval is not None else self.interval
-        # seed None: fresh entropy, drawn without touching torch's (or numpy's) global generators
-        generator = torch.Generator().manual_seed(
-            int(seed) if seed is not None else int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> 1))
+        generator = _generators(seed, x.shape[0])
         positions = list(self.network.config.target_positions)
         if len(positions) < len(self.indicators) and horizon > self.network.config.horizon:
             raise HarmonyInputError(
@@ -176,7 +180,7 @@ class HarmonyPredictor(Predictor):
         return Forecast(samples, None, None, self.target_names)  # [n, h, S, targets]
 
     def _paths(self, x: torch.Tensor, context: Context, interval: pd.Timedelta | None, horizon: int,
-               n_samples: int, generator: torch.Generator) -> torch.Tensor:
+               n_samples: int, generator: torch.Generator | list[torch.Generator]) -> torch.Tensor:
         """[n, S, horizon, I] sample paths in the scaled space; beyond the trained horizon, recursively."""
         n_series = x.shape[0]
         trained = self.network.config.horizon
@@ -190,21 +194,27 @@ class HarmonyPredictor(Predictor):
             if step == 0:
                 paths.append(self._sample(x, calendar, n_samples, generator))
                 if steps > 1:  # only recursion needs a context per sample path (n_samples copies of x)
-                    flat = x.repeat(n_samples, 1, 1)  # row k * S + s: sample path k of series s
+                    flat = x.repeat_interleave(n_samples, dim=0)  # row s * n + k: sample path k of series s
             else:
-                flat = torch.cat([flat, paths[-1].reshape(n_samples * n_series, trained, -1)], dim=1)
-                flat = flat[:, -self.lookback:]
-                nxt = self._sample(flat, calendar.repeat(n_samples, 1), 1, generator)[0]
-                paths.append(nxt.reshape(n_samples, n_series, trained, -1))
+                previous = paths[-1].transpose(0, 1).reshape(n_series * n_samples, trained, -1)
+                flat = torch.cat([flat, previous], dim=1)[:, -self.lookback:]
+                nxt = self._sample(flat, calendar.repeat_interleave(n_samples, dim=0), 1, generator)[0]
+                paths.append(nxt.reshape(n_series, n_samples, trained, -1).transpose(0, 1))
         return torch.cat(paths, dim=2)[:, :, :horizon]
 
     def _sample(self, x: torch.Tensor, calendar: torch.Tensor, n_samples: int,
-                generator: torch.Generator) -> torch.Tensor:
-        """[n, B, H, I] in batches of PREDICT_BATCH windows."""
+                generator: torch.Generator | list[torch.Generator]) -> torch.Tensor:
+        """[n, B, H, I] in batches of about PREDICT_BATCH windows; with a generator per series (the rows of x
+        as many equal blocks), batches of whole series."""
         chunk = max(1, PREDICT_BATCH // max(1, n_samples // 16))
-        out = [self.network.sample(x[i:i + chunk], calendar[i:i + chunk], n_samples, generator)
-               for i in range(0, len(x), chunk)]
-        return torch.cat(out, dim=1)
+        if not isinstance(generator, list):
+            return torch.cat([self.network.sample(x[i:i + chunk], calendar[i:i + chunk], n_samples, generator)
+                              for i in range(0, len(x), chunk)], dim=1)
+        rows = len(x) // len(generator)
+        series = max(1, chunk // rows)
+        return torch.cat([self.network.sample(x[i * rows:(i + series) * rows], calendar[i * rows:(i + series) * rows],
+                                              n_samples, generator[i:i + series])
+                          for i in range(0, len(generator), series)], dim=1)
 
     # -- persistence ---------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -280,6 +290,18 @@ class HarmonyPredictor(Predictor):
         """The same (unfitted) predictor with some training settings changed."""
         self.settings = replace(self.settings, **changes)
         return self
+
+
+def _generators(seed: int | Sequence[int] | None, n_series: int) -> torch.Generator | list[torch.Generator]:
+    """One generator for `seed` (None: fresh entropy, drawn without touching torch's or numpy's global
+    generators), or one per series for a sequence of seeds."""
+    if seed is None:
+        seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> 1)
+    if isinstance(seed, Sequence | np.ndarray):
+        if len(seed) != n_series:
+            raise HarmonyInputError(f"{len(seed)} seeds for {n_series} series: give one seed, or one per series")
+        return [torch.Generator().manual_seed(int(s)) for s in seed]
+    return torch.Generator().manual_seed(int(seed))
 
 
 def _input_scaler(state: dict) -> MinMaxScaler | None:
