@@ -118,7 +118,7 @@ async def run_ticks(checkpoint: str, telemetry, batched: bool, ticks: int = 3) -
             args = ("default", f"ha-{k}", body["metadata"]["uid"], 1, body["spec"], status, {})
             if batcher is None:  # one at a time, as `reconcile` forecasts alone
                 return await asyncio.to_thread(reconciler.reconcile, *args)
-            return await _step(reconciler, None, batcher, *args)
+            return await _step(reconciler, None, batcher, None, *args)
 
         try:
             for _ in range(ticks):

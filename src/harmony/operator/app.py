@@ -192,10 +192,12 @@ def leave(patch: kopf.Patch, finalizer: str, prefix: str) -> None:
 
 
 async def _step(reconciler: Reconciler, executor: concurrent.futures.Executor | None,
-                batcher: ForecastBatcher | None, *args):
+                batcher: ForecastBatcher | None, finish_executor: concurrent.futures.Executor | None, *args):
     """One reconcile step in the pool. With a batcher, in three parts (harmony.operator.batching): begin in
     the pool, the forecast awaited from the batcher when the object's model is shared (no thread held while
-    it waits), finish in the pool."""
+    it waits), finish in `finish_executor` (a pool of its own in `run`: a step whose forecast is back must not
+    queue again behind the other objects' begins, which under a CPU shortage made batched steps last longer
+    than the interval)."""
     loop = asyncio.get_running_loop()
     if batcher is None:
         return await loop.run_in_executor(executor, reconciler.reconcile, *args)
@@ -203,18 +205,22 @@ async def _step(reconciler: Reconciler, executor: concurrent.futures.Executor | 
     forecast = None
     if begun.request is not None and begun.request.shared:
         forecast = await batcher.forecast(begun.request)
-    return await loop.run_in_executor(executor, reconciler.finish, begun, forecast)
+    return await loop.run_in_executor(finish_executor or executor, reconciler.finish, begun, forecast)
 
 
 def build_registry(reconciler: Reconciler, settings: OperatorSettings,
                    login: Callable[..., kopf.ConnectionInfo] | None = None,
                    executor: concurrent.futures.Executor | None = None,
-                   health: Health | None = None) -> kopf.OperatorRegistry:
+                   health: Health | None = None,
+                   finish_executor: concurrent.futures.Executor | None = None,
+                   forecast_executor: concurrent.futures.Executor | None = None) -> kopf.OperatorRegistry:
     """The kopf handlers of one operator process, bound to `reconciler`; steps run in `executor` (None:
     asyncio's default pool) and are reported to `health` (None: a fresh one with `settings.health`); the
-    forecasts of objects sharing a served model are batched as `settings.batching` says."""
+    forecasts of objects sharing a served model are batched as `settings.batching` says, the batched calls
+    run in `forecast_executor` and the steps' last parts in `finish_executor` (None: `executor`)."""
     registry = kopf.OperatorRegistry()
-    batcher = ForecastBatcher(settings.batching, executor, reconciler.metrics) if settings.batching.enabled else None
+    batcher = (ForecastBatcher(settings.batching, forecast_executor or executor, reconciler.metrics)
+               if settings.batching.enabled else None)
     health = health if health is not None else Health(settings.health)
     labels = dict(settings.selector) or None
 
@@ -280,8 +286,9 @@ def build_registry(reconciler: Reconciler, settings: OperatorSettings,
                 health.serving(uid, _interval_s(spec))  # the spec may have changed the interval
                 current = _newer(own, status)
                 try:
-                    outcome = await _step(reconciler, executor, batcher, namespace, name, uid, meta.get("generation"),
-                                          dict(spec), current, dict(meta.get("annotations") or {}))  # meta is live
+                    outcome = await _step(reconciler, executor, batcher, finish_executor, namespace, name, uid,
+                                          meta.get("generation"), dict(spec), current,
+                                          dict(meta.get("annotations") or {}))  # meta is live
                     own = outcome.status if outcome.error is None else own
                     # progress even with outcome.error: the step ran and put the object's fault on its status
                     health.step_finished()
@@ -438,7 +445,11 @@ async def run(reconciler: Reconciler, settings: OperatorSettings, login: Callabl
                              clock=reconciler.clock)
         log.info("KEDA external scaler on %s:%d", settings.keda_scaler_addr, port)
     executor = concurrent.futures.ThreadPoolExecutor(max(1, settings.workers), thread_name_prefix="harmony-reconcile")
-    registry = build_registry(reconciler, settings, login, executor, health)
+    pools = [executor]
+    if settings.batching.enabled:  # finishes never queue behind begins; one batched forward pass at a time
+        pools += [concurrent.futures.ThreadPoolExecutor(max(1, settings.workers), thread_name_prefix="harmony-finish"),
+                  concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="harmony-forecast")]
+    registry = build_registry(reconciler, settings, login, executor, health, *pools[1:])
     identity, watcher = None, None
     if settings.peering is not None:
         identity = peer_identity(shard_id(settings))
@@ -462,4 +473,5 @@ async def run(reconciler: Reconciler, settings: OperatorSettings, login: Callabl
             watcher.cancel()
         if scaler is not None:
             scaler.stop(grace=1.0)  # open streams end at once; KEDA reconnects to whichever operator serves next
-        executor.shutdown(wait=False, cancel_futures=True)  # a step still running finishes on its own
+        for pool in pools:
+            pool.shutdown(wait=False, cancel_futures=True)  # a step still running finishes on its own
