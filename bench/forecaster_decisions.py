@@ -3,8 +3,10 @@
 For each aggregate trace of the suite (`harmony.backtest.suite.AGGREGATES`) this replays the validation span
 (the 20% before the evaluated 30%, with the first 50% as history; the evaluated span is never read) with the
 harmony policy deciding on each forecaster variant through the one control step: `ar:30` (today's default),
-the HARMONY model trained for the decision (the demand path over the cold start, `harmony`), and HARMONY
-fine-tuned in the loop (`--fine-tune` seconds between fine-tunes). Each variant runs at the default knob (the
+the HARMONY model trained for the decision (the demand path over the cold start, `harmony`), HARMONY
+fine-tuned in the loop (`--fine-tune` seconds between fine-tunes), and HARMONY trained on a 7-day telemetry
+window (`harmony+7d`: historySeconds of 7 days, where the operator's default of 1,440 intervals is one day at
+1-minute rows). Each variant runs at the default knob (the
 SLA) and over the policy's sweep; the table gives the default run's GPU-hours and breach rate with
 block-bootstrap 95% intervals, the cheapest swept setting within the SLA ("at the SLA"), and the paired
 GPU-hour difference against `ar:30` at the default knob.
@@ -15,8 +17,8 @@ GPU-hour difference against `ar:30` at the default knob.
 
 Verdict per trace (`verdict`): a variant wins when its cheapest swept setting within the SLA costs less than
 `ar:30`'s, or when it has one and `ar:30` has none (`ar:30` cannot hold the SLA there at any setting); it
-loses in the opposite cases; "neither" when no setting of either holds the SLA. A group of per-client
-traces (`--clients`) is one trace kind, won when its clients' wins outnumber their losses.
+loses in the opposite cases; "tie" at equal cost, "neither" when no setting of either holds the SLA. A group
+of per-client traces (`--clients`) is one trace kind, won when its clients' wins outnumber their losses.
 """
 
 from __future__ import annotations
@@ -33,17 +35,19 @@ from harmony.backtest.policies import POLICIES
 from harmony.backtest.runner import Backtest, BacktestSettings
 from harmony.backtest.suite import AGGREGATES, load_trace, per_client_traces, result_arrays, split_frame
 
-#: (label, forecaster spec, seconds between fine-tunes)
-VARIANTS = (("ar:30", "ar:30", 0.0), ("harmony", "harmony", 0.0), ("harmony+tune", "harmony", None))
+#: (label, forecaster spec, seconds between fine-tunes (None: --fine-tune), telemetry window in seconds (None:
+#: the operator's default historySeconds, which is also what HARMONY trains on))
+VARIANTS = (("ar:30", "ar:30", 0.0, None), ("harmony", "harmony", 0.0, None), ("harmony+tune", "harmony", None, None),
+            ("harmony+7d", "harmony", 0.0, 7 * 86400.0))
 
 
 def run_trace(trace, variants, sla: float, fine_tune_s: float, replicates: int = 1000) -> list[dict]:
     frame, definition = load_trace(trace)
     val_frame, val_history, _ = split_frame(frame)
     results, rows = {}, []
-    for label, spec, tune_s in variants:
+    for label, spec, tune_s, history_s in variants:
         settings = BacktestSettings(cold_start_s=trace.cold_start_s, sla=sla, min_replicas=trace.min_replicas,
-                                    train_fraction=val_history, model=spec,
+                                    train_fraction=val_history, model=spec, history_s=history_s,
                                     fine_tune_s=fine_tune_s if tune_s is None else tune_s)
         started = time.perf_counter()
         backtest = Backtest(val_frame, definition, settings)
@@ -82,10 +86,10 @@ def run_trace(trace, variants, sla: float, fine_tune_s: float, replicates: int =
 
 
 def verdict(at_sla: float, base_at_sla: float) -> str:
-    """win / loss / neither of a variant's cheapest setting within the SLA against the baseline's (NaN: none)."""
+    """win / loss / tie / neither of a variant's cheapest setting within the SLA against the baseline's (NaN: none)."""
     ours, theirs = np.isfinite(at_sla), np.isfinite(base_at_sla)
     if ours and theirs:
-        return "win" if at_sla < base_at_sla else "loss"
+        return "win" if at_sla < base_at_sla else "loss" if at_sla > base_at_sla else "tie"
     return "win" if ours else "loss" if theirs else "neither"
 
 
@@ -97,7 +101,8 @@ def kinds(rows: list[dict]) -> list[tuple[str, str, str, str]]:
             got = [r["verdict"] for r in rows if r["group"] == group and r["forecaster"] == variant]
             wins, losses = got.count("win"), got.count("loss")
             kind = "win" if wins > losses else "loss" if losses > wins else "tie"
-            out.append((group, variant, kind, f"{wins} won, {losses} lost, {got.count('neither')} neither"))
+            out.append((group, variant, kind, f"{wins} won, {losses} lost, {got.count('tie')} tied, "
+                                              f"{got.count('neither')} neither"))
     return out
 
 
