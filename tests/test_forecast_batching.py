@@ -246,7 +246,7 @@ def test_batch_settings_are_validated():
     for bad in ({"window_s": -1.0}, {"window_s": float("nan")}, {"max_batch": 0}):
         with pytest.raises(HarmonyInputError):
             BatchSettings(**bad)
-    assert not BatchSettings(window_s=0).enabled and BatchSettings().enabled
+    assert not BatchSettings(window_s=0).enabled and BatchSettings(window_s=0.5).enabled
 
 
 @pytest.mark.asyncio

@@ -88,7 +88,7 @@ def operator_settings(namespace: list[str] | None, selector: list[str] | None, p
                       metrics_addr: str, metrics_port: int, workers: int,
                       priority: int | None = None, liveness: str | None = None,
                       health: HealthSettings | None = None, keda_scaler_port: int = 0,
-                      installation: str = "", batch_window_s: float = 0.5, batch_max: int = 1024) -> OperatorSettings:
+                      installation: str = "", batch_window_s: float = 0.0, batch_max: int = 1024) -> OperatorSettings:
     """The operator's settings from the command line's options (--selector items are KEY=VALUE; liveness:
     kopf's liveness endpoint URL, None for none).
 
@@ -192,7 +192,7 @@ def operator_run(
     workers: Annotated[int, typer.Option(help="reconcile steps in flight at once (threads; steps wait on I/O)")] = 16,
     forecast_batch_window: Annotated[float, typer.Option(
         min=0.0, help="seconds the forecast of an object whose spec.model.checkpoint others share waits for theirs, "
-                      "to make them in one call (0: each object forecasts alone)")] = 0.5,
+                      "to make them in one call (0: each object forecasts alone)")] = 0.0,
     forecast_batch_max: Annotated[int, typer.Option(
         min=1, help="the most objects one such call forecasts")] = 1024,
     torch_threads: Annotated[int, typer.Option(

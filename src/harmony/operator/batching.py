@@ -41,11 +41,12 @@ from harmony.operator.metrics import OperatorMetrics
 class BatchSettings:
     """window_s: seconds the first request of a batch waits for others due meanwhile (0: no batching,
     each object forecasts alone in its own step, as a baseline does). max_batch: the most workloads one call
-    forecasts; a full batch is forecast at once. Defaults: half a second is nothing against an interval of
-    tens of seconds and gathers about a sixtieth of the objects of a 30 s interval; 1,024 windows x 200
-    samples keep one call's memory under a few hundred MiB."""
+    forecasts; a full batch is forecast at once. Defaults: no batching, since on 2 quiet cores
+    (`bench/operator_scale.py --model harmony --objects 1000`) a 0.5 s window cost less CPU per decision
+    (30.9 ms against 46.1) but made fewer decisions per second (13.0 against 19.6) and steps of 28 s median
+    (0.79 s alone); 1,024 windows x 200 samples keep one call's memory under a few hundred MiB."""
 
-    window_s: float = 0.5
+    window_s: float = 0.0
     max_batch: int = 1024
 
     def __post_init__(self) -> None:
