@@ -24,11 +24,12 @@ loop).
 
     .venv/bin/python bench/operator_scale.py [--objects 500] [--interval 30] [--seconds 95] \
         [--emulator process|inline] [--workers 16] [--prometheus-latency-ms 0] \
-        [--model ar|harmony] [--batch-window 0.5] [--torch-threads 1]
+        [--model ar|harmony] [--batch-window 0] [--torch-threads 1]
 
 `--model harmony` puts every object on one HARMONY checkpoint, trained first in the bench (one epoch on
-gentd26's demand taken as rows at the interval, for the 11-step decision horizon, lookback 120), so that the
-operator batches their forecasts (harmony.operator.batching; `--batch-window 0`: each alone).
+gentd26's demand taken as rows at the interval, for the 11-step decision horizon, lookback 120), so that with
+`--batch-window 0.5` the operator batches their forecasts (harmony.operator.batching; the default, 0, as the
+operator's: each alone). Quiet reruns of both: docs/benchmarks.md, "Operator scale".
 
 Figures (2 cores, load average 0.4-0.5; two runs): `--objects 500 --seconds 95` keeps up at 16.7 decisions/s;
 step p50 14 ms, p99 0.11-0.16 s (steady state p50 14 ms, p99 42-57 ms); lateness p50 1 ms, p99 4-5 ms; the
