@@ -26,7 +26,6 @@ from harmony.decision.demand import DemandDefinition, demand_of
 from harmony.decision.posteriors import CapacityPosterior
 from harmony.errors import HarmonyInputError
 from harmony.forecasting.adapter import (
-    DEFAULT_FINE_TUNE_S,
     DEFAULT_SAMPLES,
     REFIT_EVERY,
     DemandForecaster,
@@ -35,6 +34,7 @@ from harmony.forecasting.adapter import (
     default_lookback_s,
     validation_rows,
 )
+from harmony.forecasting.loop_defaults import DEFAULT_FINE_TUNE_S
 from harmony.telemetry.frame import TelemetryFrame
 
 SUMMARY_COLUMNS = ["policy", "gpu_hours", "breach_rate", "unserved_fraction", "scaling_actions",

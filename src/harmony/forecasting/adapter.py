@@ -23,7 +23,6 @@ import numpy as np
 
 from harmony.errors import HarmonyInputError
 from harmony.forecasting.loop_defaults import (  # defined there, plain numbers the CLI's help reads
-    DEFAULT_FINE_TUNE_S,  # noqa: F401  (the runner and the spec read it here)
     DEFAULT_HISTORY_STEPS,
     DEFAULT_LOOKBACK_STEPS,
     MAX_HISTORY_S,

@@ -31,14 +31,8 @@ from harmony.decision import behavior as bh
 from harmony.decision.posteriors import CapacityPosterior
 from harmony.decision.step import ControlSettings, cold_start_steps_of
 from harmony.errors import HarmonyInputError
-from harmony.forecasting.adapter import (  # shared with the backtest
-    DEFAULT_FINE_TUNE_S,
-    MAX_HISTORY_S,
-    MAX_LOOKBACK_S,
-    FineTune,
-    default_history_s,
-    default_lookback_s,
-)
+from harmony.forecasting.adapter import FineTune, default_history_s, default_lookback_s  # shared with the backtest
+from harmony.forecasting.loop_defaults import DEFAULT_FINE_TUNE_S, MAX_HISTORY_S, MAX_LOOKBACK_S
 from harmony.forecasting.predictors import build_predictor
 from harmony.telemetry.prometheus import MAX_POINTS_PER_SERIES
 from harmony.telemetry.spec import (  # the indicators' and Prometheus' parsing, shared with the dataset source

@@ -15,7 +15,6 @@ import pandas as pd
 
 from harmony.errors import HarmonyInputError
 from harmony.forecasting.forecast import Forecast
-from harmony.forecasting.predictor_names import CHECKPOINT_SUFFIXES  # noqa: F401  (defined there, for the CLI)
 from harmony.telemetry.frame import TelemetryFrame
 
 

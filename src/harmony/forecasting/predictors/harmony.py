@@ -34,7 +34,8 @@ from harmony.errors import HarmonyInputError
 from harmony.forecasting.forecast import Forecast
 from harmony.forecasting.models.network import HarmonyConfig, HarmonyNetwork
 from harmony.forecasting.models.tokens import calendar_features
-from harmony.forecasting.predictors.base import CHECKPOINT_SUFFIXES, Context, InputSchema, Predictor
+from harmony.forecasting.predictor_names import CHECKPOINT_SUFFIXES
+from harmony.forecasting.predictors.base import Context, InputSchema, Predictor
 from harmony.forecasting.scaling import MinMaxScaler
 from harmony.forecasting.training import TrainingReport, TrainingSettings, train_network, training_windows
 from harmony.telemetry.frame import Indicator, TelemetryFrame
