@@ -1,5 +1,7 @@
 """`harmony backtest` end to end on bundled gentd26, and its bad-input errors."""
 
+import re
+
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -36,6 +38,7 @@ def test_backtest_writes_summary_plots_and_a_self_contained_report(tmp_path):
                                     "quantile"}
     assert "unknown_ticks" in page
     assert "at the SLA" in result.output
+    assert re.search(r"forecaster: harmony, trained on \d{3} rows of history", result.output)  # the default
 
 
 def test_a_gap_longer_than_max_gap_is_held_and_reported_as_unknown(tmp_path):
@@ -100,9 +103,9 @@ def test_capacity_prior_from_calibrate_must_match_the_demand_unit(tmp_path):
     record = {"capacity_posterior": CapacityPosterior.prior(0.05).to_dict(), "unit": "requests/s per replica"}
     prior.write_text(json.dumps(record))
     ok = run("backtest", "--demand", "generative_qps,api_qps", "--capacity", 0.05, "--capacity-prior", prior,
-             "--policies", "harmony,oracle")
+             "--policies", "harmony,oracle", "--model", "ar:30")  # the prior is the point, not the forecaster
     assert ok.exit_code == 0, ok.output
-    wrong = run("backtest", "--capacity-prior", prior, "--policies", "harmony")
+    wrong = run("backtest", "--capacity-prior", prior, "--policies", "harmony", "--model", "ar:30")
     assert wrong.exit_code == 2
     assert "capacity unit 'requests/s per replica' does not match the demand unit 'gpus'" in wrong.stderr
     missing = run("backtest", "--capacity-prior", tmp_path / "nope.json")

@@ -2,6 +2,7 @@
 paths, the AR fallback until it can be trained, and fine-tunes on a schedule."""
 
 import numpy as np
+import pytest
 import torch
 
 from harmony.forecasting.adapter import FALLBACK_MODEL, DemandForecaster, FineTune
@@ -56,6 +57,51 @@ def test_until_the_history_suffices_the_baseline_stands_in_and_says_so():
     assert forecaster.predictor.network.config.horizon == 2
 
 
+def test_the_model_trains_on_the_training_history_read_only_when_it_trains():
+    data = frame(1200)
+    asked = []
+
+    def training(t):
+        def read():
+            asked.append(t)
+            return data.slice(max(0, t - 1000), t)
+        return read
+
+    forecaster = DemandForecaster(TINY, horizon=2, lookback=16, training_steps=1000)
+    forecaster.demand_samples(data.slice(800, 1000), ("requests",), seed=0, training=training(1000))
+    assert asked == [1000] and forecaster.trained_rows == 1000  # trained on the 1,000 rows, not the window's 200
+    assert not forecaster.status.fallback
+    trained = forecaster.predictor
+    for t in range(1001, 1010):  # a full training window: not read again, not trained again
+        forecaster.demand_samples(data.slice(t - 200, t), ("requests",), seed=t, training=training(t))
+    assert asked == [1000] and forecaster.predictor is trained
+
+
+def test_a_model_trained_on_less_than_its_window_is_trained_again_when_its_history_has_doubled():
+    data = frame(1000)
+    forecaster = DemandForecaster(TINY, horizon=2, lookback=16, training_steps=2000)
+    forecaster.demand_samples(data.slice(0, 420), ("requests",), seed=0)  # a new workload: 420 rows
+    first = forecaster.predictor
+    assert forecaster.trained_rows == 420
+    for t in range(421, 840):  # 419 more decisions: the history has not doubled yet
+        forecaster.request(data.slice(0, t), ("requests",), seed=t)
+    assert forecaster.predictor is first
+    forecaster.request(data.slice(0, 840), ("requests",), seed=840)  # the 420th since: doubled
+    assert forecaster.predictor is not first and forecaster.trained_rows == 840
+    assert not forecaster.status.fallback and forecaster.status.model == TINY
+
+
+def test_a_window_that_starts_empty_trains_on_its_rows_with_data_only():
+    data = frame(600)
+    padded = data.slice(0, 600)
+    values = padded.values.copy()
+    values[:400] = np.nan  # Prometheus' window of a workload newer than it: 400 empty rows, then 200
+    empty_start = type(padded)(padded.index, values, padded.series, padded.indicators, interval=padded.interval)
+    forecaster = DemandForecaster(TINY, horizon=2, lookback=16, training_steps=600)
+    forecaster.demand_samples(empty_start, ("requests",), seed=0)
+    assert forecaster.status.fallback and "200 rows of history" in forecaster.status.reason
+
+
 def test_the_model_fine_tunes_on_its_schedule_from_its_own_weights():
     forecaster = DemandForecaster(TINY, horizon=2, lookback=16, fine_tune=FineTune(every=2, epochs=1))
     data = frame(500)
@@ -104,3 +150,33 @@ def test_the_path_spread_corrects_the_tail_of_the_samples_as_drawn_mixture_inclu
     mixed = float(fit_path_spread(joint, centre, observed, steps, window=window,
                                   mix=torch.full((steps,), 0.5, dtype=torch.float64))[0])
     assert 0.85 <= alone <= 1.15 and mixed >= alone + 0.1
+
+
+@pytest.mark.asyncio
+async def test_the_operator_reads_the_training_history_only_when_the_model_trains():
+    """spec.model.trainingSeconds is a range query of its own (chunked by the client), made when the model
+    trains, not at every step; the decision's window stays historySeconds."""
+    from tests.operator_support import ScriptedTelemetry, add_autoscaler, add_deployment, cluster, make_reconciler
+    from tests.operator_support import status as status_of
+    from tests.operator_support import step as reconcile_step
+
+    class Recording(ScriptedTelemetry):
+        def __init__(self):
+            super().__init__(level=3.0, noise=0.3)
+            self.windows: list[int] = []
+
+        def __call__(self, spec, now):
+            self.windows.append(spec.history_s)
+            return super().__call__(spec, now)
+
+    telemetry = Recording()
+    async with cluster() as (k8s, url):
+        add_deployment(k8s, replicas=2)
+        add_autoscaler(k8s, model={"forecaster": TINY, "trainingSeconds": 600})
+        rec = make_reconciler(url, telemetry)
+        await reconcile_step(rec, k8s)
+        await reconcile_step(rec, k8s)
+        assert telemetry.windows == [120, 600, 120]  # the window, the training history once, the window
+        forecaster = rec.forecasters["uid-default-llm"]
+        assert forecaster.trained_rows == 600 and not forecaster.status.fallback
+        assert status_of(k8s)["forecaster"]["model"] == TINY and not status_of(k8s)["forecaster"]["fallback"]

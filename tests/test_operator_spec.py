@@ -41,8 +41,9 @@ def test_example_parses_to_what_it_states():
         capacity_per_replica=25.0, max_breach_probability=0.01, cold_start_s=300, cost_per_replica_hour=2.5,
         behavior=bh.Behavior(bh.ScalingRules(0, "Max", (bh.ScalingPolicy("Pods", 4, 30),)),
                              bh.ScalingRules(300, "Max", (bh.ScalingPolicy("Pods", 1, 30),))),
-        model_baseline="ar:30",
-        model_checkpoint=None, lookback_s=3600, history_s=43200, fine_tune=FineTune(every=720, epochs=2),
+        model_baseline="harmony",
+        model_checkpoint=None, lookback_s=3600, history_s=43200, fine_tune=FineTune(every=0, epochs=2),
+        training_s=604800,
     )
     assert spec.demand_indicator.name == "requests_per_second"
     assert spec.cold_start_steps == 10
@@ -139,7 +140,7 @@ def test_checkpoint_on_a_mounted_volume_must_match_the_indicators(tmp_path):
 
 
 @pytest.mark.parametrize(("model", "baseline"), [
-    (DELETE, "ar:30"), ({}, "ar:30"), ({"baseline": "last"}, "last"),
+    (DELETE, "harmony"), ({}, "harmony"), ({"baseline": "last"}, "last"), ({"forecaster": "ar:30"}, "ar:30"),
     ({"baseline": " seasonal:2880 "}, "seasonal:2880"), ({"forecaster": "harmony"}, "harmony"),
 ])
 def test_baseline_defaults_and_known_models(model, baseline):
@@ -211,6 +212,16 @@ def test_history_and_lookback_default_to_a_number_of_intervals(interval_s, lookb
     assert (spec.lookback_s, spec.history_s) == (lookback_s, history_s)
     short = parse_spec(with_change(raw, ("historySeconds",), interval_s * 10))
     assert short.lookback_s == interval_s * 10  # a short history caps the default context
+    # a model trains on the window or 7 days, the longer, within the 30 days a history may span
+    assert spec.training_s == min(max(history_s, 7 * 86400), 30 * 86400)
+
+
+def test_the_training_history_is_at_least_the_window_and_read_in_chunks():
+    spec = parse_spec(with_change(example_spec(), ("model",), {"forecaster": "harmony",
+                                                               "trainingSeconds": 14 * 86400}))
+    assert spec.training_s == 14 * 86400  # 40,320 points at 30 s: over 11,000, read in chunked range queries
+    with pytest.raises(InvalidSpec, match=r"^spec.model.trainingSeconds: 3600 is shorter than spec.historySeconds"):
+        parse_spec(with_change(example_spec(), ("model",), {"trainingSeconds": 3600}))
 
 
 def test_fine_tune_schedule_is_in_decisions_and_checked():

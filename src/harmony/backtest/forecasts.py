@@ -2,7 +2,8 @@
 
 At tick t the operator reads `historySeconds` of telemetry ending at t from Prometheus and hands that window
 to its forecasting adapter (refitting a baseline every `refit_every` decisions), seeded with the decision
-count. `ReplayForecasts` replays exactly that from the trace: the same adapter class, the same window, the
+count; a model trained on the workload's own telemetry trains on `spec.model.trainingSeconds` of it, read
+only when it trains. `ReplayForecasts` replays exactly that from the trace: the same adapter class, the same window, the
 same cadence and seeds, so a backtest figure describes the loop the operator runs. Forecasts are cached per
 tick and shared by every policy and sweep setting of one backtest (all see the same telemetry).
 
@@ -44,6 +45,14 @@ class ReplayForecasts:
     def window(self, tick: int) -> TelemetryFrame:
         return self.frame.slice(max(0, tick + 1 - self.history_steps), tick + 1)
 
+    def training(self, tick: int) -> TelemetryFrame | None:
+        """The history a model trains on at `tick` (the forecaster's training_steps ending there), as the
+        operator's training query reads it; None where it asks for no more than the window."""
+        steps = self.forecaster.training_steps
+        if steps is None or steps <= self.history_steps:
+            return None
+        return self.frame.slice(max(0, tick + 1 - steps), tick + 1)
+
     def demand_samples(self, tick: int) -> np.ndarray | None:
         """[n_samples, horizon] demand over ticks tick+1 .. tick+horizon, or None where the operator would
         have had no forecast (too little history, a window with an indicator never observed)."""
@@ -65,7 +74,8 @@ class ReplayForecasts:
                 self._cache[t] = None
                 continue
             try:
-                self._cache[t] = self.forecaster.demand_samples(self.window(t), self.demand, self.seed + decision)
+                self._cache[t] = self.forecaster.demand_samples(self.window(t), self.demand, self.seed + decision,
+                                                                training=lambda t=t: self.training(t))
             except HarmonyInputError as exc:
                 self.failures[t] = str(exc)
                 self._cache[t] = None

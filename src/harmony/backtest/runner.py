@@ -32,9 +32,10 @@ from harmony.forecasting.adapter import (
     FineTune,
     default_history_s,
     default_lookback_s,
+    default_training_s,
     validation_rows,
 )
-from harmony.forecasting.loop_defaults import DEFAULT_FINE_TUNE_S
+from harmony.forecasting.loop_defaults import DEFAULT_FINE_TUNE_S, DEFAULT_FORECASTER
 from harmony.telemetry.frame import TelemetryFrame
 
 SUMMARY_COLUMNS = ["policy", "gpu_hours", "breach_rate", "unserved_fraction", "scaling_actions",
@@ -46,7 +47,9 @@ class BacktestSettings:
     """cold_start_s: seconds before a requested replica serves. sla: target breach rate in (0, 1).
     train_fraction: share of the span before the evaluated one. model: forecaster spec for forecasting
     policies. lookback_s / history_s: the forecast's context and the telemetry window each decision reads
-    (the CRD's lookbackSeconds / historySeconds; None: their defaults for the trace's interval).
+    (the CRD's lookbackSeconds / historySeconds; None: their defaults for the trace's interval). training_s:
+    the history a model trained on the workload's telemetry (HARMONY) learns from (spec.model.trainingSeconds;
+    None: its default, `default_training_s`).
     refit_every: decisions between refits of a baseline (the operator's cadence). n_samples: forecast
     samples per decision. fine_tune_s: seconds between fine-tunes of a model that learns in the loop (HARMONY;
     0: never), fine_tune_epochs its epochs each time (the CRD's spec.model.fineTune).
@@ -59,9 +62,10 @@ class BacktestSettings:
     min_replicas: int = 1
     max_replicas: int = 1000
     train_fraction: float = 0.7
-    model: str = "ar:30"
+    model: str = DEFAULT_FORECASTER
     lookback_s: float | None = None  # None: the operator's default for the trace's interval
     history_s: float | None = None
+    training_s: float | None = None  # None: the operator's default (the history window or 7 days, the longer)
     refit_every: int = REFIT_EVERY
     n_samples: int = DEFAULT_SAMPLES
     fine_tune_s: float = DEFAULT_FINE_TUNE_S
@@ -72,7 +76,7 @@ class BacktestSettings:
 
     def __post_init__(self) -> None:
         for flag, value in (("--cold-start", self.cold_start_s), ("--lookback-seconds", self.lookback_s),
-                            ("--history-seconds", self.history_s)):
+                            ("--history-seconds", self.history_s), ("--training-seconds", self.training_s)):
             if value is not None and not math.isfinite(value):  # NaN passes every comparison below
                 raise HarmonyInputError(f"{flag} must be a finite number of seconds, got {value}")
         if not 0 < self.sla < 1:
@@ -88,6 +92,8 @@ class BacktestSettings:
             raise HarmonyInputError(f"--lookback-seconds must be positive, got {self.lookback_s}")
         if self.history_s is not None and not self.history_s > 0:
             raise HarmonyInputError(f"--history-seconds must be positive, got {self.history_s}")
+        if self.training_s is not None and not self.training_s > 0:
+            raise HarmonyInputError(f"--training-seconds must be positive, got {self.training_s}")
         if self.lookback_s is not None and self.history_s is not None and self.lookback_s > self.history_s:
             raise HarmonyInputError(f"--lookback-seconds {self.lookback_s:g} exceeds --history-seconds "
                                     f"{self.history_s:g}")
@@ -174,8 +180,10 @@ class Backtest:
             history = max(1, math.ceil(history_s / step_s))
             self._check_window(lookback, history, lookback_s, history_s)
             tune = FineTune.every_seconds(self.settings.fine_tune_s, step_s, epochs=self.settings.fine_tune_epochs)
+            training_s = self.settings.training_s or default_training_s(history_s)
             adapter = DemandForecaster(self.settings.model, self.setup().horizon, lookback, self.settings.n_samples,
-                                       self.settings.refit_every, fine_tune=tune)
+                                       self.settings.refit_every, fine_tune=tune,
+                                       training_steps=max(history, math.ceil(training_s / step_s)))
             self.forecaster = ReplayForecasts(self.frame, self.definition.indicators, adapter, history,
                                               self.first_tick, self.settings.seed)
             if self.forecaster.demand_samples(self.first_tick - 1) is None:

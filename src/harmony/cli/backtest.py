@@ -34,8 +34,10 @@ from harmony.cli.tables import duration, results_table
 from harmony.errors import HarmonyInputError
 from harmony.forecasting.loop_defaults import (
     DEFAULT_FINE_TUNE_S,
+    DEFAULT_FORECASTER,
     DEFAULT_HISTORY_STEPS,
     DEFAULT_LOOKBACK_STEPS,
+    DEFAULT_TRAINING_S,
     REFIT_EVERY,
 )
 
@@ -60,12 +62,19 @@ def backtest(
     capacity: Annotated[float | None, typer.Option(help="demand one replica serves (default: dataset's)")] = None,
     demand: Annotated[str | None, typer.Option(help="indicators summed as demand (default: dataset's)")] = None,
     series: Annotated[str | None, typer.Option(help="series to replay (default: the first)")] = None,
-    model: Annotated[str, typer.Option(help="forecaster for forecasting policies, e.g. ar:30")] = "ar:30",
+    model: Annotated[str, typer.Option(
+        help="forecaster for forecasting policies: harmony (trained on the trace's history before each "
+             "decision, ar:30 standing in until there is enough), or a baseline such as ar:30")
+    ] = DEFAULT_FORECASTER,
     lookback_seconds: Annotated[float | None, typer.Option(
         help=f"forecast context, seconds (the CRD's lookbackSeconds; default {DEFAULT_LOOKBACK_STEPS} intervals)")
     ] = None,
     history_seconds: Annotated[float | None, typer.Option(
         help=f"telemetry each decision reads, seconds (historySeconds; default {DEFAULT_HISTORY_STEPS} intervals)")
+    ] = None,
+    training_seconds: Annotated[float | None, typer.Option(
+        help=f"history the harmony model trains on, seconds (spec.model.trainingSeconds; default the history "
+             f"window or {DEFAULT_TRAINING_S // 86400} days, the longer)")
     ] = None,
     refit_every: Annotated[int, typer.Option(help="decisions between refits of a baseline (0: fit once)")
                            ] = REFIT_EVERY,
@@ -112,6 +121,7 @@ def backtest(
         "--cold-start": (cold_start, NON_NEGATIVE), "--min-replicas": (min_replicas, NON_NEGATIVE),
         "--max-replicas": (max_replicas, AT_LEAST_ONE), "--capacity": (capacity, POSITIVE),
         "--lookback-seconds": (lookback_seconds, POSITIVE), "--history-seconds": (history_seconds, POSITIVE),
+        "--training-seconds": (training_seconds, POSITIVE),
         "--refit-every": (refit_every, NON_NEGATIVE), "--train-fraction": (train_fraction, FRACTION),
         "--fine-tune-seconds": (fine_tune_seconds, NON_NEGATIVE),
         "--fine-tune-epochs": (fine_tune_epochs, AT_LEAST_ONE),
@@ -130,7 +140,7 @@ def backtest(
     prior = read_capacity_prior(capacity_prior, definition.unit) if capacity_prior else None
     settings = BacktestSettings(cold_start_s=cold_start, sla=sla, min_replicas=min_replicas,
                                 max_replicas=max_replicas, train_fraction=train_fraction, model=model,
-                                lookback_s=lookback_seconds, history_s=history_seconds,
+                                lookback_s=lookback_seconds, history_s=history_seconds, training_s=training_seconds,
                                 refit_every=refit_every, fine_tune_s=fine_tune_seconds,
                                 fine_tune_epochs=fine_tune_epochs, seed=seed, capacity_prior=prior)
     if series is None:
@@ -157,6 +167,8 @@ def backtest(
         curve, at_sla = sweep_policies(bt, [n for n in names if n != "oracle"], step) if sweep else ([], [])
     console.print(results_table(f"{dataset}: policies at their defaults (harmony at the SLA)", rows,
                                 SUMMARY_COLUMNS))
+    if bt.forecaster is not None:
+        console.print(forecaster_line(model, bt.forecaster.forecaster))
     unknown = rows[0]["unknown_ticks"] if rows else 0
     if unknown:
         console.print(f"{unknown} of {len(span)} evaluated ticks have no demand (gaps over --max-gap {max_gap}): "
@@ -167,6 +179,17 @@ def backtest(
             "(meets_sla False: none did; its safest setting shown)", at_sla, AT_SLA_COLUMNS))
     if out is not None:
         write_outputs(out, dataset, definition.unit, sla, results, rows, curve, at_sla)
+
+
+def forecaster_line(spec: str, adapter) -> str:
+    """What forecast at the last decision, as the operator's status.forecaster says it: the model, the rows
+    it was trained on and its fine-tunes, or the baseline standing in for it and why."""
+    status = adapter.status
+    if status.fallback:
+        return f"forecaster: {status.model} stood in for {spec} to the end ({status.reason})"
+    trained = f", trained on {adapter.trained_rows:,} rows of history" if adapter.trained_rows else ""
+    tunes = f", fine-tuned {status.fine_tunes} times" if status.fine_tunes else ""
+    return f"forecaster: {status.model}{trained}{tunes}"
 
 
 def read_capacity_prior(path: Path, demand_unit: str) -> CapacityPosterior:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,8 @@ from harmony.errors import HarmonyInputError
 from harmony.forecasting.loop_defaults import (  # defined there, plain numbers the CLI's help reads
     DEFAULT_HISTORY_STEPS,
     DEFAULT_LOOKBACK_STEPS,
+    DEFAULT_TRAINING_S,
+    FALLBACK_MODEL,
     MAX_HISTORY_S,
     MAX_LOOKBACK_S,
     REFIT_EVERY,
@@ -37,6 +40,12 @@ from harmony.telemetry.frame import TelemetryFrame
 def default_history_s(interval_s: float) -> int:
     """historySeconds when none is given: DEFAULT_HISTORY_STEPS intervals, within the CRD's bound."""
     return int(min(DEFAULT_HISTORY_STEPS * interval_s, MAX_HISTORY_S))
+
+
+def default_training_s(history_s: float) -> int:
+    """The history a model that learns from the workload's telemetry trains on when none is given: the
+    decision's window (`history_s`) or DEFAULT_TRAINING_S, the longer, within the CRD's bound."""
+    return int(min(max(history_s, DEFAULT_TRAINING_S), MAX_HISTORY_S))
 
 
 def default_lookback_s(interval_s: float) -> int:
@@ -107,8 +116,6 @@ class FineTune:
         return cls(every=math.ceil(seconds / interval_s), **budget)
 
 
-#: What serves a workload until its model exists (too little history to train it yet): a baseline.
-FALLBACK_MODEL = "ar:30"
 #: Training windows a model that learns from the workload's own history needs before it replaces the fallback.
 MIN_TRAINING_WINDOWS = 256
 
@@ -136,11 +143,18 @@ class DemandForecaster:
     refitted (HARMONY, from a spec or a checkpoint) keeps learning from the window, warm-started from its
     current weights. A spec'd model that cannot be trained yet (too little history) is stood in for by
     FALLBACK_MODEL, refitted as a baseline, until the history suffices; `status` says so.
+
+    training_steps: the rows such a model trains on (the CRD's spec.model.trainingSeconds), when the caller
+    offers them beyond the decision's window (`request`'s `training`). A model trained on fewer rows than that
+    (a new workload, or a Prometheus keeping less) is trained again, from scratch, once as many decisions have
+    passed as it was trained on rows: each time its history has doubled, until the training window is full
+    (about 5 trainings from 256 windows to 7 days), then every training window's worth of decisions where the
+    history never fills it.
     """
 
     def __init__(self, model: str | None, horizon: int, lookback: int, n_samples: int = DEFAULT_SAMPLES,
                  refit_every: int = REFIT_EVERY, predictor: Predictor | None = None,
-                 fine_tune: FineTune | None = None) -> None:
+                 fine_tune: FineTune | None = None, training_steps: int | None = None) -> None:
         if model is None and predictor is None:
             raise ValueError("DemandForecaster needs a model spec or a fitted predictor")
         if predictor is not None and predictor.input_scaler is None:
@@ -155,34 +169,56 @@ class DemandForecaster:
         self.status = ForecasterStatus(model or getattr(predictor, "name", "checkpoint"))
         self.calls_since_fit = 0
         self.calls_since_tune = 0
+        self.training_steps = training_steps
+        self.trained_rows = 0  # rows the spec'd model was last trained on
 
     def _due(self) -> bool:
         if self.spec is None:
             return False
         if self.predictor is None:
             return True
-        return self.predictor.refit and self.refit_every > 0 and self.calls_since_fit >= self.refit_every
+        if self.predictor.refit:
+            return self.refit_every > 0 and self.calls_since_fit >= self.refit_every
+        # a model trained on less history than it wants: again once that history has doubled
+        return (self.training_steps is not None and self.trained_rows < self.training_steps
+                and self.calls_since_fit >= self.trained_rows)
 
     def _tune_due(self) -> bool:
         return (self.predictor is not None and not self.predictor.refit and hasattr(self.predictor, "fine_tune")
                 and self.fine_tune.every > 0 and self.calls_since_tune >= self.fine_tune.every)
 
-    def fit(self, window: TelemetryFrame, demand: tuple[str, ...] | None = None) -> None:
+    def fit(self, window: TelemetryFrame, demand: tuple[str, ...] | None = None,
+            training: Callable[[], TelemetryFrame | None] | None = None) -> None:
+        """Fit the spec'd predictor on `window` (a baseline) or on the training history (a model trained on the
+        workload's own telemetry: `training()`'s frame where it is longer than the window)."""
+        candidate = build_predictor(self.spec)
+        decision_window = window
+        if not candidate.refit:  # trained on the rows with data (a new workload's window starts empty)
+            window = self._training_window(window, training).trim()
         n = len(window)
         if n - validation_rows(n, self.horizon) < 2 * self.lookback:
             raise HarmonyInputError(
                 f"{n} rows of history are too few to fit {self.spec} with a lookback of {self.lookback} steps")
-        candidate = build_predictor(self.spec)
         if not candidate.refit:  # a model trained on the workload's own history: enough of it yet?
             windows = n - validation_rows(n, self.horizon) - candidate.min_context_steps - self.horizon + 1
             if windows < MIN_TRAINING_WINDOWS:
-                self._stand_in(window, f"{n} rows of history give {max(windows, 0)} training windows; "
-                                       f"{self.spec} trains from {MIN_TRAINING_WINDOWS}")
+                self._stand_in(decision_window, f"{n} rows of history give {max(windows, 0)} training windows; "
+                                                f"{self.spec} trains from {MIN_TRAINING_WINDOWS}")
                 return
+        fine_tunes = self.status.fine_tunes if self.predictor is not None else 0
         self.predictor = fit_scaled(self.spec, window, self.horizon, demand=demand)
         self.fallback = None
-        self.status = ForecasterStatus(self.spec)
+        self.status = ForecasterStatus(self.spec, fine_tunes=fine_tunes)
         self.calls_since_fit = self.calls_since_tune = 0
+        self.trained_rows = n
+
+    def _training_window(self, window: TelemetryFrame,
+                         training: Callable[[], TelemetryFrame | None] | None) -> TelemetryFrame:
+        """The rows a model trains on: the caller's training history where it offers more than the window."""
+        if training is None or self.training_steps is None or len(window) >= self.training_steps:
+            return window
+        frame = training()
+        return frame if frame is not None and len(frame) > len(window) else window
 
     def _stand_in(self, window: TelemetryFrame, reason: str) -> None:
         self.fallback = fit_scaled(FALLBACK_MODEL, window, self.horizon)
@@ -204,17 +240,22 @@ class DemandForecaster:
             self.status.reason = f"fine-tune skipped: {exc}"
         self.calls_since_tune = 0
 
-    def demand_samples(self, window: TelemetryFrame, demand: tuple[str, ...], seed: int) -> np.ndarray:
+    def demand_samples(self, window: TelemetryFrame, demand: tuple[str, ...], seed: int,
+                       training: Callable[[], TelemetryFrame | None] | None = None) -> np.ndarray:
         """[n_samples, horizon] demand over the steps after the window's last row (one series)."""
-        return self.request(window, demand, seed).run()
+        return self.request(window, demand, seed, training).run()
 
-    def request(self, window: TelemetryFrame, demand: tuple[str, ...], seed: int) -> ForecastRequest:
+    def request(self, window: TelemetryFrame, demand: tuple[str, ...], seed: int,
+                training: Callable[[], TelemetryFrame | None] | None = None) -> ForecastRequest:
         """The forecast `demand_samples` makes, ready to run alone or together with other workloads' (the
-        fit, fine-tune and schedule bookkeeping of this decision done, the context cut and scaled)."""
+        fit, fine-tune and schedule bookkeeping of this decision done, the context cut and scaled).
+        training: the history ending with the window's last row, up to `training_steps` rows (or None where
+        there is none), called only when a model that trains on it is due to (the operator's range query
+        of spec.model.trainingSeconds; the backtest's slice of the trace)."""
         if len(window.series) != 1:
             raise HarmonyInputError(f"a forecast serves one workload; the window has {len(window.series)} series")
         if self._due():
-            self.fit(window, tuple(demand))
+            self.fit(window, tuple(demand), training)
         elif self._tune_due():
             self._learn(window)
         self.calls_since_fit += 1

@@ -17,6 +17,24 @@ DEFAULT_LOOKBACK_STEPS = 120
 #: The CRD's bounds on historySeconds and lookbackSeconds.
 MAX_HISTORY_S = 2592000
 MAX_LOOKBACK_S = 604800
+#: The forecaster when none is named (the CRD's spec.model.forecaster default, `harmony backtest --model`'s):
+#: the HARMONY model, trained on the workload's own history (`FALLBACK_MODEL` stands in until there is enough of
+#: it). Chosen on the suite's validation spans (bench/forecaster_decisions.py, docs/results/forecasting.md):
+#: at the SLA it cost fewer GPU-hours than ar:30 on 4 of 6 trace kinds (synthetic, ServeGen m-mid, Alibaba LoRA
+#: with DEFAULT_TRAINING_S, ServeGen per-client) and more on gentd26 and ServeGen m-large.
+DEFAULT_FORECASTER = "harmony"
+#: What serves a workload until its model exists (too little history to train it yet): a baseline.
+FALLBACK_MODEL = "ar:30"
+#: The history a model trained on the workload's own telemetry learns from (the CRD's spec.model.trainingSeconds
+#: default; the backtest's --training-seconds), when longer than the decision's history window: 7 days, so
+#: it sees each weekday once. Chosen on the validation span of Alibaba LoRA (1 minute): harmony trained on the
+#: default one day of history breached 1.70% of ticks at 173.8 GPU-hours, on 7 days 1.00% at 195.4, where
+#: ar:30 breached 0.98% at 221.3.
+DEFAULT_TRAINING_S = 7 * 86400
 #: Seconds between fine-tunes of a model that learns in the loop (the CRD's spec.model.fineTune.intervalSeconds
-#: default; the backtest's --fine-tune-seconds default): four a day, each a few epochs on the history window.
-DEFAULT_FINE_TUNE_S = 21600
+#: default; the backtest's --fine-tune-seconds default; 0: never). Off: on the suite's validation spans a
+#: fine-tune every 6 hours (2 epochs on the history window, warm-started) cost GPU-hours where it ran
+#: (ServeGen m-large +11.6, Alibaba LoRA +56.6, synthetic +5.5 with one more breached tick; measured before
+#: the tail-fitted path factor). A model trained on
+#: less than its training window (a new workload) is trained again each time its history has doubled.
+DEFAULT_FINE_TUNE_S = 0

@@ -52,6 +52,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -72,6 +73,9 @@ from harmony.telemetry.prometheus import (
     TelemetryWindow,
     redact_url,
 )
+
+if TYPE_CHECKING:
+    from harmony.telemetry.frame import TelemetryFrame
 
 log = logging.getLogger("harmony.operator")
 
@@ -200,12 +204,13 @@ class Reconciler:
         horizon = spec.cold_start_steps + 1
         lookback = max(1, math.ceil(spec.lookback_s / spec.interval_s))
         predictor = served_checkpoint(spec.model_checkpoint) if spec.model_checkpoint else None
-        key = (spec.model_baseline, id(predictor), horizon, lookback, spec.fine_tune)
+        training = math.ceil((spec.training_s or spec.history_s) / spec.interval_s)
+        key = (spec.model_baseline, id(predictor), horizon, lookback, spec.fine_tune, training)
         cached = self.forecasters.get(uid)
         if cached is None or getattr(cached, "key", None) != key:
             cached = DemandForecaster(None if predictor else spec.model_baseline, horizon, lookback,
                                       self.settings.n_samples, self.settings.refit_every, predictor,
-                                      fine_tune=spec.fine_tune)
+                                      fine_tune=spec.fine_tune, training_steps=training)
             cached.key = key
             self.forecasters[uid] = cached
         return cached
@@ -417,10 +422,32 @@ class Reconciler:
         seen.age_s = _age_s(window.frame.index, demand_col, now)
         try:
             return seen, self.forecaster(uid, spec).request(window.frame, (demand_name,),
-                                                            seed=self.settings.seed + decisions)
+                                                            seed=self.settings.seed + decisions,
+                                                            training=self._training(namespace, name, spec, now,
+                                                                                    access, window.frame))
         except FORECAST_FAULTS as exc:  # a fit that cannot be made, too few rows
             seen.forecast_error = f"forecast-failed: {exc}"
             return seen, None
+
+    def _training(self, namespace: str, name: str, spec: AutoscalerSpec, now: dt.datetime,
+                  access: PrometheusAccess | None, window: TelemetryFrame):
+        """The training history (spec.model.trainingSeconds ending now), read only when a model trains on it
+        (the adapter calls it), in range queries chunked under Prometheus' points per series; None where the
+        decision's window already holds all there is (its first row has no data: the workload is newer than
+        it) or the query fails (the model then trains on the window; the next training tries again)."""
+        if spec.training_s is None or spec.training_s <= spec.history_s or np.isnan(window.values[0]).all():
+            return None
+        longer = dataclasses.replace(spec, history_s=spec.training_s)
+
+        def fetch() -> TelemetryFrame | None:
+            try:
+                got = self.telemetry(longer, now) if access is None else self.telemetry(longer, now, access)
+            except Exception as exc:  # noqa: BLE001 - any source fault: train on the window instead
+                log.warning("%s/%s: training history not read (%s); training on the window",
+                            namespace, name, redact_url(f"{type(exc).__name__}: {exc}"))
+                return None
+            return None if got.frame is None or got.stale else got.frame
+        return fetch
 
     @staticmethod
     def _forecast(begun: Begun, forecast: np.ndarray | BaseException | None) -> Observed:

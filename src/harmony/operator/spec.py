@@ -31,8 +31,13 @@ from harmony.decision import behavior as bh
 from harmony.decision.posteriors import CapacityPosterior
 from harmony.decision.step import ControlSettings, cold_start_steps_of
 from harmony.errors import HarmonyInputError
-from harmony.forecasting.adapter import FineTune, default_history_s, default_lookback_s  # shared with the backtest
-from harmony.forecasting.loop_defaults import DEFAULT_FINE_TUNE_S, MAX_HISTORY_S, MAX_LOOKBACK_S
+from harmony.forecasting.adapter import (  # shared with the backtest
+    FineTune,
+    default_history_s,
+    default_lookback_s,
+    default_training_s,
+)
+from harmony.forecasting.loop_defaults import DEFAULT_FINE_TUNE_S, DEFAULT_FORECASTER, MAX_HISTORY_S, MAX_LOOKBACK_S
 from harmony.forecasting.predictors import build_predictor
 from harmony.telemetry.prometheus import MAX_POINTS_PER_SERIES
 from harmony.telemetry.spec import (  # the indicators' and Prometheus' parsing, shared with the dataset source
@@ -65,7 +70,7 @@ DEFAULT_MODE = "Recommend"
 DEFAULT_MAX_BREACH_PROBABILITY = 0.01
 DEFAULT_COLD_START_S = 300
 DEFAULT_COST_PER_REPLICA_HOUR = 1.0
-DEFAULT_BASELINE = "ar:30"
+DEFAULT_BASELINE = DEFAULT_FORECASTER  # the older name: the forecaster when spec.model names none
 # The least capacityPerReplica accepted. Replicas are demand / capacity: below this any real demand asks for
 # more replicas than a float can count (the count saturates at maxReplicas for ever), which is a unit
 # mistake (requests per hour given per second, bytes for gigabytes), not a workload.
@@ -119,6 +124,7 @@ class AutoscalerSpec:
     prometheus: PrometheusSpec | None = None
     checkpoint_problem: str | None = None
     fallback: Fallback | None = None
+    training_s: int | None = None  # spec.model.trainingSeconds (None: history_s)
 
     @property
     def demand_indicator(self) -> IndicatorSpec:
@@ -217,14 +223,15 @@ def _check_checkpoint(checkpoint: str, indicators: Sequence[IndicatorSpec], inte
     return None
 
 
-def _model(spec: Mapping, interval_s: int) -> tuple[str | None, str | None, FineTune]:
-    """(forecaster spec, checkpoint path, fine-tune schedule). `forecaster` names any predictor spec: a
-    baseline refitted at every decision (ar:30, seasonal:2880, last) or `harmony`, trained on the workload's own
-    history (the AR fallback stands in until there is enough of it) and fine-tuned on `fineTune`'s schedule;
-    `baseline` is its older name. A checkpoint is fine-tuned on the same schedule."""
+def _model(spec: Mapping, interval_s: int, history_s: int) -> tuple[str | None, str | None, FineTune, int]:
+    """(forecaster spec, checkpoint path, fine-tune schedule, training seconds). `forecaster` names any
+    predictor spec: a baseline refitted at every decision (ar:30, seasonal:2880, last) or `harmony` (the
+    default), trained on `trainingSeconds` of the workload's own history (the AR fallback stands in until
+    there is enough of it) and fine-tuned on `fineTune`'s schedule; `baseline` is its older name. A checkpoint
+    is fine-tuned on the same schedule."""
     path = "spec.model"
     model = _mapping(_field(spec, "model", "spec", {}), path)
-    _known(model, path, ("forecaster", "baseline", "checkpoint", "fineTune"))
+    _known(model, path, ("forecaster", "baseline", "checkpoint", "fineTune", "trainingSeconds"))
     named = [key for key in ("forecaster", "baseline", "checkpoint") if key in model]
     if len(named) > 1:
         raise InvalidSpec(path, f"set at most one of forecaster, baseline and checkpoint (got {', '.join(named)})")
@@ -238,15 +245,20 @@ def _model(spec: Mapping, interval_s: int) -> tuple[str | None, str | None, Fine
     max_s = _number(tune, "maxSeconds", f"{path}.fineTune", FineTune.max_seconds, exclusive_minimum=0.0,
                     maximum=3600.0)
     fine_tune = FineTune.every_seconds(every_s, interval_s, epochs=epochs, max_seconds=max_s)
+    # the training query is chunked under Prometheus' points per series (a few range queries per training)
+    training_s = _int(model, "trainingSeconds", path, default_training_s(history_s), 1, MAX_HISTORY_S)
+    if training_s < history_s:
+        raise InvalidSpec(f"{path}.trainingSeconds", f"{training_s} is shorter than spec.historySeconds "
+                                                     f"({history_s}): a model trains on at least the window")
     if checkpoint is not None:
         if not Path(checkpoint).is_file() and checkpoint not in _SERVED:  # gone after serving: keep serving it
             raise InvalidSpec(f"{path}.checkpoint", f"no file at {checkpoint!r} (is its volume mounted?)")
-        return None, checkpoint, fine_tune
+        return None, checkpoint, fine_tune, training_s
     forecaster = forecaster if forecaster is not None else DEFAULT_BASELINE
     error = _baseline_error(forecaster.strip())
     if error:
         raise InvalidSpec(f"{path}.{key}", error)
-    return forecaster.strip(), None, fine_tune
+    return forecaster.strip(), None, fine_tune, training_s
 
 
 #: The NIG parameters of a capacity prior, as `harmony calibrate` writes them (`capacity_posterior`).
@@ -404,7 +416,7 @@ def parse_spec(spec: Mapping) -> AutoscalerSpec:
     behavior = _behavior(spec, interval_s)
     fallback = _fallback(spec, min_replicas, max_replicas)
 
-    baseline, checkpoint, fine_tune = _model(spec, interval_s)
+    baseline, checkpoint, fine_tune, training_s = _model(spec, interval_s, history_s)
     checkpoint_problem = None if checkpoint is None else _check_checkpoint(checkpoint, indicators, interval_s)
     return AutoscalerSpec(
         target=target, min_replicas=min_replicas, max_replicas=max_replicas, mode=mode, interval_s=interval_s,
@@ -412,6 +424,7 @@ def parse_spec(spec: Mapping) -> AutoscalerSpec:
         cold_start_s=cold_start_s, cost_per_replica_hour=cost, behavior=behavior, model_baseline=baseline,
         model_checkpoint=checkpoint, lookback_s=lookback_s, history_s=history_s, fine_tune=fine_tune,
         capacity_prior=prior, prometheus=prometheus, checkpoint_problem=checkpoint_problem, fallback=fallback,
+        training_s=training_s,
     )
 
 
