@@ -1,10 +1,13 @@
 """`harmony --help`, every `harmony COMMAND --help` and shell completion import no heavy library.
 
 Shell completion runs the whole CLI module on every TAB, and `--help` is the first thing a user runs: both
-must not pay for pandas, pyarrow, requests, torch, Lightning, pyro, matplotlib, scipy, kopf or kubernetes,
-which only the commands' bodies load (the flags name datasets and models from light tables,
-`harmony.telemetry.dataset_names` and `harmony.forecasting.predictor_names`). Each check runs in a fresh
-interpreter, so what it finds loaded is what the CLI imported.
+must not pay for pandas, pyarrow, requests, torch, Lightning, pyro, matplotlib, scipy, kopf, kubernetes, numpy
+or prometheus_client, which only the commands' bodies load (the flags name datasets, models and policies from
+light tables, `harmony.telemetry.dataset_names`, `harmony.forecasting.predictor_names` and
+`harmony.backtest.policy_names`, and the exporter's port from `harmony.operator.ports`). `--help` loads no
+pydantic either (typer's value adapters: `harmony.cli.common.CommandGroup` keeps the groups' unset flags from
+building any) and no importlib.metadata (`harmony.__version__` reads it when asked for). Each check runs in a
+fresh interpreter, so what it finds loaded is what the CLI imported.
 How long it takes is a benchmark (bench/cli_startup.py), not a test.
 """
 
@@ -21,7 +24,10 @@ import pytest
 import harmony
 
 HEAVY = ("pandas", "pyarrow", "requests", "torch", "pytorch_lightning", "lightning", "pyro", "matplotlib", "scipy",
-         "kopf", "kubernetes")
+         "kopf", "kubernetes", "numpy", "prometheus_client")
+#: Not heavy libraries, but tens of milliseconds each that `--help` need not pay: typer builds its pydantic
+#: adapters for the values a command parses (completion parses them), and importlib.metadata reads the version.
+HELP_ONLY = ("pydantic", "importlib.metadata")
 SRC = Path(harmony.__file__).resolve().parents[1]
 
 #: Runs `harmony [COMMAND ...] --help` for the root and every command and group of the app, in one
@@ -69,16 +75,17 @@ def python(code: str, *args: str, env: dict[str, str] | None = None) -> subproce
                           timeout=120)
 
 
-def harmony_cli(*args: str, env: dict[str, str] | None = None) -> tuple[str, list[str]]:
-    """stdout of `harmony ARGS` (the HEAVY line removed) and the heavy modules it loaded."""
-    done = python(APP, *args, ",".join(HEAVY), env=env)
+def harmony_cli(*args: str, env: dict[str, str] | None = None, watched: tuple[str, ...] = HEAVY
+                ) -> tuple[str, list[str]]:
+    """stdout of `harmony ARGS` (the HEAVY line removed) and the `watched` modules it loaded."""
+    done = python(APP, *args, ",".join(watched), env=env)
     lines = done.stdout.splitlines()
     assert lines and lines[-1].startswith("HEAVY"), done.stderr
     return "\n".join(lines[:-1]), [m for m in lines[-1].removeprefix("HEAVY").strip().split(",") if m]
 
 
 def test_help_of_every_command_imports_no_heavy_library():
-    done = python(HELP_PROBE, ",".join(HEAVY))
+    done = python(HELP_PROBE, ",".join(HEAVY + HELP_ONLY))
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert {"", "evaluate", "backtest", "calibrate", "train", "replay-exporter", "datasets", "datasets list",
@@ -88,12 +95,13 @@ def test_help_of_every_command_imports_no_heavy_library():
         assert seen["heavy"] == [], f"`{' '.join(['harmony', *command.split(), '--help'])}` imported {seen['heavy']}"
 
 
-@pytest.mark.parametrize("command", [(), ("backtest",)], ids=["harmony", "backtest"])
-def test_help_through_the_console_script_loads_no_pandas_pyarrow_torch_kopf_or_matplotlib(command):
+@pytest.mark.parametrize("command", [(), ("backtest",), ("operator", "run")],
+                         ids=["harmony", "backtest", "operator-run"])
+def test_help_through_the_console_script_loads_no_pandas_pyarrow_torch_kopf_matplotlib_or_numpy(command):
     # the console script's own call, each in a fresh interpreter: nothing the probe above ran before counts
-    shown, heavy = harmony_cli(*command, "--help")
+    shown, heavy = harmony_cli(*command, "--help", watched=HEAVY + HELP_ONLY)
     assert "Usage: harmony" in shown
-    assert heavy == []  # HEAVY holds pandas, pyarrow, torch, kopf and matplotlib among others
+    assert heavy == []  # HEAVY holds pandas, pyarrow, torch, kopf, matplotlib and numpy among others
 
 
 def test_shell_completion_completes_commands_and_flags_without_heavy_imports():

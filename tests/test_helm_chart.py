@@ -15,7 +15,7 @@ import pytest
 import typer
 import yaml
 
-from harmony.operator.metrics import METRICS_PORT
+from harmony.operator.ports import METRICS_PORT
 from harmony.operator.spec import CRD_PATH
 
 helm = pytest.importorskip("helm_python", reason="helm-python-sdk (test extra) renders the chart offline")

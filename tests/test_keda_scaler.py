@@ -298,7 +298,7 @@ def test_a_keda_port_shared_with_another_server_is_refused_at_start():
     from typer.testing import CliRunner
 
     from harmony.cli.main import app
-    from harmony.operator.metrics import METRICS_PORT
+    from harmony.operator.ports import METRICS_PORT
 
     result = CliRunner().invoke(app, ["operator", "run", "--keda-scaler-port", str(METRICS_PORT)])
     assert result.exit_code == 2, result.output

@@ -19,13 +19,13 @@ from harmony import __version__
 from harmony.operator.metrics import (
     DECISION_REASONS,
     DIRECTIONS,
-    METRICS_PORT,
     QUANTILES,
     RECONCILE_FAILURE_REASONS,
     TELEMETRY_ERROR_REASONS,
     OperatorMetrics,
     serve,
 )
+from harmony.operator.ports import METRICS_PORT
 from harmony.operator.replay_exporter import ReplayExporter
 from harmony.telemetry.datasets import SOURCES, get_source
 from tests.prometheus_server import require_prometheus

@@ -10,6 +10,7 @@ from harmony.backtest.policies.base import Observation, PolicySetup
 from harmony.backtest.policies.harmony_via_hpa import HarmonyViaHPA
 from harmony.backtest.policies.keda import KEDA
 from harmony.backtest.policies.kpa import KPA
+from harmony.backtest.policy_names import POLICY_NAMES
 from harmony.backtest.runner import Backtest, BacktestSettings, run_policies
 from harmony.decision.demand import demand_definition
 from harmony.errors import HarmonyInputError
@@ -20,6 +21,11 @@ from harmony.telemetry.datasets import load_dataset
 def gentd26_backtest():
     frame, _ = load_dataset("gentd26").fill_gaps(5)
     return Backtest(frame, demand_definition("gentd26"), BacktestSettings(min_replicas=1, max_replicas=60))
+
+
+def test_the_light_names_table_is_the_registry_s_names():
+    # what `harmony backtest --help` lists without importing the policies (the registry refuses to import otherwise)
+    assert tuple(POLICIES) == POLICY_NAMES
 
 
 @pytest.mark.parametrize("name", sorted(POLICIES))

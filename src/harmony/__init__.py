@@ -9,9 +9,17 @@ one subpackage per stage of the data flow; layers point down only (checked by im
 `harmony.errors` sits beside the layers: every layer may raise its one error type.
 """
 
-from importlib.metadata import PackageNotFoundError, version
 
-try:
-    __version__ = version("harmony-autoscaler")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+def __getattr__(name: str) -> str:
+    """`harmony.__version__`, read from the package metadata when first asked for: importlib.metadata (email,
+    zipfile, csv, ...) costs every `harmony --help` and TAB tens of milliseconds otherwise."""
+    if name != "__version__":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("harmony-autoscaler")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        found = "0.0.0+unknown"
+    globals()["__version__"] = found  # asked once: later reads find the attribute itself
+    return found

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from harmony.backtest.policies import POLICIES, parse_policies
+from harmony.backtest.policy_names import POLICY_NAMES
 from harmony.cli.common import (
     AT_LEAST_ONE,
     FRACTION,
@@ -54,7 +54,7 @@ SWEEP_FILES = ["sweep.csv", "at_sla.csv", "cost_breach.png"]
 def backtest(
     dataset: DatasetOpt = "gentd26",
     path: PathOpt = None,
-    policies: Annotated[str, typer.Option(help=f"all, or comma-separated: {', '.join(POLICIES)}")] = "all",
+    policies: Annotated[str, typer.Option(help=f"all, or comma-separated: {', '.join(POLICY_NAMES)}")] = "all",
     cold_start: Annotated[float, typer.Option(help="seconds before a new replica serves")] = 300.0,
     sla: Annotated[float, typer.Option(help="target breach rate, in (0, 1)")] = 0.01,
     min_replicas: Annotated[int, typer.Option(help="fewest replicas")] = 1,
@@ -104,6 +104,7 @@ def backtest(
     """GPU-hours, breach rate, unserved demand, scaling actions and utilisation per policy."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from harmony.backtest.policies import POLICIES, parse_policies
     from harmony.backtest.runner import SUMMARY_COLUMNS, Backtest, BacktestSettings, run_policies, sweep_policies
     from harmony.decision.demand import demand_definition
     from harmony.forecasting.predictors import build_predictor

@@ -1,6 +1,6 @@
-"""Shared pieces of the `harmony` commands: consoles, the one-line error convention, dataset flags, and the
-checks every command runs on its flags before any work: numbers (`check_flags`) and outputs (`check_out`,
-with the output formats and `write_table`, the one writer of tables).
+"""Shared pieces of the `harmony` commands: the group class, consoles, the one-line error convention, dataset
+flags, and the checks every command runs on its flags before any work: numbers (`check_flags`) and outputs
+(`check_out`, with the output formats and `write_table`, the one writer of tables).
 
 Every command module imports from here (never from `harmony.cli.main`, which imports the command modules
 to register them).
@@ -20,6 +20,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from harmony.errors import HarmonyInputError
 from harmony.forecasting.predictor_names import CHECKPOINT_SUFFIXES
@@ -29,6 +30,26 @@ console = Console()
 if not console.is_terminal:  # piped or captured output: wide enough that names are not cut
     console = Console(width=160)
 err_console = Console(stderr=True, width=400)
+
+
+class CommandGroup(TyperGroup):
+    """The `harmony` group and its sub-groups (`datasets`, `operator`): typer's group, with its unset hidden flags
+    (`--help`, `--install-completion`, `--show-completion`) defaulting to False instead of None.
+
+    typer (0.29) coerces every parameter's value through a pydantic TypeAdapter, built on first use (importing
+    pydantic, tens of milliseconds), unless the value already is a bool. `harmony COMMAND --help` processes the
+    groups' own flags on its way to COMMAND's --help, all unset, and None would build adapters for them. Their
+    callbacks read None and False alike (`if not value: return`), and they reach no command (`expose_value` off).
+    """
+
+    def get_params(self, ctx: typer.Context) -> list:
+        params = super().get_params(ctx)
+        for param in params:
+            descriptor = getattr(param, "type_descriptor", None)
+            if (getattr(param, "is_flag", False) and not param.expose_value and param.default is None
+                    and getattr(descriptor, "annotation", None) is bool):
+                param.default = False
+        return params
 
 
 def user_errors(fn):

@@ -4,10 +4,12 @@ Bad input ends with a one-line `error: ...` naming the file, column or flag, and
 
 `harmony --help`, `harmony COMMAND --help` and shell completion (which runs this module on every TAB) import
 this module and the command modules only: what a command's flags need is imported at the top, the names of
-datasets and models and the adapter's defaults from plain-data tables (`harmony.telemetry.dataset_names`,
-`harmony.forecasting.predictor_names`, `harmony.forecasting.loop_defaults`) rather than their registries;
-everything heavy (pandas, pyarrow, requests, torch, Lightning, pyro, matplotlib, kopf, kubernetes, scipy) inside
-the command that uses it.
+datasets, models and policies, the adapter's defaults and the exporter's port from plain-data tables
+(`harmony.telemetry.dataset_names`, `harmony.forecasting.predictor_names`, `harmony.backtest.policy_names`,
+`harmony.forecasting.loop_defaults`, `harmony.operator.ports`) rather than their registries; everything heavy
+(pandas, pyarrow, requests, torch, Lightning, pyro, matplotlib, kopf, kubernetes, scipy, numpy,
+prometheus_client) inside the command that uses it. The groups are `CommandGroup`s, so that `--help` builds
+none of typer's pydantic value adapters.
 `tests/test_cli_startup.py` holds that line; `bench/cli_startup.py` times it.
 """
 
@@ -23,6 +25,7 @@ from harmony.cli.common import (
     NON_NEGATIVE,
     SEED,
     TABLE_FORMATS,
+    CommandGroup,
     DatasetOpt,
     ForceOpt,
     FormatOpt,
@@ -49,8 +52,9 @@ from harmony.errors import HarmonyInputError
 from harmony.forecasting.predictor_names import PREDICTOR_NAMES
 
 app = typer.Typer(help="harmony: forecast GPU demand as a distribution and scale ahead of it.",
-                  no_args_is_help=True, add_completion=True)
-datasets_app = typer.Typer(help="Bundled and user-supplied telemetry datasets.", no_args_is_help=True)
+                  no_args_is_help=True, add_completion=True, cls=CommandGroup)
+datasets_app = typer.Typer(help="Bundled and user-supplied telemetry datasets.", no_args_is_help=True,
+                           cls=CommandGroup)
 app.add_typer(datasets_app, name="datasets")
 
 

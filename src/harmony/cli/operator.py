@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from harmony.cli.common import user_errors
+from harmony.cli.common import CommandGroup, user_errors
 from harmony.errors import HarmonyInputError
 from harmony.operator.health import (  # the flags' defaults; kopf, kubernetes and the loop load in the command
     LIVENESS_ADDR,
@@ -27,7 +27,7 @@ from harmony.operator.health import (  # the flags' defaults; kopf, kubernetes a
     HealthSettings,
     liveness_endpoint,
 )
-from harmony.operator.metrics import METRICS_PORT
+from harmony.operator.ports import METRICS_PORT
 
 if TYPE_CHECKING:  # harmony.telemetry.prometheus brings pandas and requests: imported where it is used
     import kopf
@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # harmony.telemetry.prometheus brings pandas and requests: im
     from harmony.operator.spec import AutoscalerSpec
     from harmony.telemetry.prometheus import PrometheusAccess, PrometheusClient
 
-operator_app = typer.Typer(help="The Kubernetes operator.", no_args_is_help=True)
+operator_app = typer.Typer(help="The Kubernetes operator.", no_args_is_help=True, cls=CommandGroup)
 log = logging.getLogger("harmony.operator")
 
 

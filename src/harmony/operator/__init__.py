@@ -4,6 +4,7 @@
   CRD's OpenAPI schema, `crd/harmonyautoscaler.yaml`, package data), mapped onto the step's `ControlSettings`.
 - `metrics`: the Prometheus exporter (`harmony_*`, `process_*`, `harmony_build_info` on prometheus_client's server).
 - `health`: what kopf's liveness endpoint (`/healthz`) reports: the last reconcile step's age, Prometheus reachability.
+- `ports`: the exporter's default port (`--metrics-port`, the chart's), as plain data for the CLI's help.
 - `state`, `kube`, `reconcile`: what survives restarts (status), the Kubernetes client wrapper, one step.
 - `replay_exporter`: serves a recorded trace as Prometheus metrics, for demos and end-to-end tests.
 

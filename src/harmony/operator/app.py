@@ -50,7 +50,7 @@ from harmony.errors import HarmonyInputError
 from harmony.operator.batching import BatchSettings, ForecastBatcher
 from harmony.operator.health import Health, HealthSettings
 from harmony.operator.kube import GROUP, PLURAL, VERSION, ApiError
-from harmony.operator.metrics import METRICS_PORT
+from harmony.operator.ports import METRICS_PORT
 from harmony.operator.reconcile import Reconciler
 from harmony.operator.state import parse_timestamp
 from harmony.telemetry.prometheus import redact_url

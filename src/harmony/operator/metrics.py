@@ -16,7 +16,8 @@ Beside them the registry holds the process collectors (`process_*`: CPU, memory,
 release runs and whether it leaks.
 
 The registry is a parameter (its own by default), so tests and several operators in one process do not
-collide on the global one. The exporter's port, METRICS_PORT, is the operator's default and the chart's.
+collide on the global one. The exporter's default port, METRICS_PORT, is in `harmony.operator.ports` (plain
+data: the CLI's help shows it without importing prometheus_client).
 """
 
 from __future__ import annotations
@@ -63,10 +64,6 @@ RECONCILE_FAILURE_REASONS = ("invalid-spec", "target-not-found", "conflict", "ap
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 OBJECT = ("autoscaler_namespace", "autoscaler")
-#: The exporter's default port (the CLI's and the chart's): not node_exporter's 9100, which scrape configs and
-#: network policies written for node_exporter match by number; outside the 9100-9999 range where Prometheus'
-#: default port allocations list places exporters; not kopf's liveness endpoint (8080).
-METRICS_PORT = 8095
 
 
 def _quantile_label(q: float) -> str:

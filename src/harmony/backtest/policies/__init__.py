@@ -15,11 +15,15 @@ from harmony.backtest.policies.oracle import Oracle
 from harmony.backtest.policies.predictive import Predictive
 from harmony.backtest.policies.quantile import Quantile
 from harmony.backtest.policies.static import Static
+from harmony.backtest.policy_names import POLICY_NAMES
 from harmony.errors import HarmonyInputError
 
 POLICIES: dict[str, type[Policy]] = {
     cls.name: cls for cls in (Harmony, HarmonyViaHPA, HPA, KEDA, KPA, Static, Predictive, Quantile, Oracle)
 }
+if tuple(POLICIES) != POLICY_NAMES:  # the light names table must list exactly these, in this order
+    raise ImportError(f"harmony.backtest.policy_names.POLICY_NAMES {POLICY_NAMES} differs from the "
+                      f"registered policies {tuple(POLICIES)}")
 
 
 def build_policy(name: str, value: float | None = None) -> Policy:
@@ -40,4 +44,4 @@ def parse_policies(text: str) -> list[str]:
     return names
 
 
-__all__ = ["POLICIES", "Observation", "Policy", "PolicySetup", "build_policy", "parse_policies"]
+__all__ = ["POLICIES", "POLICY_NAMES", "Observation", "Policy", "PolicySetup", "build_policy", "parse_policies"]
