@@ -30,9 +30,10 @@ def main() -> None:
     parser.add_argument("--sla", type=float, default=0.01)
     parser.add_argument("--out", type=Path, default=Path("results/suite"))
     parser.add_argument("--traces", default=None, help="only these aggregate traces, comma-separated")
+    parser.add_argument("--model", default=None, help="the forecasting policies' forecaster (default: harmony)")
     args = parser.parse_args()
     started = time.perf_counter()
-    suite_cli.run(args.sla, args.out, args.quick, args.clients, args.traces)
+    suite_cli.run(args.sla, args.out, args.quick, args.clients, args.traces, args.model)
     console.print(f"suite took {time.perf_counter() - started:.0f} s")
 
 

@@ -102,6 +102,44 @@ def test_a_window_that_starts_empty_trains_on_its_rows_with_data_only():
     assert forecaster.status.fallback and "200 rows of history" in forecaster.status.reason
 
 
+def test_with_a_trainer_the_model_trains_aside_while_the_baseline_stands_in():
+    """The operator's training pool: the step that finds the model due hands the fit over and forecasts with
+    ar:30, saying a training is under way; the first step after it is done serves the model."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = frame(600)
+    with ThreadPoolExecutor(1) as pool:
+        forecaster = DemandForecaster(TINY, horizon=2, lookback=16, training_steps=600, trainer=pool)
+        samples = forecaster.demand_samples(data.slice(0, 500), ("requests",), seed=0)
+        assert samples.shape == (200, 2) and np.isfinite(samples).all()
+        assert forecaster.status.fallback and forecaster.status.model == FALLBACK_MODEL
+        assert "training " + TINY + " on 500 rows" in forecaster.status.reason
+        forecaster._training[0].result()  # the training, done (no sleeping: wait on its future)
+        forecaster.demand_samples(data.slice(0, 501), ("requests",), seed=1)
+    assert not forecaster.status.fallback and forecaster.status.model == TINY
+    assert forecaster.trained_rows == 500 and forecaster.predictor.target_names == ("requests",)
+
+
+def test_a_training_that_fails_is_reported_and_tried_again_later():
+    from concurrent.futures import Future
+
+    class Failing:
+        def submit(self, *args, **kwargs):
+            done = Future()
+            done.set_exception(RuntimeError("out of memory"))
+            return done
+
+    data = frame(900)
+    forecaster = DemandForecaster(TINY, horizon=2, lookback=16, training_steps=900, trainer=Failing())
+    forecaster.demand_samples(data.slice(0, 500), ("requests",), seed=0)  # submitted
+    forecaster.demand_samples(data.slice(0, 501), ("requests",), seed=1)  # collected: failed
+    assert forecaster.status.fallback and "failed (RuntimeError: out of memory)" in forecaster.status.reason
+    assert forecaster._training is None
+    for t in range(502, 700):  # not tried again at every step: 256 decisions later
+        forecaster.demand_samples(data.slice(0, t), ("requests",), seed=t)
+        assert forecaster._training is None and forecaster.status.fallback
+
+
 def test_the_model_fine_tunes_on_its_schedule_from_its_own_weights():
     forecaster = DemandForecaster(TINY, horizon=2, lookback=16, fine_tune=FineTune(every=2, epochs=1))
     data = frame(500)
@@ -180,3 +218,26 @@ async def test_the_operator_reads_the_training_history_only_when_the_model_train
         forecaster = rec.forecasters["uid-default-llm"]
         assert forecaster.trained_rows == 600 and not forecaster.status.fallback
         assert status_of(k8s)["forecaster"]["model"] == TINY and not status_of(k8s)["forecaster"]["fallback"]
+
+
+@pytest.mark.asyncio
+async def test_the_operator_trains_in_its_training_pool_and_says_so_in_status_meanwhile():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.operator_support import ScriptedTelemetry, add_autoscaler, add_deployment, cluster, make_reconciler
+    from tests.operator_support import status as status_of
+    from tests.operator_support import step as reconcile_step
+
+    async with cluster() as (k8s, url):
+        add_deployment(k8s, replicas=2)
+        add_autoscaler(k8s, model={"forecaster": TINY, "trainingSeconds": 600}, historySeconds=600)
+        rec = make_reconciler(url, ScriptedTelemetry(level=3.0, noise=0.3))
+        with ThreadPoolExecutor(1) as pool:
+            rec.trainer = pool
+            await reconcile_step(rec, k8s)
+            during = status_of(k8s)["forecaster"]
+            assert during["fallback"] and during["model"] == FALLBACK_MODEL and "training" in during["reason"]
+            rec.forecasters["uid-default-llm"]._training[0].result()
+            await reconcile_step(rec, k8s)
+        after = status_of(k8s)["forecaster"]
+        assert after["model"] == TINY and not after["fallback"]

@@ -161,17 +161,19 @@ def coarse_grid(name: str) -> tuple:
 
 
 def run_trace(trace: TraceSpec, names: list[str], sla: float, grid: Callable[[str], tuple] | None = None,
-              progress: Callable[[str], None] | None = None) -> TraceOutcome:
+              progress: Callable[[str], None] | None = None, model: str | None = None) -> TraceOutcome:
     """Every policy on one trace: default, validation-chosen and (aggregate traces) hindsight settings.
     Per-client traces (a `group`) use the coarse grid and skip the hindsight sweep: they are reported as the
-    median and worst client of the main table."""
+    median and worst client of the main table. model: the forecasting policies' forecaster (None: the
+    backtest's default)."""
     grid = grid or (coarse_grid if trace.group else full_grid)
     frame, definition = load_trace(trace)
     val_frame, val_history, test_history = split_frame(frame)
 
     def settings(history: float) -> BacktestSettings:
+        forecaster = {} if model is None else {"model": model}
         return BacktestSettings(cold_start_s=trace.cold_start_s, sla=sla, min_replicas=trace.min_replicas,
-                                train_fraction=history)
+                                train_fraction=history, **forecaster)
 
     test = Backtest(frame, definition, settings(test_history))
     val = Backtest(val_frame, definition, settings(val_history))
@@ -324,14 +326,14 @@ class SuiteResult:
 
 def run_suite(traces: list[TraceSpec], sla: float = 0.01, names: list[str] | None = None,
               grid: Callable[[str], tuple] | None = None, progress: Callable[[str], None] | None = None,
-              replicates: int = bs.REPLICATES) -> SuiteResult:
+              replicates: int = bs.REPLICATES, model: str | None = None) -> SuiteResult:
     if not 0 < sla < 1:
         raise HarmonyInputError(f"--sla must lie in (0, 1), got {sla}")
     names = names or policy_names()
     outcomes, rows, paired, curve, failed = [], [], [], [], []
     for trace in traces:
         try:
-            out = run_trace(trace, names, sla, grid, progress)
+            out = run_trace(trace, names, sla, grid, progress, model)
         except HarmonyInputError as exc:  # reported, never hidden: the trace is listed with the reason
             failed.append({"trace": trace.key, "reason": str(exc)})
             continue

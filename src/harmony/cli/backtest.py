@@ -116,7 +116,8 @@ def backtest(
 
         # the suite writes many files whose names follow its traces: any file already in --out needs --force
         check_out(out, force=force, inputs={"--suite": DATASETS_ROOT}, files=["*"])
-        suite_cli.run(sla, out, quick, clients, traces)
+        build_predictor(model, "--model")  # an unknown --model fails before any work
+        suite_cli.run(sla, out, quick, clients, traces, model)
         return
     check_flags({
         "--cold-start": (cold_start, NON_NEGATIVE), "--min-replicas": (min_replicas, NON_NEGATIVE),

@@ -198,6 +198,9 @@ def operator_run(
     torch_threads: Annotated[int, typer.Option(
         min=0, help="threads of a HARMONY model's forecasts and fine-tunes (0: one per core; on cores the "
                     "reconcile pool and other processes share, one is faster)")] = 1,
+    training_workers: Annotated[int, typer.Option(
+        min=0, help="HARMONY models (spec.model.forecaster: harmony) training at once, in threads of their own, "
+                    "while ar:30 stands in (0: a training runs in its object's reconcile step)")] = 1,
     keda_scaler_port: Annotated[int, typer.Option(
         min=0, max=65535, help="serve KEDA's external scaler (gRPC) on this port from the current decisions, for "
                                "ScaledObjects with `type: external` triggers (0: off)")] = 0,
@@ -237,8 +240,11 @@ def operator_run(
     cfg = kube_configuration(kubeconfig)
     metrics = OperatorMetrics()
     health = Health(health_settings)
+    from concurrent.futures import ThreadPoolExecutor
+
+    trainer = ThreadPoolExecutor(training_workers, thread_name_prefix="harmony-train") if training_workers else None
     reconciler = Reconciler(KubeClient(client.ApiClient(cfg)), health.watch_telemetry(telemetry_source(prom)),
-                            metrics, ReconcileSettings(n_samples=samples))
+                            metrics, ReconcileSettings(n_samples=samples), trainer=trainer)
     server, _ = serve(metrics, metrics_port, metrics_addr)
 
     async def main() -> None:
@@ -253,3 +259,5 @@ def operator_run(
     finally:
         server.shutdown()
         server.server_close()
+        if trainer is not None:  # a training under way is not waited for: its result would be thrown away
+            trainer.shutdown(wait=False, cancel_futures=True)

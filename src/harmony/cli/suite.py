@@ -14,7 +14,8 @@ SHOWN = ["trace", "policy", "setting", "value", "gpu_hours", "breach_rate", "bre
          "oracle_ratio", "meets_sla"]
 
 
-def run(sla: float, out: Path | None, quick: bool, clients: int, traces_wanted: str | None = None) -> None:
+def run(sla: float, out: Path | None, quick: bool, clients: int, traces_wanted: str | None = None,
+        model: str | None = None) -> None:
     traces = suite_traces(quick=quick, clients=clients, keys=traces_wanted)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=console, transient=True) as bar:
@@ -33,7 +34,7 @@ def run(sla: float, out: Path | None, quick: bool, clients: int, traces_wanted: 
             bar.update(task, description=label)
             bar.advance(task)
 
-        result = run_suite(traces, sla=sla, progress=step)
+        result = run_suite(traces, sla=sla, progress=step, model=model)
     main = main_rows(result)
     console.print(results_table(f"suite, SLA {100 * sla:g}%: nothing tuned on the evaluated span (defaults, and "
                                 "knobs chosen on the validation span); breach rate with its 90% block-bootstrap "

@@ -18,6 +18,7 @@ import copy
 import dataclasses
 import math
 from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -150,11 +151,17 @@ class DemandForecaster:
     passed as it was trained on rows: each time its history has doubled, until the training window is full
     (about 5 trainings from 256 windows to 7 days), then every training window's worth of decisions where the
     history never fills it.
+
+    trainer: where such a model trains (the operator's training pool: a fit takes tens of seconds of a core,
+    which a reconcile worker must not wait for); None trains it in the call (the backtest, whose replay
+    then has the model from the decision it was due at). While it trains, the model it replaces keeps
+    serving, or, before the first, FALLBACK_MODEL stands in and `status` says the training is under way.
     """
 
     def __init__(self, model: str | None, horizon: int, lookback: int, n_samples: int = DEFAULT_SAMPLES,
                  refit_every: int = REFIT_EVERY, predictor: Predictor | None = None,
-                 fine_tune: FineTune | None = None, training_steps: int | None = None) -> None:
+                 fine_tune: FineTune | None = None, training_steps: int | None = None,
+                 trainer: Executor | None = None) -> None:
         if model is None and predictor is None:
             raise ValueError("DemandForecaster needs a model spec or a fitted predictor")
         if predictor is not None and predictor.input_scaler is None:
@@ -171,6 +178,9 @@ class DemandForecaster:
         self.calls_since_tune = 0
         self.training_steps = training_steps
         self.trained_rows = 0  # rows the spec'd model was last trained on
+        self.trainer = trainer
+        self._training: tuple[Future, int] | None = None  # a training under way: its future and rows
+        self._retry_at = 0  # after a training failed: the calls since the fit before another is tried
 
     def _due(self) -> bool:
         if self.spec is None:
@@ -179,6 +189,8 @@ class DemandForecaster:
             return True
         if self.predictor.refit:
             return self.refit_every > 0 and self.calls_since_fit >= self.refit_every
+        if self._training is not None:
+            return True  # a training under way: see whether it is done
         # a model trained on less history than it wants: again once that history has doubled
         return (self.training_steps is not None and self.trained_rows < self.training_steps
                 and self.calls_since_fit >= self.trained_rows)
@@ -191,6 +203,13 @@ class DemandForecaster:
             training: Callable[[], TelemetryFrame | None] | None = None) -> None:
         """Fit the spec'd predictor on `window` (a baseline) or on the training history (a model trained on the
         workload's own telemetry: `training()`'s frame where it is longer than the window)."""
+        if self._training is not None:
+            self._collect(window)
+            return
+        if self.calls_since_fit < self._retry_at:  # a training failed not long ago: serve as before
+            if self.predictor is None:
+                self.fallback = fit_scaled(FALLBACK_MODEL, window, self.horizon)
+            return
         candidate = build_predictor(self.spec)
         decision_window = window
         if not candidate.refit:  # trained on the rows with data (a new workload's window starts empty)
@@ -205,12 +224,43 @@ class DemandForecaster:
                 self._stand_in(decision_window, f"{n} rows of history give {max(windows, 0)} training windows; "
                                                 f"{self.spec} trains from {MIN_TRAINING_WINDOWS}")
                 return
+        if self.trainer is not None and not candidate.refit:
+            self._training = (self.trainer.submit(fit_scaled, self.spec, window, self.horizon, demand=demand), n)
+            self._serve_while_training(decision_window)
+            return
+        self._install(fit_scaled(self.spec, window, self.horizon, demand=demand), n)
+
+    def _install(self, predictor: Predictor, rows: int) -> None:
         fine_tunes = self.status.fine_tunes if self.predictor is not None else 0
-        self.predictor = fit_scaled(self.spec, window, self.horizon, demand=demand)
+        self.predictor, self.owned = predictor, True
         self.fallback = None
         self.status = ForecasterStatus(self.spec, fine_tunes=fine_tunes)
         self.calls_since_fit = self.calls_since_tune = 0
-        self.trained_rows = n
+        self.trained_rows, self._retry_at = rows, 0
+
+    def _serve_while_training(self, window: TelemetryFrame) -> None:
+        """A training under way: the model it replaces serves on; before the first, the fallback stands in."""
+        rows = self._training[1]
+        if self.predictor is None:
+            self._stand_in(window, f"training {self.spec} on {rows} rows of history")
+
+    def _collect(self, window: TelemetryFrame) -> None:
+        """The training under way, taken up when done; a failed one is reported and tried again after
+        MIN_TRAINING_WINDOWS more decisions (the history has grown by that many rows)."""
+        future, rows = self._training
+        if not future.done():
+            self._serve_while_training(window)
+            return
+        self._training = None
+        try:
+            self._install(future.result(), rows)
+        except Exception as exc:  # noqa: BLE001 - the training's own fault: reported, the step goes on
+            self._retry_at = self.calls_since_fit + MIN_TRAINING_WINDOWS
+            reason = f"training {self.spec} on {rows} rows failed ({type(exc).__name__}: {exc})"
+            if self.predictor is None:
+                self._stand_in(window, reason)
+            else:
+                self.status.reason = reason
 
     def _training_window(self, window: TelemetryFrame,
                          training: Callable[[], TelemetryFrame | None] | None) -> TelemetryFrame:

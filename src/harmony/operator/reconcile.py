@@ -51,6 +51,7 @@ import re
 import time
 import traceback
 from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -191,6 +192,8 @@ class Reconciler:
     unrecorded_scales: dict[str, int] = field(default_factory=dict)
     # (namespace, name) -> a Secret's `data`, for spec.prometheus.secretRef (harmony.operator.app.read_secret)
     secrets: Callable[[str, str], Mapping[str, str]] | None = None
+    #: where HARMONY models train (`DemandForecaster.trainer`); None: in the object's step
+    trainer: Executor | None = None
 
     def forget(self, uid: str, namespace: str, name: str) -> None:
         self.forecasters.pop(uid, None)
@@ -210,7 +213,7 @@ class Reconciler:
         if cached is None or getattr(cached, "key", None) != key:
             cached = DemandForecaster(None if predictor else spec.model_baseline, horizon, lookback,
                                       self.settings.n_samples, self.settings.refit_every, predictor,
-                                      fine_tune=spec.fine_tune, training_steps=training)
+                                      fine_tune=spec.fine_tune, training_steps=training, trainer=self.trainer)
             cached.key = key
             self.forecasters[uid] = cached
         return cached
