@@ -52,7 +52,8 @@ AUTOSCALER = {"apiVersion": "harmony.dev/v1alpha1", "kind": "HarmonyAutoscaler",
 CASES = {
     "default": {},
     "namespaced": {"rbac": {"scope": "namespaced"}, "watchNamespaces": ["team-a", "team-b"]},
-    "peering": {"peering": {"enabled": True, "name": "gpu"}, "replicaCount": 2, "selector": {"shard": "a"}},
+    "peering": {"peering": {"enabled": True, "name": "gpu"}, "replicaCount": 2, "selector": {"shard": "a"},
+                "trainingWorkers": 2},
     "namespaced-peering": {"rbac": {"scope": "namespaced"}, "watchNamespaces": ["team-a", "team-b"],
                            "peering": {"enabled": True}},
     "monitoring": {"serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
@@ -340,6 +341,8 @@ def test_args_are_built_from_values(case):
     prom = values.get("prometheus", {})
     assert given["--prometheus-url"] == [prom.get("url", "http://prometheus-operated.monitoring.svc:9090")]
     assert given["--metrics-port"] == [str(METRICS_PORT)]
+    workers = values.get("trainingWorkers", operator_defaults()["--training-workers"])  # the chart's default: the CLI's
+    assert given["--training-workers"] == [str(workers)]
     assert given.get("--namespace", []) == values.get("watchNamespaces", [])
     assert given.get("--selector", []) == [f"{k}={v}" for k, v in values.get("selector", {}).items()]
     peering = values.get("peering", {})
