@@ -4,8 +4,8 @@ The kopf operator runs against the kmock Kubernetes emulator with a scripted tel
 for Prometheus (720-point histories, one demand indicator; the HTTP round trips to a real Prometheus are not
 included). Each object uses the CRD's defaults but the forecaster: the ar:30 baseline refitted every decision
 on 6 h of history (`--model ar`; the CRD's default, `harmony`, would train one model per object, which this
-bench does not measure; `--model harmony` serves one shared checkpoint), 200 samples, 5-minute cold start, `Scale` mode (so a decision that changes the count also writes the scale
-subresource and an Event).
+bench does not measure; `--model harmony` serves one shared checkpoint), 200 samples, 5-minute cold start,
+`Scale` mode (so a decision that changes the count also writes the scale subresource and an Event).
 
 `--emulator process` (the default) serves the emulator from a child process, as a real API server is a
 process of its own: the operator's CPU and RSS are then the operator's alone, and the emulator's are
