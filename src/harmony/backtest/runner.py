@@ -33,6 +33,7 @@ from harmony.forecasting.adapter import (
     default_history_s,
     default_lookback_s,
     default_training_s,
+    training_steps,
     validation_rows,
 )
 from harmony.forecasting.loop_defaults import DEFAULT_FINE_TUNE_S, DEFAULT_FORECASTER
@@ -183,7 +184,7 @@ class Backtest:
             training_s = self.settings.training_s or default_training_s(history_s)
             adapter = DemandForecaster(self.settings.model, self.setup().horizon, lookback, self.settings.n_samples,
                                        self.settings.refit_every, fine_tune=tune,
-                                       training_steps=max(history, math.ceil(training_s / step_s)))
+                                       training_steps=training_steps(training_s, history_s, step_s))
             self.forecaster = ReplayForecasts(self.frame, self.definition.indicators, adapter, history,
                                               self.first_tick, self.settings.seed)
             if self.forecaster.demand_samples(self.first_tick - 1) is None:

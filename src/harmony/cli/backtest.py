@@ -110,13 +110,13 @@ def backtest(
     from harmony.forecasting.predictors import build_predictor
 
     check_flags({"--sla": (sla, FRACTION), "--clients": (clients, NON_NEGATIVE)})
+    build_predictor(model, "--model")  # an unknown --model fails before any work
     if suite:
         from harmony.cli import suite as suite_cli
         from harmony.telemetry.datasets import DATASETS_ROOT
 
         # the suite writes many files whose names follow its traces: any file already in --out needs --force
         check_out(out, force=force, inputs={"--suite": DATASETS_ROOT}, files=["*"])
-        build_predictor(model, "--model")  # an unknown --model fails before any work
         suite_cli.run(sla, out, quick, clients, traces, model)
         return
     check_flags({
@@ -135,7 +135,6 @@ def backtest(
               inputs={"--path": dataset_input(dataset, path), "--capacity-prior": capacity_prior,
                       "--model": model_files(model)})
     names = parse_policies(policies)
-    build_predictor(model, "--model")  # an unknown --model fails before any work
     options = dataset_options(option, interval=interval)
     frame = load_frame(dataset, path, options)
     definition = demand_definition(dataset, demand, capacity, frame, options=options)

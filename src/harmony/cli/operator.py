@@ -208,6 +208,7 @@ def operator_run(
 ) -> None:
     """Reconcile HarmonyAutoscalers: forecast from Prometheus, decide, scale (or recommend), report."""
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     from kubernetes import client
 
@@ -240,8 +241,6 @@ def operator_run(
     cfg = kube_configuration(kubeconfig)
     metrics = OperatorMetrics()
     health = Health(health_settings)
-    from concurrent.futures import ThreadPoolExecutor
-
     trainer = ThreadPoolExecutor(training_workers, thread_name_prefix="harmony-train") if training_workers else None
     reconciler = Reconciler(KubeClient(client.ApiClient(cfg)), health.watch_telemetry(telemetry_source(prom)),
                             metrics, ReconcileSettings(n_samples=samples), trainer=trainer)

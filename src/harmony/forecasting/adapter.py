@@ -49,6 +49,12 @@ def default_training_s(history_s: float) -> int:
     return int(min(max(history_s, DEFAULT_TRAINING_S), MAX_HISTORY_S))
 
 
+def training_steps(training_s: float | None, history_s: float, interval_s: float) -> int:
+    """Rows a model trains on (`DemandForecaster.training_steps`): `training_s` (None: the window) in
+    intervals, rounded up, and never fewer than the decision's window holds."""
+    return max(math.ceil(history_s / interval_s), math.ceil((training_s or history_s) / interval_s))
+
+
 def default_lookback_s(interval_s: float) -> int:
     """lookbackSeconds when none is given: DEFAULT_LOOKBACK_STEPS intervals, within the CRD's bound."""
     return int(min(DEFAULT_LOOKBACK_STEPS * interval_s, MAX_LOOKBACK_S))
@@ -208,7 +214,7 @@ class DemandForecaster:
             return
         if self.calls_since_fit < self._retry_at:  # a training failed not long ago: serve as before
             if self.predictor is None:
-                self.fallback = fit_scaled(FALLBACK_MODEL, window, self.horizon)
+                self._refit_fallback(window)  # the status keeps saying why
             return
         candidate = build_predictor(self.spec)
         decision_window = window
@@ -270,8 +276,11 @@ class DemandForecaster:
         frame = training()
         return frame if frame is not None and len(frame) > len(window) else window
 
-    def _stand_in(self, window: TelemetryFrame, reason: str) -> None:
+    def _refit_fallback(self, window: TelemetryFrame) -> None:
         self.fallback = fit_scaled(FALLBACK_MODEL, window, self.horizon)
+
+    def _stand_in(self, window: TelemetryFrame, reason: str) -> None:
+        self._refit_fallback(window)
         self.status = ForecasterStatus(FALLBACK_MODEL, fallback=True, reason=f"{reason}: {FALLBACK_MODEL} stands in")
 
     def _learn(self, window: TelemetryFrame) -> None:

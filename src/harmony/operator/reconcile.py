@@ -60,7 +60,13 @@ import numpy as np
 from harmony.decision import step as control
 from harmony.decision.decide import LIMITED_MAX, LIMITED_MIN, Decision
 from harmony.errors import HarmonyInputError
-from harmony.forecasting.adapter import DEFAULT_SAMPLES, REFIT_EVERY, DemandForecaster, ForecastRequest
+from harmony.forecasting.adapter import (
+    DEFAULT_SAMPLES,
+    REFIT_EVERY,
+    DemandForecaster,
+    ForecastRequest,
+    training_steps,
+)
 from harmony.operator import state as st
 from harmony.operator.decisions import DecisionBoard, PostedDecision
 from harmony.operator.kube import ApiError, Conflict, Scale, TargetNotFound
@@ -207,7 +213,7 @@ class Reconciler:
         horizon = spec.cold_start_steps + 1
         lookback = max(1, math.ceil(spec.lookback_s / spec.interval_s))
         predictor = served_checkpoint(spec.model_checkpoint) if spec.model_checkpoint else None
-        training = math.ceil((spec.training_s or spec.history_s) / spec.interval_s)
+        training = training_steps(spec.training_s, spec.history_s, spec.interval_s)
         key = (spec.model_baseline, id(predictor), horizon, lookback, spec.fine_tune, training)
         cached = self.forecasters.get(uid)
         if cached is None or getattr(cached, "key", None) != key:
