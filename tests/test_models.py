@@ -15,6 +15,7 @@ from harmony.forecasting.models import HarmonyConfig, HarmonyNetwork
 from harmony.forecasting.models.attention import level_masks
 from harmony.forecasting.models.calibration import apply_spread, fit_spread
 from harmony.forecasting.models.splines import rational_quadratic_spline
+from harmony.forecasting.predictors import harmony as harmony_module
 from harmony.forecasting.predictors.base import Context
 from harmony.forecasting.predictors.harmony import HarmonyPredictor
 from harmony.forecasting.training import TrainingSettings
@@ -312,3 +313,26 @@ def test_window_quantile_features_are_the_sorted_window():
     # checkpoints written before the option existed had no quantile features
     old = {k: v for k, v in tiny_config(True, "spline").to_dict().items() if k != "window_quantiles"}
     assert HarmonyConfig.from_dict(old).window_quantiles == 0
+
+
+def test_a_save_that_fails_midway_leaves_the_previous_checkpoint_whole(frame, tmp_path, monkeypatch):
+    """The operator reloads a checkpoint that a training job rewrites on a shared volume: a reader sees the old
+    file or the new one, never a part of it, and a failed write leaves neither a torn file nor litter."""
+    split = frame.split()
+    model = HarmonyPredictor(LOOKBACK, HORIZON, TrainingSettings(max_epochs=1, batch_size=64, seed=1), d_model=16,
+                             n_heads=2, flow_hidden=16, flow_layers=2, context_features=8, window_quantiles=8)
+    model.fit(split.train, split.validation)
+    path = model.save(tmp_path / "m.ckpt")
+    before = path.read_bytes()
+
+    def torn(obj, out):  # the disk fills up after a first part of the checkpoint
+        out.write(before[:100])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(harmony_module.torch, "save", torn)
+    with pytest.raises(OSError, match="No space left"):
+        model.save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.ckpt"]
+    monkeypatch.undo()
+    assert HarmonyPredictor.load(path).config == model.config

@@ -22,6 +22,8 @@ checks that the data has the same indicators. Paper: HARMONY (see `harmony.forec
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -219,11 +221,29 @@ class HarmonyPredictor(Predictor):
 
     # -- persistence ---------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write a self-contained checkpoint (config, weights, scaler, indicators with levels, interval)."""
+        """Write a self-contained checkpoint (config, weights, scaler, indicators with levels, interval).
+
+        Atomically: written to a temporary file beside `path`, flushed to disk, then renamed over it, so a
+        reader (the operator reloading a checkpoint a training job rewrites on a shared volume) sees the old
+        file or the new one, never a part of it; a failed write leaves `path` as it was."""
         if self.network is None:
             raise RuntimeError(f"{self.name} is not fitted; nothing to save")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(handle, "wb") as out:
+                self._write(out)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        return path
+
+    def _write(self, out) -> None:
+        """The checkpoint's contents, as `torch.save` writes them, into an open binary file."""
         torch.save({
             "format": CHECKPOINT_FORMAT,
             "name": self.name,
@@ -236,8 +256,7 @@ class HarmonyPredictor(Predictor):
             "report": None if self.report is None else self.report.to_dict(),
             "metadata": self.metadata,
             "input_scaler": None if self.input_scaler is None else self.input_scaler.to_dict(),
-        }, path)
-        return path
+        }, out)
 
     @classmethod
     def load(cls, path: str | Path) -> HarmonyPredictor:
