@@ -212,8 +212,21 @@ def test_history_and_lookback_default_to_a_number_of_intervals(interval_s, lookb
     assert (spec.lookback_s, spec.history_s) == (lookback_s, history_s)
     short = parse_spec(with_change(raw, ("historySeconds",), interval_s * 10))
     assert short.lookback_s == interval_s * 10  # a short history caps the default context
-    # a model trains on the window or 7 days, the longer, within the 30 days a history may span
-    assert spec.training_s == min(max(history_s, 7 * 86400), 30 * 86400)
+    # a model trains on the window or 7 days (at most 20,160 intervals), the longer, within the 30 days a
+    # history may span
+    assert spec.training_s == min(max(history_s, min(7 * 86400, 20160 * interval_s)), 30 * 86400)
+
+
+@pytest.mark.parametrize(("interval_s", "training_s"), [(1, 20160), (10, 201600), (30, 604800), (600, 864000)])
+def test_the_default_training_history_is_7_days_capped_in_rows_and_never_below_the_window(interval_s, training_s):
+    """At 1 s intervals 7 days are 604,800 rows (hours of CPU per fit, 55 range queries per indicator): the
+    default holds at most 20,160 intervals; at 10 minutes the default window (1,440 intervals, 10 days) is longer
+    than 7 days and wins. An explicit trainingSeconds is honoured."""
+    raw = with_change(with_change(with_change(example_spec(), ("intervalSeconds",), interval_s),
+                                  ("lookbackSeconds",), DELETE), ("historySeconds",), DELETE)
+    raw = with_change(raw, ("sla", "coldStartSeconds"), interval_s)
+    assert parse_spec(raw).training_s == training_s
+    assert parse_spec(with_change(raw, ("model",), {"trainingSeconds": 14 * 86400})).training_s == 14 * 86400
 
 
 def test_the_training_history_is_at_least_the_window_and_read_in_chunks():

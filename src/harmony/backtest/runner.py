@@ -181,7 +181,7 @@ class Backtest:
             history = max(1, math.ceil(history_s / step_s))
             self._check_window(lookback, history, lookback_s, history_s)
             tune = FineTune.every_seconds(self.settings.fine_tune_s, step_s, epochs=self.settings.fine_tune_epochs)
-            training_s = self.settings.training_s or default_training_s(history_s)
+            training_s = self.settings.training_s or default_training_s(history_s, step_s)
             adapter = DemandForecaster(self.settings.model, self.setup().horizon, lookback, self.settings.n_samples,
                                        self.settings.refit_every, fine_tune=tune,
                                        training_steps=training_steps(training_s, history_s, step_s))

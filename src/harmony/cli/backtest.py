@@ -37,6 +37,7 @@ from harmony.forecasting.loop_defaults import (
     DEFAULT_FORECASTER,
     DEFAULT_HISTORY_STEPS,
     DEFAULT_LOOKBACK_STEPS,
+    DEFAULT_MAX_TRAINING_STEPS,
     DEFAULT_TRAINING_S,
     REFIT_EVERY,
 )
@@ -74,7 +75,8 @@ def backtest(
     ] = None,
     training_seconds: Annotated[float | None, typer.Option(
         help=f"history the harmony model trains on, seconds (spec.model.trainingSeconds; default the history "
-             f"window or {DEFAULT_TRAINING_S // 86400} days, the longer)")
+             f"window or {DEFAULT_TRAINING_S // 86400} days (at most {DEFAULT_MAX_TRAINING_STEPS:,} intervals), the "
+             f"longer)")
     ] = None,
     refit_every: Annotated[int, typer.Option(help="decisions between refits of a baseline (0: fit once)")
                            ] = REFIT_EVERY,

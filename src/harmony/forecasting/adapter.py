@@ -27,6 +27,7 @@ from harmony.errors import HarmonyInputError
 from harmony.forecasting.loop_defaults import (  # defined there, plain numbers the CLI's help reads
     DEFAULT_HISTORY_STEPS,
     DEFAULT_LOOKBACK_STEPS,
+    DEFAULT_MAX_TRAINING_STEPS,
     DEFAULT_TRAINING_S,
     FALLBACK_MODEL,
     MAX_HISTORY_S,
@@ -43,10 +44,12 @@ def default_history_s(interval_s: float) -> int:
     return int(min(DEFAULT_HISTORY_STEPS * interval_s, MAX_HISTORY_S))
 
 
-def default_training_s(history_s: float) -> int:
-    """The history a model that learns from the workload's telemetry trains on when none is given: the
-    decision's window (`history_s`) or DEFAULT_TRAINING_S, the longer, within the CRD's bound."""
-    return int(min(max(history_s, DEFAULT_TRAINING_S), MAX_HISTORY_S))
+def default_training_s(history_s: float, interval_s: float) -> int:
+    """The history a model that learns from the workload's telemetry trains on when none is given:
+    DEFAULT_TRAINING_S, or DEFAULT_MAX_TRAINING_STEPS intervals where that is shorter (fine intervals), but
+    never less than the decision's window (`history_s`), within the CRD's bound."""
+    capped = min(DEFAULT_TRAINING_S, DEFAULT_MAX_TRAINING_STEPS * interval_s)
+    return int(min(max(history_s, capped), MAX_HISTORY_S))
 
 
 def training_steps(training_s: float | None, history_s: float, interval_s: float) -> int:

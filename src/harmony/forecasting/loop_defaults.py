@@ -31,6 +31,11 @@ FALLBACK_MODEL = "ar:30"
 #: default one day of history breached 1.70% of ticks at 173.8 GPU-hours, on 7 days 1.00% at 195.4, where
 #: ar:30 breached 0.98% at 221.3.
 DEFAULT_TRAINING_S = 7 * 86400
+#: The most rows the default training history holds: 7 days of 30 s intervals. At finer intervals 7 days would
+#: be rows a CPU trains on for hours (604,800 at 1 s; a fit of 10,080 rows takes about 42 s of one core) and
+#: range queries by the dozen per indicator, so the default is this many intervals there (5.6 hours at 1 s);
+#: an explicit trainingSeconds is honoured.
+DEFAULT_MAX_TRAINING_STEPS = 20_160
 #: Seconds between fine-tunes of a model that learns in the loop (the CRD's spec.model.fineTune.intervalSeconds
 #: default; the backtest's --fine-tune-seconds default; 0: never). Off: on the suite's validation spans a
 #: fine-tune every 6 hours (2 epochs on the history window, warm-started) cost GPU-hours where it ran

@@ -246,7 +246,8 @@ def _model(spec: Mapping, interval_s: int, history_s: int) -> tuple[str | None, 
                     maximum=3600.0)
     fine_tune = FineTune.every_seconds(every_s, interval_s, epochs=epochs, max_seconds=max_s)
     # the training query is chunked under Prometheus' points per series (a few range queries per training)
-    training_s = _int(model, "trainingSeconds", path, default_training_s(history_s), 1, MAX_HISTORY_S)
+    training_s = _int(model, "trainingSeconds", path, default_training_s(history_s, interval_s), 1,
+                      MAX_HISTORY_S)
     if training_s < history_s:
         raise InvalidSpec(f"{path}.trainingSeconds", f"{training_s} is shorter than spec.historySeconds "
                                                      f"({history_s}): a model trains on at least the window")
