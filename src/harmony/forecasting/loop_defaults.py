@@ -40,6 +40,7 @@ DEFAULT_MAX_TRAINING_STEPS = 20_160
 #: default; the backtest's --fine-tune-seconds default; 0: never). Off: on the suite's validation spans a
 #: fine-tune every 6 hours (2 epochs on the history window, warm-started) cost GPU-hours where it ran
 #: (ServeGen m-large +11.6, Alibaba LoRA +56.6, synthetic +5.5 with one more breached tick; measured before
-#: the tail-fitted path factor). A model trained on less than its training window (a new workload) is trained
+#: the tail-fitted path factor); every hour, with it, it won on none of gentd26, ServeGen m-large, m-mid, synthetic
+#: (docs/results/forecasting.md). A model trained on less than its training window (a new workload) is trained
 #: again each time its history has doubled.
 DEFAULT_FINE_TUNE_S = 0
