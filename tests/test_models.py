@@ -323,6 +323,10 @@ def test_a_save_that_fails_midway_leaves_the_previous_checkpoint_whole(frame, tm
                              n_heads=2, flow_hidden=16, flow_layers=2, context_features=8, window_quantiles=8)
     model.fit(split.train, split.validation)
     path = model.save(tmp_path / "m.ckpt")
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by the operator, whoever wrote it
+    path.chmod(0o640)
+    model.save(path)
+    assert path.stat().st_mode & 0o777 == 0o640  # a rewrite keeps the file's mode
     before = path.read_bytes()
 
     def torn(obj, out):  # the disk fills up after a first part of the checkpoint

@@ -230,8 +230,10 @@ class HarmonyPredictor(Predictor):
             raise RuntimeError(f"{self.name} is not fitted; nothing to save")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        mode = path.stat().st_mode & 0o777 if path.is_file() else 0o644  # mkstemp's 0600 would hide it from readers
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
+            os.fchmod(handle, mode)
             with os.fdopen(handle, "wb") as out:
                 self._write(out)
                 out.flush()
