@@ -25,8 +25,8 @@ where a run has several series with a bootstrap interval over series. Prints tab
 and the section "Peers, same run" of docs/results/forecasting.md (the rest of that file is left as it is).
 
     nice -n 10 env PYTHONPATH=src .venv/bin/python bench/forecast_peers.py [--quick] [--harmony]
-        [--runs fisher,gentd26,...] [--clients 20] [--samples 100] [--out results/forecast_peers]
-        [--doc docs/results/forecasting.md]
+        [--harmony-options members=3] [--runs fisher,gentd26,...] [--clients 20] [--samples 100]
+        [--out results/forecast_peers] [--doc docs/results/forecasting.md]
 """
 
 from __future__ import annotations
@@ -94,13 +94,15 @@ class Run:
             return 1
         return cold_start_steps_of(self.cold_start_s, frame.interval.total_seconds()) + 1
 
-    def specs(self, frame: TelemetryFrame, peers: Sequence[str], harmony: bool) -> list[str]:
-        """Model specs of this run: AR first (the ratios' reference), the naive rules, the peers, HARMONY."""
+    def specs(self, frame: TelemetryFrame, peers: Sequence[str], harmony: bool, options: str = "") -> list[str]:
+        """Model specs of this run: AR first (the ratios' reference), the naive rules, the peers, HARMONY
+        (with `options`, extra `harmony:` options joined by '+', such as members=3)."""
         horizon, lags = self.horizon(frame), self.ar.partition(":")[2]
         peer_specs = {"ets": "ets", "theta": "theta", "lgbm": f"lgbm:lags={lags}+horizon={horizon}"}
         specs = [self.ar, self.seasonal, "last", *(peer_specs[p] for p in peers)]
         if harmony:  # as bench/harmony_fisher.py and bench/harmony_gentd26.py build it
-            specs.append(f"harmony:lookback={self.lookback}" + (f"+horizon={horizon}" if horizon > 1 else ""))
+            specs.append(f"harmony:lookback={self.lookback}" + (f"+horizon={horizon}" if horizon > 1 else "")
+                         + (f"+{options}" if options else ""))
         return specs
 
 
@@ -425,6 +427,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="2 Fisher containers, 5 clients, stride = horizon")
     parser.add_argument("--harmony", nargs="?", const="all", default="",
                         help="also train and score the HARMONY model: in every run, or in these (comma-separated)")
+    parser.add_argument("--harmony-options", default="",
+                        help="extra options of the HARMONY model, joined by '+' (members=3: a deep ensemble)")
     parser.add_argument("--runs", default=None, help="comma-separated run keys (default: all)")
     parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated peers (default: all)")
     parser.add_argument("--clients", type=int, default=CLIENTS, help="ServeGen clients per model")
@@ -453,7 +457,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for n, key in enumerate(wanted, 1):
         run = by_key[key]
         frame = run.frame()
-        specs = run.specs(frame, peers, key in with_harmony)
+        specs = run.specs(frame, peers, key in with_harmony, args.harmony_options)
         run_started = time.perf_counter()
         try:
             results[key] = measure(run, frame, specs, n_samples=args.samples, progress=lambda s: console.log(s))

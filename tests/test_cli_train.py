@@ -43,6 +43,18 @@ def test_ablation_flags_reach_the_checkpoint(tmp_path):
     assert config["hierarchy"] is False and config["flow"] == "none"
 
 
+def test_members_train_a_deep_ensemble_into_one_checkpoint(tmp_path):
+    out = tmp_path / "ensemble.ckpt"
+    result = run("train", *DATA, *SMALL, "--members", "2", "--seed", "5", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "the first of 2 members" in result.output
+    state = torch.load(out, weights_only=True)
+    assert len(state["members"]) == 1 and state["settings"]["seed"] == 5  # member 2 was trained from seed 6
+    assert any(not torch.equal(v, state["members"][0][k]) for k, v in state["state_dict"].items())
+    refused = run("train", *DATA, *SMALL, "--members", "0", "--out", tmp_path / "none.ckpt")
+    assert refused.exit_code == 2 and "--members" in refused.output and not (tmp_path / "none.ckpt").exists()
+
+
 def test_bad_flags_end_with_one_error_line(tmp_path):
     result = run("train", *DATA, *SMALL, "--flow", "glow", "--out", tmp_path / "x.ckpt")
     assert result.exit_code == 2

@@ -241,3 +241,15 @@ async def test_the_operator_trains_in_its_training_pool_and_says_so_in_status_me
             await reconcile_step(rec, k8s)
         after = status_of(k8s)["forecaster"]
         assert after["model"] == TINY and not after["fallback"]
+
+
+def test_every_member_of_an_ensemble_fine_tunes_from_its_own_weights():
+    forecaster = DemandForecaster(TINY + "+members=2", horizon=2, lookback=16, fine_tune=FineTune(every=1, epochs=1))
+    data = frame(500)
+    forecaster.demand_samples(data.slice(0, 420), ("requests",), seed=0)
+    trained = forecaster.predictor
+    before = [{k: v.clone() for k, v in network.state_dict().items()} for network in trained.networks]
+    forecaster.demand_samples(data.slice(1, 421), ("requests",), seed=1)  # due: a fine-tune
+    assert forecaster.status.fine_tunes == 1 and len(trained.networks) == 2
+    for old, network in zip(before, trained.networks, strict=True):
+        assert any(not torch.equal(old[k], v) for k, v in network.state_dict().items())

@@ -151,3 +151,41 @@ def test_checkpoints_from_before_calibration_and_quantiles_still_load(tmp_path):
     loaded = HarmonyPredictor.load(path)
     ctx = Context(frame.values[-16:])
     np.testing.assert_array_equal(loaded.predict(ctx, 1, 10, seed=1).samples, model.predict(ctx, 1, 10, seed=1).samples)
+
+
+def test_an_ensemble_trains_members_from_successive_seeds_and_splits_the_samples(tmp_path):
+    frame = make_frame(steps=220, series=2, indicators=3)
+    split = frame.split()
+    settings = TrainingSettings(max_epochs=1, calibrate=False, seed=4)
+    small = {"d_model": 16, "n_heads": 2, "window_quantiles": 0}
+    ensemble = HarmonyPredictor(16, 1, settings, members=3, **small).fit(split.train, split.validation)
+    assert len(ensemble.networks) == 3 and ensemble.network is ensemble.networks[0]
+    # member i is the network one predictor trained from seed 4 + i would have
+    for i in (0, 2):
+        alone = HarmonyPredictor(16, 1, TrainingSettings(max_epochs=1, calibrate=False, seed=4 + i), **small)
+        alone.fit(split.train, split.validation)
+        for key, value in alone.network.state_dict().items():
+            assert torch.equal(value, ensemble.networks[i].state_dict()[key]), key
+    ctx = Context(frame.values[-16:])
+    forecast = ensemble.predict(ctx, 1, 10, seed=1)
+    assert forecast.samples.shape[0] == 10  # 4 + 3 + 3 paths, as many as one network draws
+    first = HarmonyPredictor(16, 1, settings, **small)
+    first.networks, first.scaler, first.indicators = ensemble.networks[:1], ensemble.scaler, ensemble.indicators
+    np.testing.assert_array_equal(forecast.samples[:4], first.predict(ctx, 1, 4, seed=1).samples)
+    assert not np.array_equal(forecast.samples[4:8], first.predict(ctx, 1, 8, seed=1).samples[4:])
+    assert ensemble.predict(ctx, 1, 2, seed=1).samples.shape[0] == 2  # fewer samples than members
+    # a checkpoint keeps every member; one from before ensembles (no "members" key) loads as one network
+    loaded = HarmonyPredictor.load(ensemble.save(tmp_path / "e.ckpt"))
+    assert loaded.members == 3
+    np.testing.assert_array_equal(loaded.predict(ctx, 1, 10, seed=1).samples, forecast.samples)
+    state = torch.load(tmp_path / "e.ckpt", weights_only=True)
+    del state["members"]
+    torch.save(state, tmp_path / "one.ckpt")
+    assert len(HarmonyPredictor.load(tmp_path / "one.ckpt").networks) == 1
+
+
+def test_ensemble_size_comes_from_the_spec_and_must_be_positive():
+    assert build_predictor("harmony:lookback=16+members=3").members == 3
+    assert build_predictor("harmony").members == 1
+    with pytest.raises(HarmonyInputError, match="members must be >= 1, got 0"):
+        build_predictor("harmony:members=0")

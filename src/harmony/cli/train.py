@@ -68,6 +68,8 @@ def train(
     epochs: Annotated[int, typer.Option(help="maximum epochs (early stopping on validation NLL)")] = 40,
     patience: Annotated[int, typer.Option(help="epochs without a better validation NLL before stopping")] = 5,
     seed: Annotated[int, typer.Option(help="seed: the same seed gives the same checkpoint")] = 0,
+    members: Annotated[int, typer.Option(help="networks of a deep ensemble, trained from seeds seed, seed + 1, ...; "
+                                              "a forecast's samples are split between them")] = 1,
     no_hierarchy: Annotated[bool, typer.Option("--no-hierarchy", help="ablation: flat attention")] = False,
     no_flow: Annotated[bool, typer.Option("--no-flow", help="ablation: Gaussian head, no flow")] = False,
     flow: Annotated[str, typer.Option(help="flow kind: spline (coupling), spline-ar or maf")] = "spline",
@@ -96,6 +98,7 @@ def train(
     check_flags({
         "--lookback": (lookback, Bounds(at_least=2)), "--horizon": (horizon, AT_LEAST_ONE),
         "--epochs": (epochs, AT_LEAST_ONE), "--patience": (patience, NON_NEGATIVE), "--seed": (seed, SEED),
+        "--members": (members, AT_LEAST_ONE),
         "--d-model": (d_model, AT_LEAST_ONE), "--heads": (heads, AT_LEAST_ONE), "--layers": (layers, AT_LEAST_ONE),
         "--dropout": (dropout, Bounds(at_least=0, below=1)), "--batch-size": (batch_size, AT_LEAST_ONE),
         "--learning-rate": (learning_rate, POSITIVE), "--crps-weight": (crps_weight, NON_NEGATIVE),
@@ -121,7 +124,7 @@ def train(
         progress_bar=progress,
     )
     model = HarmonyPredictor(
-        lookback, horizon, settings, name="harmony", targets=targets, d_model=d_model, n_heads=heads,
+        lookback, horizon, settings, name="harmony", targets=targets, members=members, d_model=d_model, n_heads=heads,
         layers_per_level=layers, dropout=dropout, hierarchy=not no_hierarchy, flow="none" if no_flow else flow,
     )
     if rank_zero_only.rank == 0:
@@ -140,6 +143,6 @@ def train(
     console.print(
         f"best validation NLL {r.best_val_nll:.4f} per value at epoch {r.best_epoch + 1} of {r.epochs_run}, "
         f"{r.seconds:.1f} s ({r.seconds_to_best:.1f} s to the best), {r.parameters} parameters, "
-        f"{r.train_windows} training windows"
+        f"{r.train_windows} training windows" + (f" (the first of {members} members)" if members > 1 else "")
     )
     console.print(f"wrote {out}")

