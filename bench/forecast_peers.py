@@ -25,7 +25,7 @@ where a run has several series with a bootstrap interval over series. Prints tab
 and the section "Peers, same run" of docs/results/forecasting.md (the rest of that file is left as it is).
 
     nice -n 10 env PYTHONPATH=src .venv/bin/python bench/forecast_peers.py [--quick] [--harmony]
-        [--harmony-options members=3] [--runs fisher,gentd26,...] [--clients 20] [--samples 100]
+        [--harmony-options members=3 ...] [--validation] [--runs fisher,gentd26,...] [--clients 20] [--samples 100]
         [--out results/forecast_peers] [--doc docs/results/forecasting.md]
 """
 
@@ -60,6 +60,9 @@ MAX_GAP_STEPS = 3
 #: ServeGen clients per model, as the backtest suite takes them
 CLIENTS = 20
 BOOTSTRAP_DRAWS = 2000
+#: --validation: the share of a run's rows kept, the protocols' training and validation rows (70% + 10%); the
+#: protocols' own split of those puts the scored rows at 64-80% of the whole, before any row a run scores
+VALIDATION_SHARE = 0.8
 COLUMNS = ["series", "model", "crps", "crps_vs_ar", "mse", "energy", "crps_max", "crps_max_vs_ar", "coverage90",
            "coverage90_max", "fit_s", "predict_s", "n_targets"]
 
@@ -81,8 +84,11 @@ class Run:
     series: tuple[str, ...] | None = None
     indicators: tuple[str, ...] | None = None
 
-    def frame(self) -> TelemetryFrame:
+    def frame(self, validation: bool = False) -> TelemetryFrame:
+        """The run's data; validation: only its rows before the test rows (`VALIDATION_SHARE`)."""
         frame = load_dataset(self.dataset, **self.options)
+        if validation:
+            frame = frame.slice(0, int(VALIDATION_SHARE * len(frame)))
         if self.series is not None:
             frame = frame.select(series=list(self.series))
         if self.indicators is not None:
@@ -94,15 +100,16 @@ class Run:
             return 1
         return cold_start_steps_of(self.cold_start_s, frame.interval.total_seconds()) + 1
 
-    def specs(self, frame: TelemetryFrame, peers: Sequence[str], harmony: bool, options: str = "") -> list[str]:
+    def specs(self, frame: TelemetryFrame, peers: Sequence[str], harmony: bool,
+              options: Sequence[str] = ("",)) -> list[str]:
         """Model specs of this run: AR first (the ratios' reference), the naive rules, the peers, HARMONY
-        (with `options`, extra `harmony:` options joined by '+', such as members=3)."""
+        once per entry of `options` (extra `harmony:` options joined by '+', such as members=3; "" none)."""
         horizon, lags = self.horizon(frame), self.ar.partition(":")[2]
         peer_specs = {"ets": "ets", "theta": "theta", "lgbm": f"lgbm:lags={lags}+horizon={horizon}"}
         specs = [self.ar, self.seasonal, "last", *(peer_specs[p] for p in peers)]
         if harmony:  # as bench/harmony_fisher.py and bench/harmony_gentd26.py build it
-            specs.append(f"harmony:lookback={self.lookback}" + (f"+horizon={horizon}" if horizon > 1 else "")
-                         + (f"+{options}" if options else ""))
+            base = f"harmony:lookback={self.lookback}" + (f"+horizon={horizon}" if horizon > 1 else "")
+            specs += [base + (f"+{extra}" if extra else "") for extra in dict.fromkeys(options)]
         return specs
 
 
@@ -225,7 +232,8 @@ class Target:
 
 
 def _mean(rows: list[dict], prefix: str) -> dict | None:
-    return next((r for r in rows if r["series"] == "mean" and r["model"].partition(":")[0] == prefix), None)
+    """The mean row of the (last, for HARMONY given several --harmony-options) model named `prefix`."""
+    return next((r for r in reversed(rows) if r["series"] == "mean" and r["model"].partition(":")[0] == prefix), None)
 
 
 def _peer_means(rows: list[dict]) -> list[dict]:
@@ -427,8 +435,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="2 Fisher containers, 5 clients, stride = horizon")
     parser.add_argument("--harmony", nargs="?", const="all", default="",
                         help="also train and score the HARMONY model: in every run, or in these (comma-separated)")
-    parser.add_argument("--harmony-options", default="",
-                        help="extra options of the HARMONY model, joined by '+' (members=3: a deep ensemble)")
+    parser.add_argument("--harmony-options", action="append", default=None,
+                        help="extra options of the HARMONY model, joined by '+' (members=3: a deep ensemble); "
+                             "repeated: one HARMONY model each (\"\" for none), the targets judge the last")
+    parser.add_argument("--validation", action="store_true",
+                        help="every run on its rows before the test rows (the first 80%%), for design choices; "
+                             "CSVs under OUT/validation, no doc section")
     parser.add_argument("--runs", default=None, help="comma-separated run keys (default: all)")
     parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated peers (default: all)")
     parser.add_argument("--clients", type=int, default=CLIENTS, help="ServeGen clients per model")
@@ -452,12 +464,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     peers = available_peers([p for p in args.peers.split(",") if p], console)
     command = ("nice -n 10 env PYTHONPATH=src .venv/bin/python bench/forecast_peers.py "
                + shlex.join(sys.argv[1:] if argv is None else argv)).strip()
+    out = args.out / "validation" if args.validation else args.out
     started = time.perf_counter()
     results, titles, notes = {}, {}, []
     for n, key in enumerate(wanted, 1):
         run = by_key[key]
-        frame = run.frame()
-        specs = run.specs(frame, peers, key in with_harmony, args.harmony_options)
+        frame = run.frame(args.validation)
+        specs = run.specs(frame, peers, key in with_harmony, args.harmony_options or [""])
         run_started = time.perf_counter()
         try:
             results[key] = measure(run, frame, specs, n_samples=args.samples, progress=lambda s: console.log(s))
@@ -467,22 +480,27 @@ def main(argv: Sequence[str] | None = None) -> None:
             continue
         finally:
             seconds = time.perf_counter() - run_started
-        titles[key] = (f"{run.title}: {len(frame.series)} series, lookback {run.lookback}, horizon "
+        rows_note = ", validation rows" if args.validation else ""
+        titles[key] = (f"{run.title}{rows_note}: {len(frame.series)} series, lookback {run.lookback}, horizon "
                        f"{run.horizon(frame)}, stride {run.stride or run.horizon(frame)} ({seconds / 60:.1f} min)")
         print_run(console, run, results[key], titles[key])
-        write_csv(results[key], args.out / f"{key}.csv")
+        write_csv(results[key], out / f"{key}.csv")
         progress_note = [] if n == len(wanted) else [f"Partial: {n} of {len(wanted)} runs done so far."]
-        write_section(args.doc, markdown_section(results, titles, by_key, command, args.out,
-                                                 (time.perf_counter() - started) / 60, notes + progress_note))
+        if not args.validation:  # the doc's section reports the evaluated runs only
+            write_section(args.doc, markdown_section(results, titles, by_key, command, args.out,
+                                                     (time.perf_counter() - started) / 60, notes + progress_note))
     table = Table(title="Targets", title_justify="left")
     for col in ("run", "target", "measured", "met", "best"):
         table.add_column(col)
     for t in target_rows(results):
         table.add_row(t["run"], t["target"], t["measured"], t["met"], t.get("best", ""))
     console.print(table)
+    if args.validation:
+        console.print(f"wrote {out}/*.csv (validation rows: no doc section)")
+        return
     write_section(args.doc, markdown_section(results, titles, by_key, command, args.out,
                                              (time.perf_counter() - started) / 60, notes))
-    console.print(f"wrote {args.out}/*.csv and the section {SECTION!r} of {args.doc}")
+    console.print(f"wrote {out}/*.csv and the section {SECTION!r} of {args.doc}")
 
 
 if __name__ == "__main__":

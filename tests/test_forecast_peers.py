@@ -146,3 +146,20 @@ def test_peer_contract(spec, frame):
     first, last = forecast.samples[:, 0], forecast.samples[:, 2]
     order = (first[:, None] - first[None]) * (last[:, None] - last[None])
     assert (order >= 0).all()  # comonotone paths: no two samples swap order between steps
+
+
+def test_validation_rows_end_before_the_test_rows_and_harmony_variants_are_all_run():
+    run = next(r for r in fp.runs(quick=True) if r.key == "gentd26")
+    whole, before = run.frame(), run.frame(validation=True)
+    assert len(before) == int(fp.VALIDATION_SHARE * len(whole))
+    assert before.index[-1] < whole.index[len(whole) - len(whole.split(train=0.7, test=0.2).test)]
+    specs = run.specs(before, [], True, ["", "members=3", ""])
+    assert [s for s in specs if s.startswith("harmony")] == ["harmony:lookback=120+horizon=6",
+                                                             "harmony:lookback=120+horizon=6+members=3"]
+
+    def row(model, crps):
+        return {"model": model, "series": "mean", "crps": crps, "crps_max": crps, "coverage90": 0.9}
+
+    rows = fp.with_ratios([row("ar:30", 1.0), row(specs[-2], 0.95), row(specs[-1], 0.8)], "ar:30")
+    out = {t["target"]: t for t in fp.target_rows({"alibaba-lora": rows})}
+    assert out["HARMONY mean CRPS at most 0.85x AR's"]["measured"] == "0.800x"  # the last HARMONY model
