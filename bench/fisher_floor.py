@@ -3,12 +3,12 @@
 The HARMONY protocol's CRPS is the mean over a container's 11 indicators, and two of them, the block-I/O
 byte counters (`blkio.throttle.io_service_bytes_Async` and `_Read`), take few values and are close to
 white noise: their lag-1 autocorrelation on the training rows is below `WHITE` in magnitude on every
-container, so their past says almost nothing about their next value. The forecast no model can beat on
-average for such an indicator is its marginal distribution; this bench scores the test rows' own marginal
-(an oracle: it knows the test rows' values, but not their order) as the floor. With those indicators at
-that floor and every other indicator as a model scores it, the mean CRPS over the containers cannot fall
-below the printed bound, and the bench prints what the other indicators would need to reach a ratio to
-AR(36) of `--target` (0.85, the issue's target).
+container, so their past says almost nothing about their next value. For white noise the forecast a model
+reading the past can hardly beat is the marginal distribution; this bench scores the test rows' own
+marginal (an oracle: it knows the test rows' values, but not their order) as that floor. With those
+indicators at the floor and every other indicator as a model scores it, the bench prints the mean CRPS over
+the containers that would give, and what the other indicators would need to reach a ratio to AR(36) of
+`--target` (0.85, the issue's target).
 
 Per container (HARMONY protocol: train 70%, test the last 20%, min-max scaled on the training rows, one step
 ahead from 72 steps, 100 samples, seed 0): ridge AR(36) with empirical residuals (`ar:36`), the oracle on
