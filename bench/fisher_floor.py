@@ -29,10 +29,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from harmony.forecasting.evaluation.protocols import HARMONY_TEST_BATCH, make_windows
+from harmony.forecasting.evaluation.protocols import harmony_split, make_windows
 from harmony.forecasting.metrics import crps_ensemble
 from harmony.forecasting.predictors import Context, build_predictor
-from harmony.forecasting.scaling import MinMaxScaler
 from harmony.telemetry.datasets import load_dataset
 
 #: lag-1 autocorrelation (training rows) below which an indicator counts as white noise
@@ -56,18 +55,14 @@ def _fmt_max(values: list[float]) -> str:
 def container_scores(frame, specs: list[str], n_samples: int = 100, seed: int = 0) -> dict:
     """Per indicator [I]: CRPS of each spec and of the test-marginal oracle, and the training rows' lag-1
     autocorrelation, for one container under the HARMONY protocol."""
-    split = frame.split(train=0.7, test=0.2)
-    scaler = MinMaxScaler.fit(split.train)
-    values = scaler.transform(frame.values)
-    n_test = len(split.test)
-    n_scored = (n_test // HARMONY_TEST_BATCH) * HARMONY_TEST_BATCH
-    origins = len(frame) - n_test + np.arange(n_scored)
-    train, validation = scaler.transform_frame(split.train), scaler.transform_frame(split.validation)
+    split = harmony_split(frame)
+    train, values, origins = split.train, split.values, split.origins
+    n_scored = len(origins)
     observed = values[origins, 0]  # [N, I]
     out = {"lag1": np.array([lag1(train.values[:, 0, i]) for i in range(values.shape[2])])}
     for spec in specs:
         started = time.perf_counter()
-        model = build_predictor(spec).fit(train, validation)
+        model = build_predictor(spec).fit(train, split.validation)
         win = make_windows(frame, values, origins, max(LOOKBACK, model.min_context_steps), 1)
         forecast = model.predict(Context(win.contexts, win.end_time, frame.interval, frame.indicator_names), 1,
                                  n_samples, seed)

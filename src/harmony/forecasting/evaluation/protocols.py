@@ -113,19 +113,33 @@ def harmony_protocol(
     rows = []
     for name in frame.series:
         sub = frame.series_frame(name)
-        split = sub.split(train=0.7, test=0.2)
-        scaler = MinMaxScaler.fit(split.train)
-        values = scaler.transform(sub.values)
-        n_test = len(split.test)
-        n_scored = (n_test // HARMONY_TEST_BATCH) * HARMONY_TEST_BATCH
-        if n_scored == 0:
-            raise HarmonyInputError(f"series {name!r}: test split of {n_test} rows is shorter than one batch")
-        origins = len(sub) - n_test + np.arange(n_scored)
-        rows += _score_models(
-            sub, model_specs, scaler.transform_frame(split.train), scaler.transform_frame(split.validation),
-            values, origins, lookback, 1, n_samples, seed, progress,
-        )
+        split = harmony_split(sub)
+        rows += _score_models(sub, model_specs, split.train, split.validation, split.values, split.origins,
+                              lookback, 1, n_samples, seed, progress)
     return rows
+
+
+@dataclass(frozen=True)
+class HarmonySplit:
+    """One series under the HARMONY protocol: its training and validation rows and all its values, min-max
+    scaled on the training rows, and the scored test rows (origins of one-step forecasts)."""
+
+    train: TelemetryFrame
+    validation: TelemetryFrame
+    values: np.ndarray  # [T, 1, indicators]
+    origins: np.ndarray  # row positions scored: the first floor(n_test / 32) * 32 test rows
+
+
+def harmony_split(sub: TelemetryFrame) -> HarmonySplit:
+    """The HARMONY protocol's split, scaling and scored rows of one series (`frame.series_frame(name)`)."""
+    split = sub.split(train=0.7, test=0.2)
+    scaler = MinMaxScaler.fit(split.train)
+    n_test = len(split.test)
+    n_scored = (n_test // HARMONY_TEST_BATCH) * HARMONY_TEST_BATCH
+    if n_scored == 0:
+        raise HarmonyInputError(f"series {sub.series[0]!r}: test split of {n_test} rows is shorter than one batch")
+    return HarmonySplit(scaler.transform_frame(split.train), scaler.transform_frame(split.validation),
+                        scaler.transform(sub.values), len(sub) - n_test + np.arange(n_scored))
 
 
 def rolling_protocol(

@@ -105,10 +105,6 @@ class HarmonyPredictor(Predictor):
         """The (first) network: its config, report and calibration stand for the ensemble's."""
         return self.networks[0] if self.networks else None
 
-    @network.setter
-    def network(self, network: HarmonyNetwork | None) -> None:
-        self.networks = [] if network is None else [network]
-
     @property
     def config(self) -> HarmonyConfig | None:
         return None if self.network is None else self.network.config
@@ -178,8 +174,9 @@ class HarmonyPredictor(Predictor):
                                    self.scaler.transform(validation.values), validation.index,
                                    self.network.config.lookback, self.network.config.horizon)
         budget = None if max_seconds is None else max_seconds / len(self.networks)  # shared by the members
+        validation_windows = windows[1].torch()
         for i, current in enumerate(self.networks):
-            before = current.validation_nll(*windows[1].torch())
+            before = current.validation_nll(*validation_windows)
             settings = replace(self.settings, max_epochs=int(epochs), patience=int(epochs), progress_bar=False,
                                seed=self.settings.seed + i)
             network, report = train_network(current.config, *windows, settings, initial=current.state_dict(),
@@ -189,7 +186,7 @@ class HarmonyPredictor(Predictor):
                 if i == 0:
                     self.report = report
             else:  # the new weights validate worse than the current ones: keep those, calibrated on the new rows
-                current.calibrate(*windows[1].torch(), seed=settings.seed, window_mix=self.settings.window_mix)
+                current.calibrate(*validation_windows, seed=settings.seed, window_mix=self.settings.window_mix)
         return self
 
     # -- predict -------------------------------------------------------------------------------------
