@@ -117,6 +117,15 @@ def test_registry_specs_set_options_and_ablations():
         build_predictor("harmony:1")
 
 
+def test_harmony_help_names_every_spec_option():
+    from harmony.forecasting.predictors import PREDICTORS
+    from harmony.forecasting.predictors.harmony import SPEC_OPTIONS
+
+    options = PREDICTORS["harmony"][1].partition("KEY=VALUE")[2]
+    named = {word.split("=")[0] for word in options.replace("(", ",").replace(")", ",").replace(";", ",").split(",")}
+    assert set(SPEC_OPTIONS) - {w.strip() for w in named} == set()
+
+
 def test_bad_config_is_reported_as_input_error():
     frame = make_frame(steps=200, series=1, indicators=2)
     split = frame.split()

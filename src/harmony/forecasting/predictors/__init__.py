@@ -55,9 +55,9 @@ PREDICTORS: dict[str, tuple[Callable[[str, str | None], Predictor], str]] = {
     "harmony": (
         lambda spec, arg: _harmony(spec, arg),
         "HARMONY: hierarchical attention + spline flow, trained in fit; argument: PATH.ckpt (load a trained "
-        "model) or KEY=VALUE joined by '+' (lookback=72, horizon=1, epochs, patience, seed, d_model, heads, "
-        "layers, dropout, flow=spline|spline-ar|maf, flow_layers, min_scale, calendar, quantiles, batch, lr, crps, "
-        "noise, calibrate, mix); "
+        "model) or KEY=VALUE joined by '+' (lookback=72, horizon=1, target=a/b, epochs, patience, seed, members, "
+        "d_model, heads, layers, dropout, flow=spline|spline-ar|maf, flow_layers, min_scale, calendar, quantiles, "
+        "batch, lr, crps, noise, calibrate, mix); "
         "a bare integer is the lookback",
     ),
     "harmony-flat": (
