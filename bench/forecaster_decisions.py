@@ -6,7 +6,8 @@ harmony policy deciding on each forecaster variant through the one control step:
 the HARMONY model trained for the decision (the demand path over the cold start, `harmony`), HARMONY
 fine-tuned in the loop (`--fine-tune` seconds between fine-tunes), and HARMONY trained on a 7-day telemetry
 window (`harmony+7d`: historySeconds of 7 days, where the operator's default of 1,440 intervals is one day at
-1-minute rows). Each variant runs at the default knob (the
+1-minute rows), and a deep ensemble of three HARMONY networks (`harmony+3`: `harmony:members=3`, each sample
+path drawn from one member). Each variant runs at the default knob (the
 SLA) and over the policy's sweep; the table gives the default run's GPU-hours and breach rate with
 block-bootstrap 95% intervals, the cheapest swept setting within the SLA ("at the SLA"), and the paired
 GPU-hour difference against `ar:30` at the default knob.
@@ -38,7 +39,7 @@ from harmony.backtest.suite import AGGREGATES, load_trace, per_client_traces, re
 #: (label, forecaster spec, seconds between fine-tunes (None: --fine-tune), telemetry window in seconds (None:
 #: the operator's default historySeconds, which is also what HARMONY trains on))
 VARIANTS = (("ar:30", "ar:30", 0.0, None), ("harmony", "harmony", 0.0, None), ("harmony+tune", "harmony", None, None),
-            ("harmony+7d", "harmony", 0.0, 7 * 86400.0))
+            ("harmony+7d", "harmony", 0.0, 7 * 86400.0), ("harmony+3", "harmony:members=3", 0.0, None))
 
 
 def run_trace(trace, variants, sla: float, fine_tune_s: float, replicates: int = 1000) -> list[dict]:
