@@ -118,12 +118,12 @@ def test_registry_specs_set_options_and_ablations():
 
 
 def test_harmony_help_names_every_spec_option():
+    from harmony.forecasting.predictor_names import HARMONY_OPTIONS
     from harmony.forecasting.predictors import PREDICTORS
-    from harmony.forecasting.predictors.harmony import SPEC_OPTIONS
 
     options = PREDICTORS["harmony"][1].partition("KEY=VALUE")[2]
     named = {word.split("=")[0] for word in options.replace("(", ",").replace(")", ",").replace(";", ",").split(",")}
-    assert set(SPEC_OPTIONS) - {w.strip() for w in named} == set()
+    assert set(HARMONY_OPTIONS) - {w.strip() for w in named} == set()
 
 
 def test_bad_config_is_reported_as_input_error():

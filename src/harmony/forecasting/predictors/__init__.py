@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from harmony.errors import HarmonyInputError
-from harmony.forecasting.predictor_names import PREDICTOR_NAMES
+from harmony.forecasting.predictor_names import PREDICTOR_NAMES, harmony_options_help
 from harmony.forecasting.predictors.autoregressive import AutoRegressive
 from harmony.forecasting.predictors.base import Context, Predictor
 from harmony.forecasting.predictors.naive import LastValue, RecentWindow, SeasonalNaive
@@ -55,9 +55,7 @@ PREDICTORS: dict[str, tuple[Callable[[str, str | None], Predictor], str]] = {
     "harmony": (
         lambda spec, arg: _harmony(spec, arg),
         "HARMONY: hierarchical attention + spline flow, trained in fit; argument: PATH.ckpt (load a trained "
-        "model) or KEY=VALUE joined by '+' (lookback=72, horizon=1, target=a/b, epochs, patience, seed, members, "
-        "d_model, heads, layers, dropout, flow=spline|spline-ar|maf, flow_layers, min_scale, calendar, quantiles, "
-        "batch, lr, crps, noise, calibrate, mix); "
+        f"model) or KEY=VALUE joined by '+' ({harmony_options_help()}); "
         "a bare integer is the lookback",
     ),
     "harmony-flat": (

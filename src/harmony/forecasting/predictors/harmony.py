@@ -46,7 +46,7 @@ from harmony.errors import HarmonyInputError
 from harmony.forecasting.forecast import Forecast
 from harmony.forecasting.models.network import HarmonyConfig, HarmonyNetwork
 from harmony.forecasting.models.tokens import calendar_features
-from harmony.forecasting.predictor_names import CHECKPOINT_SUFFIXES
+from harmony.forecasting.predictor_names import CHECKPOINT_SUFFIXES, HARMONY_OPTIONS
 from harmony.forecasting.predictors.base import Context, InputSchema, Predictor
 from harmony.forecasting.scaling import MinMaxScaler
 from harmony.forecasting.training import TrainingReport, TrainingSettings, train_network, training_windows
@@ -388,37 +388,6 @@ def _input_scaler(state: dict) -> MinMaxScaler | None:
     return None
 
 
-def _flag(text: str) -> bool:
-    return text.lower() in ("1", "true", "yes")
-
-
-#: spec option -> (target, cast): "config" options go to HarmonyConfig, "settings" to TrainingSettings
-SPEC_OPTIONS: dict[str, tuple[str, str, type]] = {
-    "lookback": ("predictor", "lookback", int),
-    "horizon": ("predictor", "horizon", int),
-    "target": ("predictor", "targets", lambda text: tuple(text.split("/"))),  # target=a/b: several
-    "d_model": ("config", "d_model", int),
-    "heads": ("config", "n_heads", int),
-    "layers": ("config", "layers_per_level", int),
-    "dropout": ("config", "dropout", float),
-    "flow": ("config", "flow", str),
-    "flow_layers": ("config", "flow_layers", int),
-    "min_scale": ("config", "min_scale", float),
-    "calendar": ("config", "calendar", _flag),
-    "quantiles": ("config", "window_quantiles", int),
-    "epochs": ("settings", "max_epochs", int),
-    "patience": ("settings", "patience", int),
-    "batch": ("settings", "batch_size", int),
-    "lr": ("settings", "learning_rate", float),
-    "crps": ("settings", "crps_weight", float),
-    "noise": ("settings", "target_noise", float),
-    "seed": ("settings", "seed", int),
-    "members": ("predictor", "members", int),
-    "calibrate": ("settings", "calibrate", _flag),
-    "mix": ("settings", "window_mix", _flag),
-}
-
-
 def harmony_from_spec(spec: str, arg: str | None, name: str = "harmony", **fixed) -> HarmonyPredictor:
     """`harmony`, `harmony:PATH.ckpt` (load) or `harmony:KEY=VALUE+KEY=VALUE...` (a bare integer is the
     lookback); `fixed` are HarmonyConfig fields an ablation pins (hierarchy=False, flow="none")."""
@@ -435,11 +404,11 @@ def harmony_from_spec(spec: str, arg: str | None, name: str = "harmony", **fixed
         key, sep, value = item.partition("=")
         if not sep:
             key, value = "lookback", item
-        if key not in SPEC_OPTIONS:
+        if key not in HARMONY_OPTIONS:
             raise HarmonyInputError(
-                f"model {spec!r} (--models): unknown option {key!r}; known: {', '.join(SPEC_OPTIONS)}"
+                f"model {spec!r} (--models): unknown option {key!r}; known: {', '.join(HARMONY_OPTIONS)}"
             )
-        target, field, cast = SPEC_OPTIONS[key]
+        target, field, cast = HARMONY_OPTIONS[key]
         try:
             typed = cast(value)
         except ValueError:
