@@ -17,6 +17,7 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 import forecast_peers as fp  # noqa: E402
+from peers.deepar import long_frame, output_levels  # noqa: E402
 from peers.sampling import column_series, quantile_samples, two_piece_samples, two_piece_scales  # noqa: E402
 
 from harmony.errors import HarmonyInputError  # noqa: E402
@@ -125,13 +126,24 @@ def test_two_piece_normal_reproduces_normal_intervals():
                                [mean + stats.norm.ppf(0.95) * sigma])
 
 
+def test_deepar_long_frame_and_output_levels_round_trip():
+    values = np.arange(2 * 3 * 2, dtype=float).reshape(2, 3, 2)  # [time, columns, indicators]
+    df = long_frame(values)
+    for row in df.itertuples():
+        assert values[row.ds, row.unique_id // 2, row.unique_id % 2] == row.y
+    columns = ["unique_id", "ds", "DeepAR", "DeepAR-lo-90.0", "DeepAR-median", "DeepAR-hi-96.0", "DeepAR-lo-50.0"]
+    assert output_levels(columns, "DeepAR") == [(0.05, "DeepAR-lo-90.0"), (0.25, "DeepAR-lo-50.0"),
+                                                (0.5, "DeepAR-median"), (0.98, "DeepAR-hi-96.0")]
+
+
 def test_a_context_that_is_not_origins_by_series_is_refused():
     np.testing.assert_array_equal(column_series(6, 2, "ets"), [0, 1, 0, 1, 0, 1])
     with pytest.raises(HarmonyInputError, match="not origins x series"):
         column_series(5, 2, "ets")
 
 
-@pytest.mark.parametrize("spec", ["ets", "theta", "lgbm:lags=6+horizon=3+rounds=5"])
+@pytest.mark.parametrize("spec", ["ets", "theta", "lgbm:lags=6+horizon=3+rounds=5",
+                                  "deepar:context=12+horizon=3+steps=5"])
 def test_peer_contract(spec, frame):
     name = spec.partition(":")[0]
     pytest.importorskip(fp.LIBRARIES[name])
