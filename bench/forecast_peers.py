@@ -12,7 +12,7 @@ same way):
   choice), the request rate only (a client's inter-arrival CV is NaN wherever it sends nothing).
 Models: `ar`, `seasonal` (one day; one hour on the 16-hour gentd26 slice), `last`, the peers of
 `bench/peers` (statsforecast AutoETS and AutoTheta, LightGBM quantile regression on as many lags as AR
-has, neuralforecast's DeepAR) and, with `--harmony` (every run, or the runs named), the HARMONY model trained as
+has, GluonTS DeepAR) and, with `--harmony` (every run, or the runs named), the HARMONY model trained as
 `bench/harmony_fisher.py` trains it. HARMONY is off by default: trained afresh per Fisher container, per
 ServeGen model and on the 16 days of alibaba-lora, it does not fit the bench's 30 minutes on a shared 2-core
 machine (one Fisher container had not finished training after 8.5 minutes at nice 10 under a load of 7);
@@ -378,12 +378,10 @@ def markdown_section(results: dict[str, list[dict]], titles: dict[str, str], by_
              "regression (9 levels, 0.02-0.98) of the change from the last value, on as many lags as AR has "
              "plus every indicator's last value, one direct model per horizon step, pooled over series, samples "
              "by interpolating the quantile function. The peers' paths are comonotone over the horizon (one "
-             "rank per path). `deepar` is DeepAR (an LSTM emitting a Student-t per step, fed its own samples) "
-             "from neuralforecast, one global model over series and indicators, the run's lookback in and its "
-             "horizon out, at most 500 optimiser steps early-stopped on the validation rows, its quantiles at "
-             "the same 9 levels interpolated as `lgbm`'s (GluonTS, the authors' library, conflicts with the "
-             "project's pins: 0.17.0 needs pandas < 3, 0.16.x numpy < 2.2). `harmony` is trained per run as "
-             "`bench/harmony_fisher.py` trains it.", "",
+             "rank per path), except `deepar`'s: GluonTS DeepAR (an LSTM emitting a Student-t per step, fed "
+             "its own samples), one global model over series and indicators, lags 1-7 and no calendar features "
+             "inside the run's lookback, at most 30 epochs early-stopped on the validation rows, draws its own "
+             "paths. `harmony` is trained per run as `bench/harmony_fisher.py` trains it.", "",
              "Ratios are to AR of the same run (`ar:36` on Fisher, `ar:30` elsewhere); `[a, b]`: 90% bootstrap "
              "interval over series of the ratio of means (runs with 3 or more series). Fit and predict seconds "
              "are summed over a run's series; per-step 90% coverage is `cov90`, that of the horizon's maximum "

@@ -17,7 +17,7 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 import forecast_peers as fp  # noqa: E402
-from peers.deepar import long_frame, output_levels  # noqa: E402
+from peers.deepar import series_entries  # noqa: E402
 from peers.sampling import column_series, quantile_samples, two_piece_samples, two_piece_scales  # noqa: E402
 
 from harmony.errors import HarmonyInputError  # noqa: E402
@@ -126,14 +126,12 @@ def test_two_piece_normal_reproduces_normal_intervals():
                                [mean + stats.norm.ppf(0.95) * sigma])
 
 
-def test_deepar_long_frame_and_output_levels_round_trip():
-    values = np.arange(2 * 3 * 2, dtype=float).reshape(2, 3, 2)  # [time, columns, indicators]
-    df = long_frame(values)
-    for row in df.itertuples():
-        assert values[row.ds, row.unique_id // 2, row.unique_id % 2] == row.y
-    columns = ["unique_id", "ds", "DeepAR", "DeepAR-lo-90.0", "DeepAR-median", "DeepAR-hi-96.0", "DeepAR-lo-50.0"]
-    assert output_levels(columns, "DeepAR") == [(0.05, "DeepAR-lo-90.0"), (0.25, "DeepAR-lo-50.0"),
-                                                (0.5, "DeepAR-median"), (0.98, "DeepAR-hi-96.0")]
+def test_deepar_entries_are_one_series_per_column_and_indicator():
+    values = np.arange(4 * 3 * 2, dtype=float).reshape(4, 3, 2)  # [time, columns, indicators]
+    entries = series_entries(values)
+    assert len(entries) == 6
+    for k, entry in enumerate(entries):  # column-major: entry c * indicators + i
+        np.testing.assert_array_equal(entry["target"], values[:, k // 2, k % 2])
 
 
 def test_a_context_that_is_not_origins_by_series_is_refused():
@@ -143,7 +141,7 @@ def test_a_context_that_is_not_origins_by_series_is_refused():
 
 
 @pytest.mark.parametrize("spec", ["ets", "theta", "lgbm:lags=6+horizon=3+rounds=5",
-                                  "deepar:context=12+horizon=3+steps=5"])
+                                  "deepar:context=12+lags=3+horizon=3+epochs=1"])
 def test_peer_contract(spec, frame):
     name = spec.partition(":")[0]
     pytest.importorskip(fp.LIBRARIES[name])
@@ -155,9 +153,10 @@ def test_peer_contract(spec, frame):
     assert forecast.samples.shape == (16, 3, 4, len(frame.indicator_names))
     assert np.isfinite(forecast.samples).all()
     np.testing.assert_array_equal(forecast.samples, model.predict(ctx, 3, n_samples=16, seed=1).samples)
-    first, last = forecast.samples[:, 0], forecast.samples[:, 2]
-    order = (first[:, None] - first[None]) * (last[:, None] - last[None])
-    assert (order >= 0).all()  # comonotone paths: no two samples swap order between steps
+    if name != "deepar":  # DeepAR draws its own paths
+        first, last = forecast.samples[:, 0], forecast.samples[:, 2]
+        order = (first[:, None] - first[None]) * (last[:, None] - last[None])
+        assert (order >= 0).all()  # comonotone paths: no two samples swap order between steps
 
 
 def test_validation_rows_end_before_the_test_rows_and_harmony_variants_are_all_run():

@@ -1,16 +1,14 @@
 """Peer forecasters from established libraries, behind harmony's Predictor interface, for the bench only.
 
 They live here and not in `harmony.forecasting.predictors` on purpose: statsforecast, LightGBM and
-neuralforecast are the `bench` extra (`pip install -e '.[bench]'`), never runtime dependencies of the
+GluonTS are the `bench` extra (`pip install -e '.[bench]'`), never runtime dependencies of the
 operator or the CLI. Each factory imports its library on use, so this table loads without the extra and a
 missing library fails only the peer that needs it. Specs read as harmony's do, `name` or
 `name:KEY=VALUE+...`; `forecast_peers.py` puts these factories beside harmony's own for the length of one
 run, so the protocols build them by spec.
 
-DeepAR comes from neuralforecast, not GluonTS: every GluonTS release that installs beside this project's
-pins conflicts with them (0.17.0 needs pandas < 3, 0.16.x numpy < 2.2; the venv holds pandas 3.1 and numpy
-2.4), and pinning the project's pandas or numpy down for a benchmark is not on the table; neuralforecast
-3.3 installs beside them unchanged.
+GluonTS 0.17.0 declares pandas < 3, and installing the extra takes pandas down to 2.3 (statsforecast 2.0.1
+already did); the project allows pandas >= 2.2, and the peer runs on pandas 3.1 as well.
 """
 
 from __future__ import annotations
@@ -57,9 +55,10 @@ def _lgbm(spec: str, arg: str | None) -> Predictor:
 
 
 def _deepar(spec: str, arg: str | None) -> Predictor:
-    from peers.deepar import DeepARPeer
+    from peers.deepar import GluonDeepAR
 
-    return DeepARPeer(**options(spec, arg, {"context": int, "horizon": int, "steps": int, "seed": int}))
+    return GluonDeepAR(**options(spec, arg, {"context": int, "lags": int, "horizon": int, "epochs": int,
+                                             "seed": int}))
 
 
 #: name -> (factory(spec, argument), help), shaped as `harmony.forecasting.predictors.PREDICTORS`
@@ -68,12 +67,12 @@ PEERS: dict[str, tuple[Callable[[str, str | None], Predictor], str]] = {
     "theta": (_theta, "statsforecast AutoTheta per series and indicator; option: season (steps, default 1)"),
     "lgbm": (_lgbm, "LightGBM quantile regression on lags, one direct model per step and quantile; options: "
                     "lags (36), horizon (1: the longest horizon it forecasts), rounds (100), seed (0)"),
-    "deepar": (_deepar, "neuralforecast DeepAR (LSTM, Student-t), one global model over series and indicators; "
-                        "options: context (72 steps), horizon (1: the longest it forecasts), steps (500: most "
-                        "optimiser steps, early-stopped on the validation rows), seed (0)"),
+    "deepar": (_deepar, "GluonTS DeepAR (LSTM, Student-t, its own sample paths), one global model over series "
+                        "and indicators; options: context (72 steps read), lags (7), horizon (1: the longest it "
+                        "forecasts), epochs (30, early-stopped on the validation rows), seed (0)"),
 }
 
 #: the library each peer needs, for a clear skip when the bench extra is missing
-LIBRARIES = {"ets": "statsforecast", "theta": "statsforecast", "lgbm": "lightgbm", "deepar": "neuralforecast"}
+LIBRARIES = {"ets": "statsforecast", "theta": "statsforecast", "lgbm": "lightgbm", "deepar": "gluonts"}
 
 __all__ = ["LIBRARIES", "PEERS", "options"]

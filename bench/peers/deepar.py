@@ -1,25 +1,29 @@
-"""DeepAR (Salinas et al., "DeepAR: probabilistic forecasting with autoregressive recurrent networks", 2020)
-as a harmony Predictor, from Nixtla's neuralforecast (built on PyTorch Lightning, as harmony's trainer is).
+"""GluonTS DeepAR (Salinas et al., "DeepAR: probabilistic forecasting with autoregressive recurrent networks",
+2020; the authors' library, its PyTorch model) as a harmony Predictor.
 
-GluonTS, the authors' own library, conflicts with the project's pins (`peers/__init__.py`); neuralforecast's
-DeepAR is the same model: an LSTM over the context that, fed its own samples back, emits a Student-t per
-step, trained by maximum likelihood on windows drawn from every series, each window scaled by its own
-mean and standard deviation (`scaler_type="standard"`).
+DeepAR is an LSTM over the context that emits a Student-t per step and, at prediction, feeds its own samples
+back: its samples are joint paths of its own, not the comonotone paths the other peers are given. Inputs:
+each window scaled by its mean absolute value (the paper's scaling), the lagged values LAGS (1 to `lags`
+steps) and no calendar features: a protocol's context carries no timestamps, and the library's default
+lags for minute data (up to a week back) reach far beyond the 72- to 120-step contexts the protocols give,
+where the library would pad them with zeros. So the LSTM unrolls over `context - lags` steps and the first
+of them reads `lags` steps further back, all inside the context. The frequency handed to the library only
+dates the series (lags and calendar features are set here, not derived from it).
 
-Fit: one global model over every (training series, indicator) pair, each a univariate series of the
-library's long frame (gaps carried forward, as a context's are), `context` steps in, `horizon` steps out;
-the validation rows, appended after the training rows, stop training early on their loss (checked every
-VAL_CHECK_STEPS, patience PATIENCE checks), at most `steps` optimiser steps. `horizon` is fixed at fit
-time, as the library's model is built for it; a forecast asks for at most that many.
-Predict: each context column and indicator is one series of the library's `predict(df=...)`: its last
-`context` rows in, the library's quantiles at QUANTILES out (it takes them from its own sampled
-trajectories). Samples: the quantile function through them (`sampling.quantile_samples`) along comonotone
-paths (`sampling.path_ranks`), as the other peers' are; the point forecast is the library's mean.
+Fit: one global model over every (training series, indicator) pair, each a univariate series (gaps carried
+forward, as a context's are); `horizon` steps out, fixed at fit time. The validation rows, each series'
+last `context` training rows before them as their context, give the library's validation loss: training
+stops after PATIENCE epochs without a better one, at most `epochs` epochs of the library's 50 batches of 32
+windows, and the best epoch's weights are kept (the library's own checkpoint, in a temporary directory).
+Predict: each context column and indicator is one series, its last `context` rows in; `n_samples` paths
+out, drawn after seeding torch with `seed`, so a seed repeats a forecast exactly. The point forecast is the
+sample mean.
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 import warnings
 
 import numpy as np
@@ -29,90 +33,79 @@ from harmony.errors import HarmonyInputError
 from harmony.forecasting.forecast import Forecast
 from harmony.forecasting.predictors import Context, Predictor
 from harmony.telemetry.frame import TelemetryFrame
-from peers.sampling import path_ranks, quantile_samples
 
-QUANTILES = np.array([0.02, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.98])
-#: the library's defaults, except a smaller network and batch: the bench shares 2 CPU cores
-NETWORK = {"lstm_n_layers": 2, "lstm_hidden_size": 64, "batch_size": 32, "windows_batch_size": 256,
-           "trajectory_samples": 100, "learning_rate": 1e-3}
-VAL_CHECK_STEPS = 50
-PATIENCE = 4
-#: Lightning's per-fit chatter (seed, accelerator, summaries) is not the bench's output
-QUIET = ("lightning", "lightning.pytorch", "lightning_fabric", "pytorch_lightning", "neuralforecast")
+#: the library's defaults otherwise (2 layers of 40 units, dropout 0.1, learning rate 1e-3, Student-t)
+PATIENCE = 5
+#: dates the series only (see the module's text)
+FREQ = "min"
+START = pd.Period("2000-01-01 00:00", freq=FREQ)
+#: Lightning's per-fit chatter (accelerator, checkpoints, tips) is not the bench's output
+QUIET = ("lightning", "lightning.pytorch", "lightning_fabric", "pytorch_lightning", "gluonts")
 
 
 def _quiet() -> None:
     for name in QUIET:
         logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", module=r"(lightning|pytorch_lightning|lightning_fabric|neuralforecast).*")
+    warnings.filterwarnings("ignore", module=r"(lightning|pytorch_lightning|lightning_fabric|gluonts).*")
 
 
-def long_frame(values: np.ndarray) -> pd.DataFrame:
-    """neuralforecast's long frame (unique_id, ds, y) of values [time, columns, indicators]: one series per
-    column and indicator, id column * indicators + indicator, ds the step index."""
+def series_entries(values: np.ndarray) -> list[dict]:
+    """The library's dataset entries of values [time, columns, indicators]: one univariate series per column
+    and indicator, column-major (entry c * indicators + i is column c, indicator i)."""
     steps, n_columns, n_ind = values.shape
-    ids = np.arange(n_columns * n_ind)
-    return pd.DataFrame({"unique_id": np.repeat(ids, steps), "ds": np.tile(np.arange(steps), len(ids)),
-                         "y": values.reshape(steps, -1).T.reshape(-1)})
+    flat = values.reshape(steps, n_columns * n_ind).T
+    return [{"start": START, "target": np.array(row, dtype=np.float32)} for row in flat]
 
 
-def output_levels(columns: list[str], alias: str) -> list[tuple[float, str]]:
-    """(quantile level, column) of the library's output: `alias-median`, `alias-lo-L` and `alias-hi-L` (L a
-    central interval in percent), in increasing level."""
-    out = []
-    for column in columns:
-        rest = column[len(alias) + 1:] if column.startswith(alias + "-") else None
-        if rest == "median":
-            out.append((0.5, column))
-        elif rest and rest[:3] in ("lo-", "hi-"):
-            half = float(rest[3:]) / 200
-            out.append((round(0.5 - half if rest[:2] == "lo" else 0.5 + half, 6), column))
-    return sorted(out)
-
-
-class DeepARPeer(Predictor):
-    def __init__(self, context: int = 72, horizon: int = 1, steps: int = 500, seed: int = 0) -> None:
-        if context < 2 or horizon < 1 or steps < 1:
-            raise HarmonyInputError(f"deepar: context must be >= 2, horizon and steps >= 1, got {context}, "
-                                    f"{horizon}, {steps}")
-        self.context, self.horizon, self.steps, self.seed = context, horizon, steps, seed
+class GluonDeepAR(Predictor):
+    def __init__(self, context: int = 72, lags: int = 7, horizon: int = 1, epochs: int = 30, seed: int = 0) -> None:
+        if lags < 1 or context <= lags or horizon < 1 or epochs < 1:
+            raise HarmonyInputError(f"deepar: context must exceed lags >= 1, horizon and epochs be >= 1; got "
+                                    f"context {context}, lags {lags}, horizon {horizon}, epochs {epochs}")
+        self.context, self.lags, self.horizon, self.epochs, self.seed = context, lags, horizon, epochs, seed
         self.name = "deepar"
-        self._nf = None
+        self._predictor = None
         self._n_ind: int | None = None
 
     @property
     def min_context_steps(self) -> int:
         return self.context
 
-    def fit(self, train: TelemetryFrame, validation: TelemetryFrame | None = None) -> DeepARPeer:
-        from neuralforecast import NeuralForecast
-        from neuralforecast.losses.pytorch import DistributionLoss
-        from neuralforecast.models import DeepAR
+    def fit(self, train: TelemetryFrame, validation: TelemetryFrame | None = None) -> GluonDeepAR:
+        import lightning.pytorch as pl
+        from gluonts.dataset.common import ListDataset
+        from gluonts.torch.model.deepar import DeepAREstimator
 
         _quiet()
         self.remember(train)
         names = tuple(train.indicator_names)
-        values = train.values
-        val_size = 0
-        if validation is not None and len(validation) >= self.horizon:
-            values = np.concatenate([values, validation.values], axis=0)
-            val_size = len(validation)
-        if len(values) - val_size < self.context + self.horizon:
-            raise HarmonyInputError(f"deepar needs more than context + horizon = {self.context + self.horizon} "
+        if len(train) < self.context + self.horizon:
+            raise HarmonyInputError(f"deepar needs at least context + horizon = {self.context + self.horizon} "
                                     "training rows")
-        filled = Context(values, indicators=names).filled()
-        early = {"early_stop_patience_steps": PATIENCE, "val_check_steps": VAL_CHECK_STEPS} if val_size else {}
-        model = DeepAR(h=self.horizon, input_size=self.context, max_steps=self.steps, random_seed=self.seed,
-                       loss=DistributionLoss("StudentT", quantiles=list(QUANTILES)), scaler_type="standard",
-                       accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                       enable_checkpointing=False, enable_model_summary=False, **NETWORK, **early)
-        self._nf = NeuralForecast(models=[model], freq=1)
-        self._nf.fit(long_frame(filled), val_size=val_size)
-        self._n_ind = values.shape[2]
+        train_values = Context(train.values, indicators=names).filled()
+        val_data = None
+        if validation is not None and len(validation) >= self.horizon:
+            joined = np.concatenate([train.values[-self.context:], validation.values], axis=0)
+            val_data = ListDataset(series_entries(Context(joined, indicators=names).filled()), freq=FREQ)
+        pl.seed_everything(self.seed, verbose=False)
+        with tempfile.TemporaryDirectory(prefix="deepar-") as root:
+            callbacks = [pl.callbacks.EarlyStopping(monitor="val_loss", patience=PATIENCE)] if val_data else []
+            estimator = DeepAREstimator(
+                freq=FREQ, prediction_length=self.horizon, context_length=self.context - self.lags,
+                lags_seq=list(range(1, self.lags + 1)), time_features=[],
+                trainer_kwargs={"max_epochs": self.epochs, "accelerator": "cpu", "devices": 1, "logger": False,
+                                "enable_progress_bar": False, "enable_model_summary": False,
+                                "default_root_dir": root, "callbacks": callbacks})
+            self._predictor = estimator.train(ListDataset(series_entries(train_values), freq=FREQ),
+                                              validation_data=val_data)
+        self._n_ind = train.values.shape[2]
         return self
 
     def predict(self, context: Context, horizon: int, n_samples: int = 100, seed: int | None = None) -> Forecast:
-        if self._nf is None:
+        import torch
+        from gluonts.dataset.common import ListDataset
+
+        if self._predictor is None:
             raise RuntimeError(f"{self.name} is not fitted")
         if horizon > self.horizon:
             raise HarmonyInputError(f"deepar was fitted for {self.horizon} steps (deepar:horizon=N); asked for "
@@ -121,15 +114,8 @@ class DeepARPeer(Predictor):
         window = Context(ctx[-self.context:], indicators=context.indicators).filled()
         n_columns, n_ind = ctx.shape[1:]
         _quiet()
-        out = self._nf.predict(df=long_frame(window)).sort_values(["unique_id", "ds"])
-        levels = output_levels(list(out.columns), "DeepAR")
-        if len(levels) != len(QUANTILES) or len(out) != n_columns * n_ind * self.horizon:
-            raise RuntimeError(f"deepar: the library returned {len(out)} rows and levels {levels}")
-
-        def grid(column: str) -> np.ndarray:  # [horizon, columns, indicators] of one output column
-            return out[column].to_numpy(dtype=np.float64).reshape(n_columns, n_ind, self.horizon)\
-                .transpose(2, 0, 1)[:horizon]
-
-        quantiles = np.stack([grid(column) for _, column in levels])
-        ranks = path_ranks(n_samples, (n_columns, n_ind), np.random.default_rng(seed))
-        return Forecast(quantile_samples(np.array([q for q, _ in levels]), quantiles, ranks), grid("DeepAR"))
+        torch.manual_seed(self.seed if seed is None else seed)
+        forecasts = self._predictor.predict(ListDataset(series_entries(window), freq=FREQ), num_samples=n_samples)
+        paths = np.stack([f.samples[:n_samples, :horizon] for f in forecasts])  # [columns * indicators, n, h]
+        samples = paths.reshape(n_columns, n_ind, n_samples, horizon).transpose(2, 3, 0, 1).astype(np.float64)
+        return Forecast(samples, samples.mean(axis=0))
