@@ -380,7 +380,7 @@ def markdown_section(results: dict[str, list[dict]], titles: dict[str, str], by_
              "by interpolating the quantile function. The peers' paths are comonotone over the horizon (one "
              "rank per path), except `deepar`'s: GluonTS DeepAR (an LSTM emitting a Student-t per step, fed "
              "its own samples), one global model over series and indicators, lags 1-7 and no calendar features "
-             "inside the run's lookback, at most 30 epochs early-stopped on the validation rows, draws its own "
+             "inside the run's lookback, at most 100 epochs early-stopped on the validation rows, draws its own "
              "paths. `harmony` is trained per run as `bench/harmony_fisher.py` trains it.", "",
              "Ratios are to AR of the same run (`ar:36` on Fisher, `ar:30` elsewhere); `[a, b]`: 90% bootstrap "
              "interval over series of the ratio of means (runs with 3 or more series). Fit and predict seconds "

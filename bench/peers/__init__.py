@@ -58,7 +58,7 @@ def _deepar(spec: str, arg: str | None) -> Predictor:
     from peers.deepar import GluonDeepAR
 
     return GluonDeepAR(**options(spec, arg, {"context": int, "lags": int, "horizon": int, "epochs": int,
-                                             "seed": int}))
+                                             "patience": int, "seed": int}))
 
 
 #: name -> (factory(spec, argument), help), shaped as `harmony.forecasting.predictors.PREDICTORS`
@@ -69,7 +69,8 @@ PEERS: dict[str, tuple[Callable[[str, str | None], Predictor], str]] = {
                     "lags (36), horizon (1: the longest horizon it forecasts), rounds (100), seed (0)"),
     "deepar": (_deepar, "GluonTS DeepAR (LSTM, Student-t, its own sample paths), one global model over series "
                         "and indicators; options: context (72 steps read), lags (7), horizon (1: the longest it "
-                        "forecasts), epochs (30, early-stopped on the validation rows), seed (0)"),
+                        "forecasts), epochs (100), patience (20 epochs without a better validation loss), "
+                        "seed (0)"),
 }
 
 #: the library each peer needs, for a clear skip when the bench extra is missing
