@@ -3,8 +3,8 @@
 
 DeepAR is an LSTM over the context that emits a Student-t per step and, at prediction, feeds its own samples
 back: its samples are joint paths of its own, not the comonotone paths the other peers are given. Inputs:
-each window scaled by its mean absolute value (the paper's scaling), the lagged values LAGS (1 to `lags`
-steps) and no calendar features: a protocol's context carries no timestamps, and the library's default
+each window scaled by its mean absolute value (the paper's scaling), the values 1 to `lags` steps back
+and no calendar features: a protocol's context carries no timestamps, and the library's default
 lags for minute data (up to a week back) reach far beyond the 72- to 120-step contexts the protocols give,
 where the library would pad them with zeros. So the LSTM unrolls over `context - lags` steps and the first
 of them reads `lags` steps further back, all inside the context. The frequency handed to the library only
