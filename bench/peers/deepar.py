@@ -36,6 +36,7 @@ import pandas as pd
 from harmony.errors import HarmonyInputError
 from harmony.forecasting.forecast import Forecast
 from harmony.forecasting.predictors import Context, Predictor
+from harmony.forecasting.predictors.base import history
 from harmony.telemetry.frame import TelemetryFrame
 
 #: the library's defaults otherwise (2 layers of 40 units, dropout 0.1, learning rate 1e-3, Student-t)
@@ -72,7 +73,6 @@ class GluonDeepAR(Predictor):
         self.patience = patience
         self.name = "deepar"
         self._predictor = None
-        self._n_ind: int | None = None
 
     @property
     def min_context_steps(self) -> int:
@@ -87,14 +87,14 @@ class GluonDeepAR(Predictor):
 
         _quiet()  # after the imports: lightning sets its loggers' levels when imported
         self.remember(train)
-        names = tuple(train.indicator_names)
+        names = self.schema.indicators
         if len(train) < self.context + self.horizon:
             raise HarmonyInputError(f"deepar needs at least context + horizon = {self.context + self.horizon} "
                                     "training rows")
         train_values = Context(train.values, indicators=names).filled()
         val_data = None
-        if validation is not None and len(validation) >= self.horizon:
-            joined = np.concatenate([train.values[-self.context:], validation.values], axis=0)
+        joined, val_start = history(train, validation, keep_train=self.context)
+        if val_start and len(joined) - val_start >= self.horizon:  # validation rows after their context
             val_data = ListDataset(series_entries(Context(joined, indicators=names).filled()), freq=FREQ)
         pl.seed_everything(self.seed, verbose=False)
         with tempfile.TemporaryDirectory(prefix="deepar-") as root:
@@ -107,7 +107,6 @@ class GluonDeepAR(Predictor):
                                 "default_root_dir": root, "callbacks": callbacks})
             self._predictor = estimator.train(ListDataset(series_entries(train_values), freq=FREQ),
                                               validation_data=val_data)
-        self._n_ind = train.values.shape[2]
         return self
 
     def predict(self, context: Context, horizon: int, n_samples: int = 100, seed: int | None = None) -> Forecast:
@@ -119,10 +118,9 @@ class GluonDeepAR(Predictor):
         if horizon > self.horizon:
             raise HarmonyInputError(f"deepar was fitted for {self.horizon} steps (deepar:horizon=N); asked for "
                                     f"{horizon}")
-        ctx = self._check_context(context, self._n_ind)
+        ctx = self._check_context(context, len(self.schema.indicators))
         window = Context(ctx[-self.context:], indicators=context.indicators).filled()
         n_columns, n_ind = ctx.shape[1:]
-        _quiet()
         torch.manual_seed(self.seed if seed is None else seed)
         forecasts = self._predictor.predict(ListDataset(series_entries(window), freq=FREQ), num_samples=n_samples)
         paths = np.stack([f.samples[:n_samples, :horizon] for f in forecasts])  # [columns * indicators, n, h]
